@@ -1,0 +1,100 @@
+//! Node configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::format::{valid_chunk_size, DEFAULT_CHUNK_SIZE, TAG_LEN};
+
+/// Everything a node needs to start. Build it with [`Config::new`] and set
+/// the public fields; [`Config::validate`] runs at start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where blobs, the secret, the node id and the lock live.
+    pub data_dir: PathBuf,
+    /// Address to listen on for peers (`"127.0.0.1:0"` picks a free port);
+    /// `None` runs the node without networking, as an embedded store.
+    pub listen: Option<String>,
+    /// Addresses of nodes to join through.
+    pub bootstrap: Vec<String>,
+    /// Copies of each blob to place on other nodes (besides the local one).
+    pub replicas: usize,
+    /// Put fails if any blob reaches fewer peer copies than this.
+    pub min_replicas: usize,
+    /// Chunk size for new files: a power of two from 64 KiB to 16 MiB.
+    pub chunk_size: u32,
+    /// Most bytes of blobs this node stores; `None` for no limit but the disk.
+    pub capacity: Option<u64>,
+    /// fsync every blob and file written (on by default; off trades
+    /// durability across power loss for speed).
+    pub fsync: bool,
+    /// Convergence secret for this run instead of `<data_dir>/secret`.
+    pub secret: Option<[u8; 32]>,
+    /// Keep blobs fetched from peers in the local store.
+    pub keep_fetched: bool,
+    /// Bound on chunk bytes held in flight by one put or get.
+    pub max_inflight_bytes: usize,
+    /// Chunks processed in parallel by one put or get (0: twice the cores).
+    pub parallelism: usize,
+    /// How often gossip runs.
+    pub gossip_interval: Duration,
+    /// How long one request to a peer may take.
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for a node stored in `data_dir`, without networking.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            listen: None,
+            bootstrap: Vec::new(),
+            replicas: 3,
+            min_replicas: 0,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            capacity: None,
+            fsync: true,
+            secret: None,
+            keep_fetched: true,
+            max_inflight_bytes: 64 * 1024 * 1024,
+            parallelism: 0,
+            gossip_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Checks every value, with a message naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if !valid_chunk_size(self.chunk_size) {
+            return Err(Error::InvalidArgument(format!(
+                "chunk_size {} must be a power of two from 65536 (64 KiB) to 16777216 (16 MiB)",
+                self.chunk_size
+            )));
+        }
+        if self.min_replicas > self.replicas {
+            return Err(Error::InvalidArgument(format!(
+                "min_replicas ({}) cannot exceed replicas ({})",
+                self.min_replicas, self.replicas
+            )));
+        }
+        if self.max_inflight_bytes < self.chunk_size as usize + TAG_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "max_inflight_bytes ({}) must hold at least one chunk ({} bytes)",
+                self.max_inflight_bytes,
+                self.chunk_size as usize + TAG_LEN
+            )));
+        }
+        if self.gossip_interval.is_zero() || self.request_timeout.is_zero() {
+            return Err(Error::InvalidArgument("gossip_interval and request_timeout must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// How many chunks of `chunk_size` one pipeline keeps in flight.
+    pub(crate) fn window(&self, chunk_size: u32) -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let wanted = if self.parallelism == 0 { 2 * cores } else { self.parallelism };
+        let fits = self.max_inflight_bytes / (chunk_size as usize + TAG_LEN);
+        wanted.min(fits).max(1)
+    }
+}

@@ -1,0 +1,18 @@
+//! CAS: a peer-to-peer, content-addressed, encrypted file store.
+//!
+//! `cas-core` is the engine: the content format ([`format`], [`Key`]), the
+//! blob store ([`store`]) and the [`Node`] with its streaming put and get.
+//! It knows nothing of C or Python; `cas-ffi` and `cas-py` translate.
+
+pub mod blocking;
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod key;
+pub mod node;
+pub mod store;
+
+pub use config::Config;
+pub use error::{Error, ErrorKind, Result};
+pub use key::Key;
+pub use node::{FileReader, Node, NodeId, PeerInfo, PeerState, Progress, PutReport, StatInfo, Stats};

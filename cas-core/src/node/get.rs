@@ -1,0 +1,152 @@
+//! The get pipeline: fetch the manifest, then fetch, verify and decrypt
+//! chunks concurrently within a bounded window.
+
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+
+use super::{blocking, Node, NodeId, Progress};
+use crate::error::{Error, Result};
+use crate::format::{open_chunk, BlobId, Manifest};
+use crate::key::Key;
+use crate::store::destination_error;
+
+/// What `stat` reports about a key.
+#[derive(Debug, Clone)]
+pub struct StatInfo {
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Chunk size of the file.
+    pub chunk_size: u32,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// The manifest's blob id.
+    pub manifest_id: BlobId,
+    /// Every blob of the file (manifest first, then the distinct chunks) and
+    /// the alive nodes known to hold it.
+    pub holders: Vec<(BlobId, Vec<NodeId>)>,
+}
+
+impl Node {
+    /// Fetches chunk `i` of a manifest and returns its verified plaintext.
+    pub(crate) async fn fetch_chunk(&self, manifest: &Manifest, i: u32) -> Result<Vec<u8>> {
+        let id = manifest.chunk_ids[i as usize];
+        let key = manifest.chunk_keys[i as usize];
+        let len = manifest.header.chunk_len(i);
+        let blob = self.fetch_blob(id).await?;
+        blocking(move || open_chunk(&key, blob.into_bytes(), len).map_err(|why| Error::integrity_blob(&id, why))).await
+    }
+
+    /// Writes the file of `key` to `dest` (replacing it). The bytes go to a
+    /// temporary file beside `dest`, renamed at the end: a failed get leaves
+    /// nothing at `dest`.
+    pub async fn get_file(&self, key: &Key, dest: impl AsRef<Path>, progress: Option<Progress>) -> Result<u64> {
+        let dest = dest.as_ref().to_path_buf();
+        let manifest = Arc::new(self.load_manifest(key).await?);
+        let total = manifest.header.file_size;
+        let d = dest.clone();
+        let tmp = blocking(move || {
+            if d.is_dir() {
+                return Err(Error::Destination { path: d, source: std::io::Error::other("is a directory") });
+            }
+            let parent = match d.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => ".".into(),
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(".cas-get-")
+                .tempfile_in(&parent)
+                .map_err(|e| Error::Destination { path: d.clone(), source: e })?;
+            tmp.as_file().set_len(total).map_err(|e| destination_error(&d, e))?;
+            Ok(tmp)
+        })
+        .await?;
+        let file = Arc::new(tmp);
+        let window = self.inner.config.window(manifest.header.chunk_size);
+        let mut inflight = FuturesUnordered::new();
+        let mut next = 0u32;
+        let mut done = 0u64;
+        loop {
+            while next < manifest.header.count && inflight.len() < window {
+                let (node, manifest, file, dest, i) =
+                    (self.clone(), manifest.clone(), file.clone(), dest.clone(), next);
+                inflight.push(async move {
+                    let plain = node.fetch_chunk(&manifest, i).await?;
+                    let offset = i as u64 * manifest.header.chunk_size as u64;
+                    blocking(move || {
+                        file.as_file().write_all_at(&plain, offset).map_err(|e| destination_error(&dest, e))?;
+                        Ok::<_, Error>(plain.len() as u64)
+                    })
+                    .await
+                });
+                next += 1;
+            }
+            let Some(result) = inflight.next().await else { break };
+            done += result?;
+            if let Some(p) = &progress {
+                p(done, total);
+            }
+        }
+        drop(inflight);
+        let tmp = Arc::into_inner(file).expect("all chunk writers finished");
+        let fsync = self.inner.config.fsync;
+        blocking(move || {
+            if fsync {
+                tmp.as_file().sync_all().map_err(|e| destination_error(&dest, e))?;
+            }
+            tmp.persist(&dest).map_err(|e| destination_error(&dest, e.error))?;
+            Ok::<_, Error>(())
+        })
+        .await?;
+        if total == 0 {
+            if let Some(p) = &progress {
+                p(0, 0);
+            }
+        }
+        Ok(total)
+    }
+
+    /// Returns the whole file of `key` in memory.
+    pub async fn get_bytes(&self, key: &Key) -> Result<Vec<u8>> {
+        let manifest = Arc::new(self.load_manifest(key).await?);
+        let window = self.inner.config.window(manifest.header.chunk_size);
+        let mut out = Vec::with_capacity(manifest.header.file_size as usize);
+        let mut inflight = FuturesOrdered::new();
+        let mut next = 0u32;
+        loop {
+            while next < manifest.header.count && inflight.len() < window {
+                let (node, manifest, i) = (self.clone(), manifest.clone(), next);
+                inflight.push_back(async move { node.fetch_chunk(&manifest, i).await });
+                next += 1;
+            }
+            let Some(result) = inflight.next().await else { break };
+            out.extend_from_slice(&result?);
+        }
+        Ok(out)
+    }
+
+    /// Size, chunks and the holders of each blob of `key`.
+    pub async fn stat(&self, key: &Key) -> Result<StatInfo> {
+        let manifest = self.load_manifest(key).await?;
+        let mut ids = vec![key.manifest_id];
+        let mut seen = std::collections::HashSet::new();
+        ids.extend(manifest.chunk_ids.iter().copied().filter(|id| seen.insert(*id)));
+        let holders = self.locate_blobs(ids).await;
+        Ok(StatInfo {
+            size: manifest.header.file_size,
+            chunk_size: manifest.header.chunk_size,
+            chunks: manifest.header.count as u64,
+            manifest_id: key.manifest_id,
+            holders,
+        })
+    }
+
+    /// Which nodes hold each blob (locally only, without networking).
+    async fn locate_blobs(&self, ids: Vec<BlobId>) -> Vec<(BlobId, Vec<NodeId>)> {
+        let store = self.inner.store.clone();
+        let me = self.inner.id;
+        blocking(move || ids.into_iter().map(|id| (id, if store.has(&id) { vec![me] } else { vec![] })).collect()).await
+    }
+}

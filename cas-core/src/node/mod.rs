@@ -1,0 +1,212 @@
+//! The node: a data directory, its blob store and (with networking) its
+//! peers. Put and get pipelines live in `put.rs` and `get.rs`.
+
+mod get;
+mod put;
+mod reader;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use get::StatInfo;
+pub use put::PutReport;
+pub use reader::FileReader;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::format::{BlobId, Manifest};
+use crate::key::Key;
+use crate::store::{BlobStore, DataDir, VerifiedBlob};
+
+/// How a peer looks from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerState {
+    /// Heartbeats advance: used for placement.
+    Alive,
+    /// Heartbeats stopped recently: not chosen for new replicas, still asked on get.
+    Suspect,
+    /// Silent for long: out of placement; forgotten later.
+    Dead,
+}
+
+impl PeerState {
+    /// `"alive"`, `"suspect"` or `"dead"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PeerState::Alive => "alive",
+            PeerState::Suspect => "suspect",
+            PeerState::Dead => "dead",
+        }
+    }
+}
+
+/// One entry of the peer table.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The peer's persistent id.
+    pub id: NodeId,
+    /// Its advertised listen address.
+    pub address: SocketAddr,
+    /// Alive, suspect or dead.
+    pub state: PeerState,
+    /// Time since its heartbeat last advanced.
+    pub last_seen: Duration,
+}
+
+/// Counters of a node since it started (the store figures are current).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Payload bytes sent to peers.
+    pub bytes_sent: u64,
+    /// Payload bytes received from peers.
+    pub bytes_received: u64,
+    /// Blobs in the local store.
+    pub blobs_stored: u64,
+    /// Bytes in the local store.
+    pub bytes_stored: u64,
+    /// Requests from peers answered.
+    pub requests_served: u64,
+    /// Blobs (local or from peers) that failed verification.
+    pub verification_failures: u64,
+    /// Peers currently alive.
+    pub peers_alive: u64,
+}
+
+/// A progress callback: `(bytes done, bytes total)`; total is 0 when unknown.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
+/// A node's persistent random identity.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct NodeId(pub [u8; 32]);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", &hex::encode(self.0)[..12])
+    }
+}
+
+/// A running node. Cheap to clone: clones share the node, and every method
+/// may be called from many tasks or threads at once.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+struct NodeInner {
+    config: Config,
+    dir: DataDir,
+    store: BlobStore,
+    id: NodeId,
+    closed: AtomicBool,
+}
+
+impl Node {
+    /// Opens the data directory (taking its lock) and starts the node.
+    pub async fn start(config: Config) -> Result<Node> {
+        config.validate()?;
+        let cfg = config.clone();
+        let (dir, store) = blocking(move || {
+            let dir = DataDir::open(&cfg.data_dir, cfg.secret)?;
+            let store = BlobStore::open(dir.path(), cfg.fsync, cfg.capacity)?;
+            Ok::<_, Error>((dir, store))
+        })
+        .await?;
+        let id = NodeId(dir.node_id);
+        tracing::info!(node = %id, data_dir = %config.data_dir.display(), "node started");
+        Ok(Node { inner: Arc::new(NodeInner { config, dir, store, id, closed: AtomicBool::new(false) }) })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.inner.dir.path()
+    }
+
+    /// The address peers reach this node at; `None` without networking.
+    pub fn address(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    /// The peer table: every peer known, with its state.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        Vec::new()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> Stats {
+        let store = &self.inner.store;
+        Stats {
+            blobs_stored: store.blob_count(),
+            bytes_stored: store.used_bytes(),
+            verification_failures: store.quarantined(),
+            ..Stats::default()
+        }
+    }
+
+    /// The local blob store.
+    pub fn store(&self) -> &BlobStore {
+        &self.inner.store
+    }
+
+    /// Stops the node and releases its data directory. Later calls fail
+    /// with [`Error::Closed`]; calling it twice is harmless.
+    pub async fn shutdown(&self) {
+        if !self.inner.closed.swap(true, Ordering::SeqCst) {
+            self.inner.dir.release();
+            tracing::info!(node = %self.inner.id, "node stopped");
+        }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Gets a verified blob: from the local store first.
+    pub(crate) async fn fetch_blob(&self, id: BlobId) -> Result<VerifiedBlob> {
+        let store = self.inner.store.clone();
+        let local = blocking(move || store.get(&id)).await?;
+        local.ok_or_else(|| Error::NotFound { what: format!("blob {id}") })
+    }
+
+    /// Fetches and opens the manifest of `key`.
+    pub(crate) async fn load_manifest(&self, key: &Key) -> Result<Manifest> {
+        self.check_open()?;
+        let blob = self.fetch_blob(key.manifest_id).await.map_err(|e| match e {
+            Error::NotFound { .. } => Error::NotFound { what: format!("key {key}") },
+            e => e,
+        })?;
+        let km = key.manifest_key;
+        let manifest = blocking(move || Manifest::open(blob.bytes(), &km)).await?;
+        Ok(manifest)
+    }
+}
+
+/// Runs blocking work on the blocking pool, propagating a panic as a panic.
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

@@ -1,0 +1,220 @@
+//! The put pipeline: read chunks, seal them in parallel on the blocking
+//! pool, store them, then seal and store the manifest.
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{blocking, Node, Progress};
+use crate::error::{Error, Result};
+use crate::format::{chunk_count, seal_chunk, BlobId, Manifest, MAX_CHUNKS, TAG_LEN};
+use crate::key::Key;
+use crate::store::VerifiedBlob;
+
+/// What a put did.
+#[derive(Debug, Clone)]
+pub struct PutReport {
+    /// The file's key.
+    pub key: Key,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Blobs (chunks and manifest) newly written to the local store; 0 when
+    /// the same content was stored before.
+    pub new_blobs: u64,
+    /// The fewest copies on other nodes reached by any blob of the file.
+    pub replicas: usize,
+}
+
+/// Where the plaintext of one chunk comes from.
+enum ChunkInput {
+    /// Already read (from a stream or a buffer).
+    Bytes(Vec<u8>),
+    /// To be read by the worker with a positional read, so reads run in parallel too.
+    File { file: Arc<std::fs::File>, path: Arc<PathBuf>, offset: u64, len: usize },
+}
+
+impl ChunkInput {
+    fn into_plaintext(self) -> Result<Vec<u8>> {
+        match self {
+            ChunkInput::Bytes(b) => Ok(b),
+            ChunkInput::File { file, path, offset, len } => {
+                let mut buf = Vec::with_capacity(len + TAG_LEN);
+                buf.resize(len, 0);
+                file.read_exact_at(&mut buf, offset).map_err(|e| {
+                    let source = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        std::io::Error::other("the file shrank while it was being stored")
+                    } else {
+                        e
+                    };
+                    Error::Input { path: path.to_path_buf(), source }
+                })?;
+                Ok(buf)
+            }
+        }
+    }
+}
+
+/// Source of chunk inputs, in order.
+enum PutSource<'a> {
+    File { file: Arc<std::fs::File>, path: Arc<PathBuf>, size: u64, next: u64 },
+    Reader(&'a mut (dyn AsyncRead + Unpin + Send)),
+}
+
+impl PutSource<'_> {
+    async fn next(&mut self, chunk_size: usize) -> Result<Option<ChunkInput>> {
+        match self {
+            PutSource::File { file, path, size, next } => {
+                if *next >= *size {
+                    return Ok(None);
+                }
+                let len = (*size - *next).min(chunk_size as u64) as usize;
+                let input = ChunkInput::File { file: file.clone(), path: path.clone(), offset: *next, len };
+                *next += len as u64;
+                Ok(Some(input))
+            }
+            PutSource::Reader(reader) => {
+                let mut buf = Vec::with_capacity(chunk_size + TAG_LEN);
+                while buf.len() < chunk_size {
+                    let want = (chunk_size - buf.len()) as u64;
+                    let n = (&mut **reader)
+                        .take(want)
+                        .read_to_end(&mut buf)
+                        .await
+                        .map_err(|e| Error::Input { path: PathBuf::from("<stream>"), source: e })?;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                Ok((!buf.is_empty()).then_some(ChunkInput::Bytes(buf)))
+            }
+        }
+    }
+}
+
+impl Node {
+    /// Stores the file at `path`.
+    pub async fn put_file(&self, path: impl AsRef<Path>, progress: Option<Progress>) -> Result<PutReport> {
+        self.check_open()?;
+        let path = path.as_ref().to_path_buf();
+        let p = path.clone();
+        let (file, size) = blocking(move || {
+            let file = std::fs::File::open(&p)?;
+            let meta = file.metadata()?;
+            if meta.is_dir() {
+                return Err(std::io::Error::other("is a directory"));
+            }
+            Ok((file, meta.len()))
+        })
+        .await
+        .map_err(|source| Error::Input { path: path.clone(), source })?;
+        let source = PutSource::File { file: Arc::new(file), path: Arc::new(path), size, next: 0 };
+        self.put_source(source, size, progress).await
+    }
+
+    /// Stores a buffer.
+    pub async fn put_bytes(&self, data: &[u8]) -> Result<PutReport> {
+        let mut reader = data;
+        self.put_reader(&mut reader, data.len() as u64, None).await
+    }
+
+    /// Stores everything `reader` yields. `size_hint` is only reported to
+    /// `progress` as the total (0 if unknown).
+    pub async fn put_reader(
+        &self,
+        reader: &mut (dyn AsyncRead + Unpin + Send),
+        size_hint: u64,
+        progress: Option<Progress>,
+    ) -> Result<PutReport> {
+        self.check_open()?;
+        self.put_source(PutSource::Reader(reader), size_hint, progress).await
+    }
+
+    async fn put_source(&self, mut source: PutSource<'_>, total: u64, progress: Option<Progress>) -> Result<PutReport> {
+        let chunk_size = self.inner.config.chunk_size;
+        let window = self.inner.config.window(chunk_size);
+        let secret = self.inner.dir.secret;
+        let mut chunks: Vec<(BlobId, [u8; 32])> = Vec::new();
+        let mut inflight = FuturesOrdered::new();
+        let (mut done, mut new_blobs, mut min_replicas) = (0u64, 0u64, usize::MAX);
+        let mut exhausted = false;
+        loop {
+            while !exhausted && inflight.len() < window {
+                match source.next(chunk_size as usize).await? {
+                    None => exhausted = true,
+                    Some(input) => {
+                        if chunks.len() as u64 + inflight.len() as u64 >= MAX_CHUNKS {
+                            return Err(Error::InvalidArgument(format!(
+                                "the input has more than {MAX_CHUNKS} chunks of {chunk_size} bytes; use a larger chunk size"
+                            )));
+                        }
+                        let node = self.clone();
+                        inflight.push_back(async move {
+                            let sealed = blocking(move || {
+                                let plaintext = input.into_plaintext()?;
+                                let len = plaintext.len() as u64;
+                                let sealed = seal_chunk(&secret, plaintext);
+                                Ok::<_, Error>((VerifiedBlob::computed(sealed.id, sealed.blob), sealed.key, len))
+                            })
+                            .await?;
+                            let (blob, key, len) = sealed;
+                            let stored = node.store_blob(blob).await?;
+                            Ok::<_, Error>((stored, key, len))
+                        });
+                    }
+                }
+            }
+            let Some(result) = inflight.next().await else { break };
+            let (stored, key, len) = result?;
+            chunks.push((stored.id, key));
+            new_blobs += stored.new as u64;
+            min_replicas = min_replicas.min(stored.replicas);
+            done += len;
+            if let Some(p) = &progress {
+                p(done, total.max(done));
+            }
+        }
+        let count = chunks.len() as u64;
+        debug_assert_eq!(count, chunk_count(done, chunk_size));
+        let (blob, key) = blocking(move || {
+            let manifest = Manifest::new(chunk_size, done, chunks)?;
+            let (blob, key) = manifest.seal(&secret);
+            Ok::<_, Error>((VerifiedBlob::computed(key.manifest_id, blob), key))
+        })
+        .await?;
+        let stored = self.store_blob(blob).await?;
+        new_blobs += stored.new as u64;
+        min_replicas = min_replicas.min(stored.replicas);
+        if let Some(p) = &progress {
+            p(done, done);
+        }
+        Ok(PutReport { key, size: done, chunks: count, new_blobs, replicas: min_replicas })
+    }
+
+    /// Stores a blob locally (and, with peers, on other nodes).
+    async fn store_blob(&self, blob: VerifiedBlob) -> Result<StoredBlob> {
+        let store = self.inner.store.clone();
+        let id = blob.id();
+        let new = blocking(move || store.put(&blob)).await?;
+        let replicas = 0;
+        if replicas < self.inner.config.min_replicas {
+            return Err(Error::Replication {
+                what: format!("blob {id}"),
+                reached: replicas,
+                required: self.inner.config.min_replicas,
+            });
+        }
+        Ok(StoredBlob { id, new, replicas })
+    }
+}
+
+/// The outcome of storing one blob.
+struct StoredBlob {
+    id: BlobId,
+    new: bool,
+    replicas: usize,
+}

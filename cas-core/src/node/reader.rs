@@ -1,0 +1,93 @@
+//! A seekable reader over a stored file that fetches only the chunks it needs.
+
+use std::io::SeekFrom;
+use std::sync::Arc;
+
+use super::Node;
+use crate::error::{Error, Result};
+use crate::format::Manifest;
+use crate::key::Key;
+
+/// Reads a file by key, one chunk at a time, from any position.
+pub struct FileReader {
+    node: Node,
+    manifest: Arc<Manifest>,
+    pos: u64,
+    /// The last chunk fetched: its index and plaintext.
+    current: Option<(u32, Vec<u8>)>,
+    chunks_fetched: u64,
+}
+
+impl Node {
+    /// Opens the file of `key` for reading (fetches only its manifest now).
+    pub async fn open(&self, key: &Key) -> Result<FileReader> {
+        let manifest = Arc::new(self.load_manifest(key).await?);
+        Ok(FileReader { node: self.clone(), manifest, pos: 0, current: None, chunks_fetched: 0 })
+    }
+}
+
+impl FileReader {
+    /// The file's size.
+    pub fn size(&self) -> u64 {
+        self.manifest.header.file_size
+    }
+
+    /// The current position.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// How many chunks this reader has fetched so far.
+    pub fn chunks_fetched(&self) -> u64 {
+        self.chunks_fetched
+    }
+
+    /// Moves the position; past the end is allowed (reads there return 0).
+    pub fn seek(&mut self, pos: SeekFrom) -> Result<u64> {
+        let new = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.size().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = new.ok_or_else(|| Error::InvalidArgument("seek to a negative or overflowing position".into()))?;
+        Ok(self.pos)
+    }
+
+    /// Reads up to `buf.len()` bytes at the current position (fewer only at a
+    /// chunk boundary or the end); 0 at the end of the file.
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        if self.pos >= self.size() || buf.is_empty() {
+            return Ok(0);
+        }
+        let chunk_size = self.manifest.header.chunk_size as u64;
+        let index = (self.pos / chunk_size) as u32;
+        if self.current.as_ref().is_none_or(|(i, _)| *i != index) {
+            let plain = self.node.fetch_chunk(&self.manifest, index).await?;
+            self.chunks_fetched += 1;
+            self.current = Some((index, plain));
+        }
+        let (_, plain) = self.current.as_ref().expect("chunk just loaded");
+        let start = (self.pos - index as u64 * chunk_size) as usize;
+        let n = buf.len().min(plain.len() - start);
+        buf[..n].copy_from_slice(&plain[start..start + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    /// Reads exactly the bytes `[offset, offset + len)`, clipped to the end of the file.
+    pub async fn read_range(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.pos = offset;
+        let end = offset.saturating_add(len as u64).min(self.size());
+        let mut out = vec![0u8; end.saturating_sub(offset) as usize];
+        let mut filled = 0;
+        while filled < out.len() {
+            let n = self.read(&mut out[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        out.truncate(filled);
+        Ok(out)
+    }
+}

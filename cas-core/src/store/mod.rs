@@ -1,0 +1,289 @@
+//! The blob store of one data directory: immutable, verified blobs as files.
+//!
+//! Layout: `blobs/<first two hex chars>/<64 hex chars>`; writes go to a file in
+//! `tmp/`, are fsynced (if configured) and renamed, so a blob is either absent
+//! or whole. Blobs that fail verification on read move to `quarantine/`.
+
+mod data_dir;
+
+use std::fs::{self, File};
+use std::io::{ErrorKind as IoKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+pub use data_dir::DataDir;
+
+use crate::error::{is_disk_full, Error, Result};
+use crate::format::{BlobId, MAX_BLOB_LEN};
+
+/// Bytes whose SHA-256 is known to equal `id`: the only thing the store accepts.
+pub struct VerifiedBlob {
+    id: BlobId,
+    bytes: Vec<u8>,
+}
+
+impl VerifiedBlob {
+    /// Hashes `bytes` to get their id.
+    pub fn new(bytes: Vec<u8>) -> VerifiedBlob {
+        VerifiedBlob { id: BlobId::of(&bytes), bytes }
+    }
+
+    /// Checks that `bytes` hash to `id`.
+    pub fn check(id: BlobId, bytes: Vec<u8>) -> Result<VerifiedBlob> {
+        if bytes.len() > MAX_BLOB_LEN {
+            return Err(Error::integrity_blob(&id, "larger than any valid blob"));
+        }
+        if BlobId::of(&bytes) != id {
+            return Err(Error::integrity_blob(&id, "content does not hash to its id"));
+        }
+        Ok(VerifiedBlob { id, bytes })
+    }
+
+    /// For ids computed by the caller from these very bytes (the sealing step).
+    pub(crate) fn computed(id: BlobId, bytes: Vec<u8>) -> VerifiedBlob {
+        debug_assert_eq!(BlobId::of(&bytes), id);
+        VerifiedBlob { id, bytes }
+    }
+
+    pub fn id(&self) -> BlobId {
+        self.id
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// Counters the store keeps.
+#[derive(Debug, Default)]
+struct Counters {
+    used_bytes: AtomicU64,
+    blob_count: AtomicU64,
+    quarantined: AtomicU64,
+}
+
+/// A directory of blobs. Cheap to clone; all methods are blocking (call them
+/// from `spawn_blocking`) and safe to use from many threads.
+#[derive(Clone)]
+pub struct BlobStore {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    blobs: PathBuf,
+    tmp: PathBuf,
+    quarantine: PathBuf,
+    fsync: bool,
+    capacity: Option<u64>,
+    counters: Counters,
+}
+
+impl BlobStore {
+    /// Opens (creating if needed) the store under `root`; removes temporary
+    /// files left by a crash and counts the bytes stored.
+    pub fn open(root: &Path, fsync: bool, capacity: Option<u64>) -> Result<BlobStore> {
+        let blobs = root.join("blobs");
+        let tmp = root.join("tmp");
+        let quarantine = root.join("quarantine");
+        for dir in [&blobs, &tmp, &quarantine] {
+            fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        // Leftovers of a write interrupted by a crash: never visible as blobs.
+        for entry in fs::read_dir(&tmp).map_err(|e| Error::io("listing tmp", e))? {
+            let _ = fs::remove_file(entry.map_err(|e| Error::io("listing tmp", e))?.path());
+        }
+        let store = BlobStore {
+            inner: Arc::new(StoreInner { blobs, tmp, quarantine, fsync, capacity, counters: Counters::default() }),
+        };
+        let (mut bytes, mut count) = (0, 0);
+        store.for_each_blob(|_, len| {
+            bytes += len;
+            count += 1;
+        })?;
+        store.inner.counters.used_bytes.store(bytes, Ordering::Relaxed);
+        store.inner.counters.blob_count.store(count, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    fn path(&self, id: &BlobId) -> PathBuf {
+        let hex = id.to_hex();
+        self.inner.blobs.join(&hex[..2]).join(hex)
+    }
+
+    /// Whether the blob is stored.
+    pub fn has(&self, id: &BlobId) -> bool {
+        self.path(id).exists()
+    }
+
+    /// Stores a blob. Returns `false` (and writes nothing) if it was present.
+    pub fn put(&self, blob: &VerifiedBlob) -> Result<bool> {
+        let path = self.path(&blob.id);
+        if path.exists() {
+            return Ok(false);
+        }
+        let len = blob.bytes.len() as u64;
+        let counters = &self.inner.counters;
+        // Reserve the space first, so concurrent writers cannot overshoot.
+        let before = counters.used_bytes.fetch_add(len, Ordering::Relaxed);
+        if let Some(cap) = self.inner.capacity {
+            if before + len > cap {
+                counters.used_bytes.fetch_sub(len, Ordering::Relaxed);
+                return Err(Error::StorageFull {
+                    what: format!("node capacity of {cap} bytes reached ({before} used, blob of {len} bytes refused)"),
+                });
+            }
+        }
+        match self.write_new(&path, &blob.bytes) {
+            Ok(true) => {
+                counters.blob_count.fetch_add(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Ok(false) => {
+                counters.used_bytes.fetch_sub(len, Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(e) => {
+                counters.used_bytes.fetch_sub(len, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
+        let ctx = |e: std::io::Error| Error::io(format!("writing blob {}", path.display()), e);
+        let mut tmp = tempfile::Builder::new().prefix("blob").tempfile_in(&self.inner.tmp).map_err(ctx)?;
+        tmp.write_all(bytes).map_err(ctx)?;
+        if self.inner.fsync {
+            tmp.as_file().sync_data().map_err(ctx)?;
+        }
+        let dir = path.parent().expect("blob path has a parent");
+        if let Err(e) = fs::create_dir(dir) {
+            if e.kind() != IoKind::AlreadyExists {
+                return Err(ctx(e));
+            }
+        }
+        // Rename never replaces: a concurrent writer of the same id wins, we are a no-op.
+        match tmp.persist_noclobber(path) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == IoKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(ctx(e.error)),
+        }
+        if self.inner.fsync {
+            File::open(dir).and_then(|d| d.sync_all()).map_err(ctx)?;
+        }
+        Ok(true)
+    }
+
+    /// Reads and verifies a blob. `Ok(None)` if absent; a blob that fails
+    /// verification is moved to quarantine and reported as an integrity error.
+    pub fn get(&self, id: &BlobId) -> Result<Option<VerifiedBlob>> {
+        let path = self.path(id);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading blob {}", path.display()), e)),
+        };
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0) as usize;
+        let mut bytes = Vec::with_capacity(len.min(MAX_BLOB_LEN) + 1);
+        // Read at most one byte more than the largest blob: an oversized file fails below.
+        (&mut file)
+            .take(MAX_BLOB_LEN as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::io(format!("reading blob {}", path.display()), e))?;
+        match VerifiedBlob::check(*id, bytes) {
+            Ok(blob) => Ok(Some(blob)),
+            Err(err) => {
+                self.quarantine(id);
+                Err(err)
+            }
+        }
+    }
+
+    /// Moves a bad blob out of the way so that a good replica can replace it.
+    pub fn quarantine(&self, id: &BlobId) {
+        let path = self.path(id);
+        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if fs::rename(&path, self.inner.quarantine.join(id.to_hex())).is_ok() {
+            let c = &self.inner.counters;
+            c.used_bytes.fetch_sub(len, Ordering::Relaxed);
+            c.blob_count.fetch_sub(1, Ordering::Relaxed);
+            c.quarantined.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(blob = %id, "blob failed verification and was quarantined");
+        }
+    }
+
+    /// Deletes a blob (used by repair when a node holds a surplus copy).
+    pub fn remove(&self, id: &BlobId) -> Result<bool> {
+        let path = self.path(id);
+        let len = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(_) => return Ok(false),
+        };
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                self.inner.counters.used_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.inner.counters.blob_count.fetch_sub(1, Ordering::Relaxed);
+                Ok(true)
+            }
+            Err(e) if e.kind() == IoKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(format!("removing blob {}", path.display()), e)),
+        }
+    }
+
+    /// Calls `f(id, len)` for every stored blob.
+    pub fn for_each_blob(&self, mut f: impl FnMut(BlobId, u64)) -> Result<()> {
+        let ctx = |e| Error::io("listing blobs", e);
+        for fan in fs::read_dir(&self.inner.blobs).map_err(ctx)? {
+            let fan = fan.map_err(ctx)?;
+            if !fan.file_type().map_err(ctx)?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(fan.path()).map_err(ctx)? {
+                let entry = entry.map_err(ctx)?;
+                if let Some(id) = entry.file_name().to_str().and_then(BlobId::from_hex) {
+                    f(id, entry.metadata().map_err(ctx)?.len());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes stored.
+    pub fn used_bytes(&self) -> u64 {
+        self.inner.counters.used_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Number of blobs stored.
+    pub fn blob_count(&self) -> u64 {
+        self.inner.counters.blob_count.load(Ordering::Relaxed)
+    }
+
+    /// Blobs quarantined since start.
+    pub fn quarantined(&self) -> u64 {
+        self.inner.counters.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// The capacity limit, if any.
+    pub fn capacity(&self) -> Option<u64> {
+        self.inner.capacity
+    }
+
+    /// Whether a blob of `len` bytes would fit under the capacity limit now.
+    pub fn has_room_for(&self, len: u64) -> bool {
+        self.inner.capacity.is_none_or(|cap| self.used_bytes() + len <= cap)
+    }
+}
+
+/// Maps a write error at the destination to the right public error.
+pub(crate) fn destination_error(path: &Path, e: std::io::Error) -> Error {
+    if is_disk_full(&e) {
+        Error::StorageFull { what: format!("no space left writing {}", path.display()) }
+    } else {
+        Error::Destination { path: path.to_path_buf(), source: e }
+    }
+}
