@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> cas_core::Result<()> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    cas_core::logging::init();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

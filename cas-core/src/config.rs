@@ -40,6 +40,23 @@ pub struct Config {
     pub gossip_interval: Duration,
     /// How long one request to a peer may take.
     pub request_timeout: Duration,
+    /// A peer silent (heartbeat not advancing) this long is suspect.
+    pub suspect_after: Duration,
+    /// ... this long is dead: out of placement.
+    pub dead_after: Duration,
+    /// ... this long is forgotten.
+    pub forget_after: Duration,
+    /// Fault injection for tests; all off by default.
+    #[doc(hidden)]
+    pub faults: Faults,
+}
+
+/// Deliberate misbehaviour, for tests of the other nodes' defences.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Flip a bit of every blob served to peers.
+    pub corrupt_served_blobs: bool,
 }
 
 impl Config {
@@ -59,7 +76,11 @@ impl Config {
             max_inflight_bytes: 64 * 1024 * 1024,
             parallelism: 0,
             gossip_interval: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            suspect_after: Duration::from_secs(5),
+            dead_after: Duration::from_secs(10),
+            forget_after: Duration::from_secs(120),
+            faults: Faults::default(),
         }
     }
 
@@ -86,6 +107,9 @@ impl Config {
         }
         if self.gossip_interval.is_zero() || self.request_timeout.is_zero() {
             return Err(Error::InvalidArgument("gossip_interval and request_timeout must be positive".into()));
+        }
+        if !(self.suspect_after <= self.dead_after && self.dead_after <= self.forget_after) {
+            return Err(Error::InvalidArgument("expected suspect_after <= dead_after <= forget_after".into()));
         }
         Ok(())
     }

@@ -9,6 +9,8 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod key;
+pub mod logging;
+pub mod net;
 pub mod node;
 pub mod store;
 

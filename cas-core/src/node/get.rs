@@ -143,10 +143,25 @@ impl Node {
         })
     }
 
-    /// Which nodes hold each blob (locally only, without networking).
+    /// Which nodes (this one and alive peers) hold each blob.
     async fn locate_blobs(&self, ids: Vec<BlobId>) -> Vec<(BlobId, Vec<NodeId>)> {
+        let mut remote = match self.network() {
+            Some(net) => net.locate(&ids).await,
+            None => Default::default(),
+        };
         let store = self.inner.store.clone();
         let me = self.inner.id;
-        blocking(move || ids.into_iter().map(|id| (id, if store.has(&id) { vec![me] } else { vec![] })).collect()).await
+        let local: Vec<bool> = {
+            let ids = ids.clone();
+            blocking(move || ids.iter().map(|id| store.has(id)).collect()).await
+        };
+        ids.into_iter()
+            .zip(local)
+            .map(|(id, here)| {
+                let mut holders = if here { vec![me] } else { vec![] };
+                holders.extend(remote.remove(&id).unwrap_or_default());
+                (id, holders)
+            })
+            .collect()
     }
 }

@@ -20,7 +20,10 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::{BlobId, Manifest};
 use crate::key::Key;
+use crate::net::transport::{TcpTransport, Transport};
+use crate::net::Network;
 use crate::store::{BlobStore, DataDir, VerifiedBlob};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// How a peer looks from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,11 +111,21 @@ struct NodeInner {
     store: BlobStore,
     id: NodeId,
     closed: AtomicBool,
+    net: Option<Arc<Network>>,
+    /// Stops every background task when the node is shut down or dropped.
+    cancel: CancellationToken,
+    _stop_on_drop: DropGuard,
 }
 
 impl Node {
-    /// Opens the data directory (taking its lock) and starts the node.
+    /// Opens the data directory (taking its lock) and starts the node; with
+    /// `config.listen` set, it also listens on TCP and joins its bootstrap nodes.
     pub async fn start(config: Config) -> Result<Node> {
+        Node::start_with_transport(config, Arc::new(TcpTransport)).await
+    }
+
+    /// Like [`Node::start`], over another transport.
+    pub async fn start_with_transport(config: Config, transport: Arc<dyn Transport>) -> Result<Node> {
         config.validate()?;
         let cfg = config.clone();
         let (dir, store) = blocking(move || {
@@ -122,8 +135,25 @@ impl Node {
         })
         .await?;
         let id = NodeId(dir.node_id);
+        let cancel = CancellationToken::new();
+        let net = match &config.listen {
+            Some(listen) => {
+                Some(Network::start(&config, listen, id, store.clone(), transport, cancel.child_token()).await?)
+            }
+            None => None,
+        };
         tracing::info!(node = %id, data_dir = %config.data_dir.display(), "node started");
-        Ok(Node { inner: Arc::new(NodeInner { config, dir, store, id, closed: AtomicBool::new(false) }) })
+        let inner = NodeInner {
+            config,
+            dir,
+            store,
+            id,
+            closed: AtomicBool::new(false),
+            net,
+            _stop_on_drop: cancel.clone().drop_guard(),
+            cancel,
+        };
+        Ok(Node { inner: Arc::new(inner) })
     }
 
     /// This node's id.
@@ -143,23 +173,32 @@ impl Node {
 
     /// The address peers reach this node at; `None` without networking.
     pub fn address(&self) -> Option<SocketAddr> {
-        None
+        self.inner.net.as_ref().map(|n| n.advertised())
     }
 
-    /// The peer table: every peer known, with its state.
+    /// The peer table: every peer known and not yet forgotten, with its state.
     pub fn peers(&self) -> Vec<PeerInfo> {
-        Vec::new()
+        self.inner.net.as_ref().map_or_else(Vec::new, |n| n.peers())
     }
 
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         let store = &self.inner.store;
-        Stats {
+        let mut stats = Stats {
             blobs_stored: store.blob_count(),
             bytes_stored: store.used_bytes(),
             verification_failures: store.quarantined(),
             ..Stats::default()
+        };
+        if let Some(net) = &self.inner.net {
+            let c = &net.stats;
+            stats.bytes_sent = c.bytes_sent.load(Ordering::Relaxed);
+            stats.bytes_received = c.bytes_received.load(Ordering::Relaxed);
+            stats.requests_served = c.requests_served.load(Ordering::Relaxed);
+            stats.verification_failures += c.verification_failures.load(Ordering::Relaxed);
+            stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
+        stats
     }
 
     /// The local blob store.
@@ -171,6 +210,7 @@ impl Node {
     /// with [`Error::Closed`]; calling it twice is harmless.
     pub async fn shutdown(&self) {
         if !self.inner.closed.swap(true, Ordering::SeqCst) {
+            self.inner.cancel.cancel();
             self.inner.dir.release();
             tracing::info!(node = %self.inner.id, "node stopped");
         }
@@ -183,18 +223,41 @@ impl Node {
         Ok(())
     }
 
-    /// Gets a verified blob: from the local store first.
+    /// Gets a verified blob: from the local store first, then from peers
+    /// (kept locally if so configured). A corrupt local copy was quarantined
+    /// by the store and is replaced by a good replica when one exists.
     pub(crate) async fn fetch_blob(&self, id: BlobId) -> Result<VerifiedBlob> {
+        self.check_open()?;
         let store = self.inner.store.clone();
-        let local = blocking(move || store.get(&id)).await?;
-        local.ok_or_else(|| Error::NotFound { what: format!("blob {id}") })
+        let local_error = match blocking(move || store.get(&id)).await {
+            Ok(Some(blob)) => return Ok(blob),
+            Ok(None) => Error::NotFound { what: format!("blob {id}") },
+            Err(e) => e,
+        };
+        let Some(net) = &self.inner.net else { return Err(local_error) };
+        let Some(blob) = net.fetch(id).await else { return Err(local_error) };
+        if self.inner.config.keep_fetched {
+            let (store, blob) = (self.inner.store.clone(), blob);
+            return blocking(move || {
+                if let Err(e) = store.put(&blob) {
+                    tracing::debug!(blob = %id, "not keeping a fetched blob: {e}");
+                }
+                Ok(blob)
+            })
+            .await;
+        }
+        Ok(blob)
+    }
+
+    pub(crate) fn network(&self) -> Option<&Arc<Network>> {
+        self.inner.net.as_ref()
     }
 
     /// Fetches and opens the manifest of `key`.
     pub(crate) async fn load_manifest(&self, key: &Key) -> Result<Manifest> {
         self.check_open()?;
         let blob = self.fetch_blob(key.manifest_id).await.map_err(|e| match e {
-            Error::NotFound { .. } => Error::NotFound { what: format!("key {key}") },
+            Error::NotFound { .. } => Error::NotFound { what: format!("key {}…", &key.to_string()[..16]) },
             e => e,
         })?;
         let km = key.manifest_key;

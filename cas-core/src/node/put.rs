@@ -199,8 +199,11 @@ impl Node {
     async fn store_blob(&self, blob: VerifiedBlob) -> Result<StoredBlob> {
         let store = self.inner.store.clone();
         let id = blob.id();
-        let new = blocking(move || store.put(&blob)).await?;
-        let replicas = 0;
+        let (new, blob) = blocking(move || store.put(&blob).map(|new| (new, blob))).await?;
+        let replicas = match self.network() {
+            Some(net) => net.replicate(id, blob.into_bytes().into(), self.inner.config.replicas).await,
+            None => 0,
+        };
         if replicas < self.inner.config.min_replicas {
             return Err(Error::Replication {
                 what: format!("blob {id}"),

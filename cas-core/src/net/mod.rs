@@ -1,0 +1,419 @@
+//! The network side of a node: a listener, one connection per peer, gossip
+//! membership, and the requests that replicate and fetch blobs.
+
+mod conn;
+pub mod frame;
+mod membership;
+pub mod placement;
+mod service;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use rand::seq::IndexedRandom;
+use tokio_util::sync::CancellationToken;
+
+use self::conn::{handshake, Connection};
+use self::frame::{PeerRecord, Request, Response, MAX_HAS_BATCH};
+use self::membership::{PeerTable, Timing};
+use self::placement::rank_nodes;
+use self::transport::{BoxStream, Transport};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::format::BlobId;
+use crate::node::{blocking, NodeId, PeerInfo, PeerState};
+use crate::store::{BlobStore, VerifiedBlob};
+
+/// Peers each gossip round talks to.
+const GOSSIP_FANOUT: usize = 3;
+/// Longest wait between two attempts at an unreachable bootstrap address.
+const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Traffic counters.
+#[derive(Default)]
+pub(crate) struct NetStats {
+    pub bytes_sent: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub requests_served: AtomicU64,
+    pub verification_failures: AtomicU64,
+}
+
+pub(crate) struct Network {
+    me: NodeId,
+    /// The address peers dial us at.
+    advertised: SocketAddr,
+    config: Config,
+    transport: Arc<dyn Transport>,
+    table: PeerTable,
+    conns: Mutex<HashMap<NodeId, Arc<Connection>>>,
+    /// One dial at a time per peer, so a pair never opens two connections from one side.
+    dialing: tokio::sync::Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
+    store: BlobStore,
+    pub(crate) stats: NetStats,
+    cancel: CancellationToken,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Network {
+    /// Binds the listen address and starts the accept, gossip and bootstrap tasks.
+    pub(crate) async fn start(
+        config: &Config,
+        listen: &str,
+        me: NodeId,
+        store: BlobStore,
+        transport: Arc<dyn Transport>,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Network>> {
+        let mut listener = transport
+            .listen(listen)
+            .await
+            .map_err(|e| Error::Network(format!("cannot listen on {listen}: {e} (is the port in use?)")))?;
+        let bound = listener.local_addr().map_err(|e| Error::io("reading the listen address", e))?;
+        let mut advertised = bound;
+        if bound.ip().is_unspecified() {
+            // Peers cannot dial 0.0.0.0; loopback is the one address sure to reach us.
+            advertised.set_ip(if bound.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+            tracing::warn!(%bound, %advertised, "listening on all interfaces; advertising loopback");
+        }
+        let timing = Timing {
+            suspect_after: config.suspect_after,
+            dead_after: config.dead_after,
+            forget_after: config.forget_after,
+        };
+        let me_record = PeerRecord { id: me, addr: advertised, incarnation: now_ms(), heartbeat: 0 };
+        let net = Arc::new(Network {
+            me,
+            advertised,
+            config: config.clone(),
+            transport,
+            table: PeerTable::new(me_record, timing),
+            conns: Mutex::default(),
+            dialing: Default::default(),
+            store,
+            stats: NetStats::default(),
+            cancel,
+        });
+        let n = net.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = n.cancel.cancelled() => break,
+                };
+                match accepted {
+                    Ok((stream, remote)) => {
+                        let n = n.clone();
+                        tokio::spawn(async move { n.accept(stream, remote).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        tokio::spawn(net.clone().gossip_loop());
+        // A first, bounded attempt at every bootstrap address before start
+        // returns, so a new node can get files at once; then retries in the background.
+        let first = futures::future::join_all(config.bootstrap.iter().map(|addr| {
+            let net = net.clone();
+            async move {
+                let attempt = tokio::time::timeout(conn::HANDSHAKE_TIMEOUT, net.join_through(addr)).await;
+                let failed = !matches!(attempt, Ok(Ok(_)));
+                if failed {
+                    tracing::info!(%addr, "bootstrap node not reachable yet; will keep trying");
+                }
+                failed
+            }
+        }))
+        .await;
+        for (addr, failed) in config.bootstrap.iter().zip(first) {
+            tokio::spawn(net.clone().bootstrap_loop(addr.clone(), failed));
+        }
+        tracing::info!(node = %me, %advertised, "listening");
+        Ok(net)
+    }
+
+    pub(crate) fn advertised(&self) -> SocketAddr {
+        self.advertised
+    }
+
+    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
+        self.table.info()
+    }
+
+    async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr) {
+        match handshake(stream, self.me, self.advertised).await {
+            Ok((framed, peer, listen)) => {
+                self.register(framed, peer, listen, false);
+            }
+            Err(reason) => tracing::warn!(%remote, "refused a connection: {reason}"),
+        }
+    }
+
+    /// Adds a handshaken connection, keeping one per peer: of two, the one
+    /// dialed by the lower node id wins on both sides.
+    fn register(
+        self: &Arc<Self>,
+        framed: tokio_util::codec::Framed<BoxStream, tokio_util::codec::LengthDelimitedCodec>,
+        peer: NodeId,
+        listen: SocketAddr,
+        outbound: bool,
+    ) -> Arc<Connection> {
+        self.table.observe(peer, listen);
+        let service: Arc<dyn conn::Handler> = Arc::new(service::Service(self.clone()));
+        let new = Connection::spawn(framed, peer, listen, outbound, service, &self.cancel);
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let keep_new = match conns.get(&peer) {
+            Some(old) if !old.is_closed() && old.outbound != outbound => {
+                let preferred_outbound = self.me < peer;
+                outbound == preferred_outbound
+            }
+            _ => true,
+        };
+        if keep_new {
+            if let Some(old) = conns.insert(peer, new.clone()) {
+                old.close();
+            }
+            new
+        } else {
+            new.close();
+            conns[&peer].clone()
+        }
+    }
+
+    /// Dials an address, handshakes and registers the connection.
+    async fn dial(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Connection>> {
+        if addr == self.advertised {
+            return Err(Error::Network(format!("{addr} is this node's own address")));
+        }
+        let stream = tokio::time::timeout(self.config.request_timeout, self.transport.dial(addr))
+            .await
+            .map_err(|_| Error::Timeout(format!("connecting to {addr}")))?
+            .map_err(|e| Error::Network(format!("cannot connect to {addr}: {e}")))?;
+        let (framed, peer, listen) = handshake(stream, self.me, self.advertised)
+            .await
+            .map_err(|reason| Error::Network(format!("handshake with {addr} failed: {reason}")))?;
+        Ok(self.register(framed, peer, listen, true))
+    }
+
+    /// The live connection to `peer`, dialing its advertised address if needed.
+    async fn connection(self: &Arc<Self>, peer: NodeId) -> Result<Arc<Connection>> {
+        let live = |net: &Network| {
+            net.conns.lock().unwrap_or_else(|e| e.into_inner()).get(&peer).filter(|c| !c.is_closed()).cloned()
+        };
+        if let Some(c) = live(self) {
+            return Ok(c);
+        }
+        let lock = self.dialing.lock().await.entry(peer).or_default().clone();
+        let _guard = lock.lock().await;
+        if let Some(c) = live(self) {
+            return Ok(c);
+        }
+        let addr = self.table.addr_of(&peer).ok_or_else(|| Error::Network(format!("unknown peer {peer}")))?;
+        let conn = self.dial(addr).await?;
+        if conn.peer != peer {
+            return Err(Error::Network(format!("{addr} is now node {}, not {peer}", conn.peer)));
+        }
+        Ok(conn)
+    }
+
+    /// One request to a peer; retried once on a fresh connection if the old one had closed.
+    pub(crate) async fn request(self: &Arc<Self>, peer: NodeId, body: impl Fn() -> Request) -> Result<Response> {
+        let timeout = self.config.request_timeout;
+        let conn = self.connection(peer).await?;
+        match conn.request(body(), timeout).await {
+            Err(Error::Network(_)) if conn.is_closed() => self.connection(peer).await?.request(body(), timeout).await,
+            other => other,
+        }
+    }
+
+    async fn gossip_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.config.gossip_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.cancel.cancelled() => break,
+            }
+            self.table.tick();
+            let candidates = self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]);
+            let targets: Vec<NodeId> = candidates.sample(&mut rand::rng(), GOSSIP_FANOUT).map(|(id, _)| *id).collect();
+            for peer in targets {
+                let net = self.clone();
+                tokio::spawn(async move {
+                    match net.request(peer, || Request::Gossip { peers: net.table.gossip_records() }).await {
+                        Ok(Response::Gossip { peers }) => {
+                            net.table.merge(peers);
+                        }
+                        Ok(other) => tracing::debug!(%peer, "unexpected gossip answer {other:?}"),
+                        Err(e) => tracing::debug!(%peer, "gossip failed: {e}"),
+                    }
+                });
+            }
+        }
+    }
+
+    /// One attempt to join through a bootstrap address: dial it and pull its
+    /// peer table. `Ok(true)` if joined, `Ok(false)` if already known.
+    async fn join_through(self: &Arc<Self>, addr: &str) -> Result<bool> {
+        let sock = tokio::net::lookup_host(addr)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| Error::Network(format!("bootstrap address {addr} does not resolve")))?;
+        if sock == self.advertised || self.table.knows_addr(sock) {
+            return Ok(false);
+        }
+        let conn = self.dial(sock).await?;
+        tracing::info!(%addr, peer = %conn.peer, "joined through bootstrap node");
+        let pull = conn.request(Request::Gossip { peers: self.table.gossip_records() }, self.config.request_timeout);
+        if let Ok(Response::Gossip { peers }) = pull.await {
+            self.table.merge(peers);
+        }
+        Ok(true)
+    }
+
+    /// Keeps trying a bootstrap address, with back-off, until its node is
+    /// known; checks again later in case it is forgotten.
+    async fn bootstrap_loop(self: Arc<Self>, addr: String, first_failed: bool) {
+        let base = self.config.gossip_interval;
+        let mut backoff = base;
+        let mut wait = if first_failed { base } else { base * 5 };
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.cancel.cancelled() => break,
+            }
+            wait = match self.join_through(&addr).await {
+                Ok(_) => {
+                    backoff = base;
+                    base * 5
+                }
+                Err(e) => {
+                    tracing::info!(%addr, "bootstrap node unreachable, retrying in {backoff:?}: {e}");
+                    let w = backoff;
+                    backoff = (backoff * 2).min(MAX_BOOTSTRAP_BACKOFF);
+                    w
+                }
+            };
+        }
+    }
+
+    /// Alive peers ranked for `id`, best first.
+    pub(crate) fn ranked(&self, id: &BlobId, states: &[PeerState]) -> Vec<NodeId> {
+        let mut peers: Vec<NodeId> = self.table.peers_in(states).into_iter().map(|(p, _)| p).collect();
+        rank_nodes(id, &mut peers, |p| *p);
+        peers
+    }
+
+    /// Stores a blob on up to `wanted` alive peers, in rank order, replacing
+    /// any that refuse or fail by the next. Returns the copies made.
+    pub(crate) async fn replicate(self: &Arc<Self>, id: BlobId, data: Bytes, wanted: usize) -> usize {
+        let mut candidates = self.ranked(&id, &[PeerState::Alive]).into_iter();
+        let mut inflight = FuturesUnordered::new();
+        let attempt = |peer: NodeId| {
+            let (net, data) = (self.clone(), data.clone());
+            async move {
+                let len = data.len() as u64;
+                match net.request(peer, || Request::StoreBlob { id, data: data.clone() }).await {
+                    Ok(Response::Stored) => {
+                        net.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+                        true
+                    }
+                    Ok(Response::Refused { reason, .. }) => {
+                        tracing::debug!(%peer, blob = %id, "replica refused: {reason}");
+                        false
+                    }
+                    Ok(other) => {
+                        tracing::debug!(%peer, blob = %id, "unexpected answer to store: {other:?}");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, blob = %id, "replica failed: {e}");
+                        false
+                    }
+                }
+            }
+        };
+        for peer in candidates.by_ref().take(wanted) {
+            inflight.push(attempt(peer));
+        }
+        let mut stored = 0;
+        while let Some(ok) = inflight.next().await {
+            if ok {
+                stored += 1;
+            } else if let Some(peer) = candidates.next() {
+                inflight.push(attempt(peer));
+            }
+        }
+        stored
+    }
+
+    /// Fetches a blob from peers: ranked alive peers first, then every other
+    /// known peer. Bytes that fail verification are counted and skipped.
+    pub(crate) async fn fetch(self: &Arc<Self>, id: BlobId) -> Option<VerifiedBlob> {
+        let mut candidates = self.ranked(&id, &[PeerState::Alive]);
+        candidates.extend(self.ranked(&id, &[PeerState::Suspect, PeerState::Dead]));
+        for peer in candidates {
+            match self.request(peer, || Request::GetBlob { id }).await {
+                Ok(Response::Blob { data }) => {
+                    let len = data.len() as u64;
+                    match blocking(move || VerifiedBlob::check(id, data.into())).await {
+                        Ok(blob) => {
+                            self.stats.bytes_received.fetch_add(len, Ordering::Relaxed);
+                            return Some(blob);
+                        }
+                        Err(e) => {
+                            self.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%peer, "peer served a bad blob: {e}");
+                        }
+                    }
+                }
+                Ok(Response::NotFound) => {}
+                Ok(other) => tracing::debug!(%peer, blob = %id, "unexpected answer to get: {other:?}"),
+                Err(e) => tracing::debug!(%peer, blob = %id, "get failed: {e}"),
+            }
+        }
+        None
+    }
+
+    /// Which alive peers hold each blob.
+    pub(crate) async fn locate(self: &Arc<Self>, ids: &[BlobId]) -> HashMap<BlobId, Vec<NodeId>> {
+        let peers = self.table.peers_in(&[PeerState::Alive]);
+        let mut asks = FuturesUnordered::new();
+        for (peer, _) in peers {
+            for batch in ids.chunks(MAX_HAS_BATCH) {
+                let (net, batch) = (self.clone(), batch.to_vec());
+                asks.push(async move {
+                    let answer = net.request(peer, || Request::HasBlobs { ids: batch.clone() }).await;
+                    (peer, batch, answer)
+                });
+            }
+        }
+        let mut out: HashMap<BlobId, Vec<NodeId>> = HashMap::new();
+        while let Some((peer, batch, answer)) = asks.next().await {
+            if let Ok(Response::Has { present }) = answer {
+                for (id, has) in batch.iter().zip(present) {
+                    if has {
+                        out.entry(*id).or_default().push(peer);
+                    }
+                }
+            }
+        }
+        out
+    }
+}

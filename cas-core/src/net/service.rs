@@ -1,0 +1,89 @@
+//! Serving peers' requests from the local store and peer table.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::conn::Handler;
+use super::frame::{Request, Response, MAX_HAS_BATCH};
+use super::Network;
+use crate::error::Error;
+use crate::node::{blocking, NodeId};
+use crate::store::VerifiedBlob;
+
+pub(crate) struct Service(pub Arc<Network>);
+
+impl Handler for Service {
+    fn handle(&self, from: NodeId, request: Request) -> BoxFuture<'static, Response> {
+        let net = self.0.clone();
+        Box::pin(async move {
+            net.stats.requests_served.fetch_add(1, Ordering::Relaxed);
+            match request {
+                Request::Ping => Response::Pong,
+                Request::Gossip { peers } => {
+                    net.table.merge(peers);
+                    Response::Gossip { peers: net.table.gossip_records() }
+                }
+                Request::StoreBlob { id, data } => store_blob(&net, from, id, data).await,
+                Request::GetBlob { id } => {
+                    let store = net.store.clone();
+                    match blocking(move || store.get(&id)).await {
+                        Ok(Some(blob)) => {
+                            let mut bytes = blob.into_bytes();
+                            if net.config.faults.corrupt_served_blobs {
+                                if let Some(b) = bytes.last_mut() {
+                                    *b ^= 1;
+                                }
+                            }
+                            net.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                            Response::Blob { data: bytes.into() }
+                        }
+                        Ok(None) => Response::NotFound,
+                        Err(e @ Error::Integrity { .. }) => {
+                            net.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!("not serving a corrupt local blob: {e}");
+                            Response::NotFound
+                        }
+                        Err(e) => Response::Error { message: e.to_string() },
+                    }
+                }
+                Request::HasBlobs { ids } => {
+                    if ids.len() > MAX_HAS_BATCH {
+                        return Response::Error { message: format!("at most {MAX_HAS_BATCH} ids per request") };
+                    }
+                    let store = net.store.clone();
+                    let present = blocking(move || ids.iter().map(|id| store.has(id)).collect()).await;
+                    Response::Has { present }
+                }
+            }
+        })
+    }
+}
+
+/// Verifies, then stores, a replica a peer sends.
+async fn store_blob(net: &Arc<Network>, from: NodeId, id: crate::format::BlobId, data: bytes::Bytes) -> Response {
+    let len = data.len() as u64;
+    let store = net.store.clone();
+    if !store.has(&id) && !store.has_room_for(len) {
+        return Response::Refused { full: true, reason: "node is at its capacity limit".into() };
+    }
+    let result = blocking(move || {
+        let blob = VerifiedBlob::check(id, data.into())?;
+        store.put(&blob)
+    })
+    .await;
+    match result {
+        Ok(_) => {
+            net.stats.bytes_received.fetch_add(len, Ordering::Relaxed);
+            Response::Stored
+        }
+        Err(e @ Error::Integrity { .. }) => {
+            net.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(peer = %from, "refused a blob that fails verification: {e}");
+            Response::Refused { full: false, reason: e.to_string() }
+        }
+        Err(e @ Error::StorageFull { .. }) => Response::Refused { full: true, reason: e.to_string() },
+        Err(e) => Response::Refused { full: false, reason: e.to_string() },
+    }
+}

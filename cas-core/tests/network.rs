@@ -1,0 +1,238 @@
+//! Multi-node scenarios on 127.0.0.1: replication, survival of node loss,
+//! gossip membership, lying peers, garbage on the wire, lone nodes.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use cas_core::format::BlobId;
+use cas_core::net::placement::score;
+use cas_core::{Config, ErrorKind, Node, NodeId, PeerState};
+use common::{alive, content, net_config, wait_for};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn start(dir: &TempDir, name: &str, bootstrap: &[&Node]) -> Node {
+    Node::start(net_config(&dir.path().join(name), bootstrap)).await.unwrap()
+}
+
+/// All blob ids of a stored file: the manifest and its chunks.
+async fn blob_ids(node: &Node, key: &cas_core::Key) -> Vec<BlobId> {
+    let stat = node.stat(key).await.unwrap();
+    stat.holders.iter().map(|(id, _)| *id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_nodes_replicate_and_a_newcomer_gets_the_file_after_three_stop() {
+    let dir = TempDir::new().unwrap();
+    let first = start(&dir, "n0", &[]).await;
+    let mut nodes = vec![first.clone()];
+    for i in 1..5 {
+        nodes.push(start(&dir, &format!("n{i}"), &[&first]).await);
+    }
+    for n in &nodes {
+        wait_for("every node to see 4 alive peers", Duration::from_secs(20), || alive(n) == 4).await;
+    }
+    let data = content(1, 20 * 64 * 1024 + 999);
+    let report = nodes[0].put_bytes(&data).await.unwrap();
+    assert_eq!(report.replicas, 3, "each blob reached 3 peers");
+    assert_eq!(report.chunks, 21);
+
+    let ids = blob_ids(&nodes[0], &report.key).await;
+    assert_eq!(ids.len(), 22);
+    for id in &ids {
+        let copies = nodes.iter().filter(|n| n.store().has(id)).count();
+        assert_eq!(copies, 4, "blob {id} should be on exactly 4 nodes");
+    }
+    // stat sees the same thing the stores say.
+    let stat = nodes[0].stat(&report.key).await.unwrap();
+    assert!(stat.holders.iter().all(|(_, h)| h.len() == 4 && h.iter().collect::<HashSet<_>>().len() == 4));
+
+    // Stop the owner and two others; a newcomer joins through one survivor.
+    for n in &nodes[..3] {
+        n.shutdown().await;
+    }
+    let survivor = nodes[3].clone();
+    let newcomer = start(&dir, "n5", &[&survivor]).await;
+    let got = newcomer.get_bytes(&report.key).await.unwrap();
+    assert!(got == data, "byte-identical after losing 3 of 5 nodes");
+    assert!(newcomer.stats().bytes_received > data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_nodes_in_a_chain_all_meet_and_mark_a_stopped_one_dead() {
+    let dir = TempDir::new().unwrap();
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..8 {
+        let boot: Vec<&Node> = nodes.last().into_iter().collect();
+        let node = start(&dir, &format!("c{i}"), &boot).await;
+        nodes.push(node);
+    }
+    for n in &nodes {
+        wait_for("every node to list the 7 others", Duration::from_secs(20), || {
+            let peers = n.peers();
+            peers.len() == 7 && peers.iter().all(|p| p.state == PeerState::Alive)
+        })
+        .await;
+        // Dialed only at advertised addresses: never our own, never an ephemeral port.
+        let addrs: HashSet<_> = n.peers().iter().map(|p| p.address).collect();
+        assert_eq!(addrs.len(), 7);
+        assert!(!addrs.contains(&n.address().unwrap()));
+        let advertised: HashSet<_> = nodes.iter().map(|m| m.address().unwrap()).collect();
+        assert!(addrs.is_subset(&advertised));
+    }
+    let gone = nodes.remove(3);
+    let gone_id = gone.id();
+    gone.shutdown().await;
+    drop(gone);
+    for n in &nodes {
+        wait_for("the stopped node to be marked dead", Duration::from_secs(20), || {
+            n.peers().iter().any(|p| p.id == gone_id && p.state == PeerState::Dead)
+        })
+        .await;
+        assert_eq!(alive(n), 6);
+    }
+}
+
+/// Writes a fixed node id into a data dir before the node starts.
+fn fixed_id(dir: &std::path::Path, byte: u8) -> NodeId {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("node_id"), [byte; 32]).unwrap();
+    NodeId([byte; 32])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_serving_corrupt_blobs_is_skipped_and_counted() {
+    let dir = TempDir::new().unwrap();
+    let mut cfgs = Vec::new();
+    let mut ids = Vec::new();
+    for (i, name) in ["owner", "liar", "good1", "good2", "getter"].iter().enumerate() {
+        let path = dir.path().join(name);
+        ids.push(fixed_id(&path, i as u8 + 1));
+        cfgs.push(path);
+    }
+    let owner = Node::start(net_config(&cfgs[0], &[])).await.unwrap();
+    let mut liar_cfg = net_config(&cfgs[1], &[&owner]);
+    liar_cfg.faults.corrupt_served_blobs = true;
+    let liar = Node::start(liar_cfg).await.unwrap();
+    let good1 = Node::start(net_config(&cfgs[2], &[&owner])).await.unwrap();
+    let good2 = Node::start(net_config(&cfgs[3], &[&owner])).await.unwrap();
+    for n in [&owner, &liar, &good1, &good2] {
+        wait_for("4-node mesh", Duration::from_secs(20), || alive(n) == 3).await;
+    }
+    let data = content(7, 40 * 64 * 1024);
+    let report = owner.put_bytes(&data).await.unwrap();
+    assert_eq!(report.replicas, 3, "every blob on all three peers");
+    owner.shutdown().await;
+
+    let mut getter_cfg = net_config(&cfgs[4], &[&good1]);
+    getter_cfg.keep_fetched = false;
+    let getter = Node::start(getter_cfg).await.unwrap();
+    wait_for("getter to see the three holders", Duration::from_secs(20), || {
+        let peers = getter.peers();
+        [ids[1], ids[2], ids[3]].iter().all(|id| peers.iter().any(|p| p.id == *id && p.state == PeerState::Alive))
+    })
+    .await;
+    let got = getter.get_bytes(&report.key).await.unwrap();
+    assert!(got == data, "the file comes back intact from the honest replicas");
+
+    // The getter asks holders in rank order; the liar ranks first among the
+    // three holders for some blobs (deterministic: fixed ids, fixed content).
+    let blobs = blob_ids(&good1, &report.key).await;
+    let liar_first =
+        blobs.iter().filter(|b| [ids[2], ids[3]].iter().all(|g| score(b, &ids[1]) > score(b, g))).count() as u64;
+    assert!(liar_first > 0, "test setup: the liar should rank first for some blob");
+    assert_eq!(getter.stats().verification_failures, liar_first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn garbage_oversized_frames_and_wrong_versions_close_only_that_connection() {
+    let dir = TempDir::new().unwrap();
+    let a = start(&dir, "a", &[]).await;
+    let addr = a.address().unwrap();
+
+    // 1. Garbage bytes.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]).await.unwrap();
+    assert_closed(&mut s).await;
+
+    // 2. A length prefix far over the limit.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+    assert_closed(&mut s).await;
+
+    // 3. A well-formed hello with a future protocol version.
+    use cas_core::net::frame::{encode, Message, MAGIC};
+    let hello =
+        Message::Hello { magic: MAGIC, version: 99, node_id: NodeId([42; 32]), listen: "127.0.0.1:9".parse().unwrap() };
+    let body = encode(&hello);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&(body.len() as u32).to_be_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    assert_closed(&mut s).await;
+    assert!(a.peers().iter().all(|p| p.id != NodeId([42; 32])), "a rejected peer is not added");
+
+    // The node still serves real peers.
+    let b = start(&dir, "b", &[&a]).await;
+    wait_for("b and a to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    let report = a.put_bytes(b"still serving").await.unwrap();
+    assert_eq!(report.replicas, 1);
+    a.shutdown().await;
+    assert_eq!(b.get_bytes(&report.key).await.unwrap(), b"still serving");
+}
+
+/// Reads until the node closes the stream; fails if it stays open.
+async fn assert_closed(s: &mut tokio::net::TcpStream) {
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue, // the node's hello and goodbye
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the node should close a bad connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_node_stores_locally_and_min_replicas_fails_clearly() {
+    let dir = TempDir::new().unwrap();
+    let lone = start(&dir, "lone", &[]).await;
+    let report = lone.put_bytes(&content(3, 100_000)).await.unwrap();
+    assert_eq!(report.replicas, 0);
+    assert_eq!(lone.get_bytes(&report.key).await.unwrap(), content(3, 100_000));
+    lone.shutdown().await;
+
+    let mut cfg = net_config(&dir.path().join("strict"), &[]);
+    cfg.min_replicas = 3;
+    let strict = Node::start(cfg).await.unwrap();
+    let err = strict.put_bytes(b"needs three peers").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Replication);
+    let msg = err.to_string();
+    assert!(msg.contains("0 replica") && msg.contains("3 required"), "{msg}");
+
+    // Without networking at all, the embedded default also works.
+    let embedded = Node::start(Config::new(dir.path().join("embedded"))).await.unwrap();
+    assert_eq!(embedded.put_bytes(b"x").await.unwrap().replicas, 0);
+    assert!(embedded.address().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_bootstrap_is_retried_until_it_comes_up() {
+    let dir = TempDir::new().unwrap();
+    // Reserve a port, then free it: nothing listens there yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut cfg = net_config(&dir.path().join("early"), &[]);
+    cfg.bootstrap = vec![format!("127.0.0.1:{port}")];
+    let early = Node::start(cfg).await.expect("starts although its bootstrap is down");
+    let mut late_cfg = net_config(&dir.path().join("late"), &[]);
+    late_cfg.listen = Some(format!("127.0.0.1:{port}"));
+    let late = Node::start(late_cfg).await.unwrap();
+    wait_for("the early node to reach its bootstrap once it is up", Duration::from_secs(20), || {
+        alive(&early) == 1 && alive(&late) == 1
+    })
+    .await;
+}
