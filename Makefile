@@ -12,7 +12,7 @@ build:
 
 ## The main job: build everything and run the demo.
 demo: build
-	./scripts/demo-local.sh
+	./target/release/examples/cluster
 
 ## Every test, and the lint gates.
 test: lint test-rust
