@@ -46,6 +46,9 @@ pub struct Config {
     pub dead_after: Duration,
     /// ... this long is forgotten.
     pub forget_after: Duration,
+    /// How often a node checks that the blobs it holds have `replicas + 1`
+    /// copies on alive nodes, and copies them where missing.
+    pub repair_interval: Duration,
     /// Fault injection for tests; all off by default.
     #[doc(hidden)]
     pub faults: Faults,
@@ -80,6 +83,7 @@ impl Config {
             suspect_after: Duration::from_secs(5),
             dead_after: Duration::from_secs(10),
             forget_after: Duration::from_secs(120),
+            repair_interval: Duration::from_secs(30),
             faults: Faults::default(),
         }
     }
@@ -105,8 +109,10 @@ impl Config {
                 self.chunk_size as usize + TAG_LEN
             )));
         }
-        if self.gossip_interval.is_zero() || self.request_timeout.is_zero() {
-            return Err(Error::InvalidArgument("gossip_interval and request_timeout must be positive".into()));
+        if self.gossip_interval.is_zero() || self.request_timeout.is_zero() || self.repair_interval.is_zero() {
+            return Err(Error::InvalidArgument(
+                "gossip_interval, request_timeout and repair_interval must be positive".into(),
+            ));
         }
         if !(self.suspect_after <= self.dead_after && self.dead_after <= self.forget_after) {
             return Err(Error::InvalidArgument("expected suspect_after <= dead_after <= forget_after".into()));

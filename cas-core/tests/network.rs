@@ -236,3 +236,48 @@ async fn an_unreachable_bootstrap_is_retried_until_it_comes_up() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repair_restores_full_strength_after_a_holder_dies() {
+    let dir = TempDir::new().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..6 {
+        let mut cfg = net_config(&dir.path().join(format!("r{i}")), &nodes.first().into_iter().collect::<Vec<_>>());
+        cfg.repair_interval = Duration::from_millis(300);
+        nodes.push(Node::start(cfg).await.unwrap());
+    }
+    for n in &nodes {
+        wait_for("6-node mesh", Duration::from_secs(20), || alive(n) == 5).await;
+    }
+    let data = content(11, 30 * 64 * 1024);
+    let report = nodes[0].put_bytes(&data).await.unwrap();
+    assert_eq!(report.replicas, 3);
+    let ids = blob_ids(&nodes[0], &report.key).await;
+    // Kill one holder other than the owner: the node holding the most blobs.
+    let victim = (1..6).max_by_key(|&i| ids.iter().filter(|id| nodes[i].store().has(id)).count()).unwrap();
+    let victim_held = ids.iter().filter(|id| nodes[victim].store().has(id)).count();
+    assert!(victim_held > 0);
+    let dead = nodes.remove(victim);
+    let dead_id = dead.id();
+    dead.shutdown().await;
+    drop(dead);
+    for n in &nodes {
+        wait_for("the victim to be out of placement", Duration::from_secs(20), || {
+            n.peers().iter().any(|p| p.id == dead_id && p.state != PeerState::Alive)
+        })
+        .await;
+    }
+    // Back to replicas + 1 = 4 copies of every blob on alive nodes, and no more than 5.
+    wait_for("every blob back to 4 copies", Duration::from_secs(30), || {
+        ids.iter().all(|id| nodes.iter().filter(|n| n.store().has(id)).count() >= 4)
+    })
+    .await;
+    let repaired: u64 = nodes.iter().map(|n| n.stats().blobs_repaired).sum();
+    assert!(repaired >= victim_held as u64, "repaired {repaired}, victim held {victim_held}");
+    // A few more rounds do not add copies beyond the ideal holders plus the owner.
+    let before: usize = ids.iter().map(|id| nodes.iter().filter(|n| n.store().has(id)).count()).sum();
+    for n in &nodes {
+        n.shutdown().await;
+    }
+    assert!(before <= ids.len() * 5, "no runaway copies: {before} for {} blobs", ids.len());
+}

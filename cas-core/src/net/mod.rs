@@ -5,6 +5,7 @@ mod conn;
 pub mod frame;
 mod membership;
 pub mod placement;
+mod repair;
 mod service;
 pub mod transport;
 
@@ -42,6 +43,7 @@ pub(crate) struct NetStats {
     pub bytes_received: AtomicU64,
     pub requests_served: AtomicU64,
     pub verification_failures: AtomicU64,
+    pub repaired: AtomicU64,
 }
 
 pub(crate) struct Network {
@@ -126,6 +128,7 @@ impl Network {
             }
         });
         tokio::spawn(net.clone().gossip_loop());
+        tokio::spawn(net.clone().repair_loop());
         // A first, bounded attempt at every bootstrap address before start
         // returns, so a new node can get files at once; then retries in the background.
         let first = futures::future::join_all(config.bootstrap.iter().map(|addr| {

@@ -77,6 +77,8 @@ pub struct Stats {
     pub verification_failures: u64,
     /// Peers currently alive.
     pub peers_alive: u64,
+    /// Copies this node's repair rounds gave to peers that lacked them.
+    pub blobs_repaired: u64,
 }
 
 /// A progress callback: `(bytes done, bytes total)`; total is 0 when unknown.
@@ -196,6 +198,7 @@ impl Node {
             stats.bytes_received = c.bytes_received.load(Ordering::Relaxed);
             stats.requests_served = c.requests_served.load(Ordering::Relaxed);
             stats.verification_failures += c.verification_failures.load(Ordering::Relaxed);
+            stats.blobs_repaired = c.repaired.load(Ordering::Relaxed);
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
         stats
