@@ -11,7 +11,7 @@ use super::{blocking, Node, NodeId, Progress};
 use crate::error::{Error, Result};
 use crate::format::{open_chunk, BlobId, Manifest};
 use crate::key::Key;
-use crate::store::destination_error;
+use crate::store::{destination_error, sync_dir};
 
 /// What `stat` reports about a key.
 #[derive(Debug, Clone)]
@@ -97,6 +97,10 @@ impl Node {
                 tmp.as_file().sync_all().map_err(|e| destination_error(&dest, e))?;
             }
             tmp.persist(&dest).map_err(|e| destination_error(&dest, e.error))?;
+            if fsync {
+                let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                sync_dir(parent).map_err(|e| destination_error(&dest, e))?;
+            }
             Ok::<_, Error>(())
         })
         .await?;

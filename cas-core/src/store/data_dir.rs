@@ -79,6 +79,6 @@ fn load_or_create(path: &Path) -> Result<[u8; 32]> {
     tmp.as_file().sync_all().map_err(ctx)?;
     // tempfile creates files with mode 0600 already: owner-only.
     tmp.persist_noclobber(path).map_err(|e| ctx(e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(ctx)?;
+    super::sync_dir(dir).map_err(ctx)?;
     Ok(value)
 }

@@ -162,10 +162,12 @@ impl BlobStore {
             tmp.as_file().sync_data().map_err(ctx)?;
         }
         let dir = path.parent().expect("blob path has a parent");
-        if let Err(e) = fs::create_dir(dir) {
-            if e.kind() != IoKind::AlreadyExists {
-                return Err(ctx(e));
-            }
+        match fs::create_dir(dir) {
+            // A new fan-out directory must itself be durable in blobs/.
+            Ok(()) if self.inner.fsync => sync_dir(&self.inner.blobs).map_err(ctx)?,
+            Ok(()) => {}
+            Err(e) if e.kind() == IoKind::AlreadyExists => {}
+            Err(e) => return Err(ctx(e)),
         }
         // Rename never replaces: a concurrent writer of the same id wins, we are a no-op.
         match tmp.persist_noclobber(path) {
@@ -174,7 +176,7 @@ impl BlobStore {
             Err(e) => return Err(ctx(e.error)),
         }
         if self.inner.fsync {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(ctx)?;
+            sync_dir(dir).map_err(ctx)?;
         }
         Ok(true)
     }
@@ -277,6 +279,11 @@ impl BlobStore {
     pub fn has_room_for(&self, len: u64) -> bool {
         self.inner.capacity.is_none_or(|cap| self.used_bytes() + len <= cap)
     }
+}
+
+/// Makes a directory's entries durable (after a create or rename in it).
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Maps a write error at the destination to the right public error.
