@@ -281,3 +281,19 @@ async fn repair_restores_full_strength_after_a_holder_dies() {
     }
     assert!(before <= ids.len() * 5, "no runaway copies: {before} for {} blobs", ids.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn putting_the_same_file_again_sends_no_blob_twice() {
+    let dir = TempDir::new().unwrap();
+    let a = start(&dir, "a", &[]).await;
+    let b = start(&dir, "b", &[&a]).await;
+    wait_for("a and b to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    let data = content(5, 10 * 64 * 1024);
+    let first = a.put_bytes(&data).await.unwrap();
+    let sent = a.stats().bytes_sent;
+    assert!(sent > data.len() as u64, "the first put sends every blob");
+    let second = a.put_bytes(&data).await.unwrap();
+    assert_eq!(second.key, first.key);
+    assert_eq!((second.new_blobs, second.replicas), (0, 1));
+    assert_eq!(a.stats().bytes_sent, sent, "nothing re-sent to a peer that holds it");
+}

@@ -324,14 +324,25 @@ impl Network {
     }
 
     /// Stores a blob on up to `wanted` alive peers, in rank order, replacing
-    /// any that refuse or fail by the next. Returns the copies made.
-    pub(crate) async fn replicate(self: &Arc<Self>, id: BlobId, data: Bytes, wanted: usize) -> usize {
+    /// any that refuse or fail by the next. Returns the copies in place.
+    /// With `probe`, a peer is first asked whether it holds the blob already
+    /// (worth a round trip when the blob was not new here either).
+    pub(crate) async fn replicate(self: &Arc<Self>, id: BlobId, data: Bytes, wanted: usize, probe: bool) -> usize {
         let mut candidates = self.ranked(&id, &[PeerState::Alive]).into_iter();
         let mut inflight = FuturesUnordered::new();
         let attempt = |peer: NodeId| {
             let (net, data) = (self.clone(), data.clone());
             async move {
                 let len = data.len() as u64;
+                if probe {
+                    if let Ok(Response::Has { present }) =
+                        net.request(peer, || Request::HasBlobs { ids: vec![id] }).await
+                    {
+                        if present == [true] {
+                            return true;
+                        }
+                    }
+                }
                 match net.request(peer, || Request::StoreBlob { id, data: data.clone() }).await {
                     Ok(Response::Stored) => {
                         net.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);

@@ -201,7 +201,7 @@ impl Node {
         let id = blob.id();
         let (new, blob) = blocking(move || store.put(&blob).map(|new| (new, blob))).await?;
         let replicas = match self.network() {
-            Some(net) => net.replicate(id, blob.into_bytes().into(), self.inner.config.replicas).await,
+            Some(net) => net.replicate(id, blob.into_bytes().into(), self.inner.config.replicas, !new).await,
             None => 0,
         };
         if replicas < self.inner.config.min_replicas {
