@@ -4,6 +4,7 @@
 mod conn;
 pub mod frame;
 mod membership;
+pub mod memory;
 pub mod placement;
 mod repair;
 mod service;
