@@ -38,7 +38,7 @@ fn build(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
     let exc = crate::python_attr(py, "cas.errors", class_name(e))?.call1((message,))?;
     // The OSError subclasses carry the usual errno and filename too.
     if let Error::Input { path, source } | Error::Destination { path, source } = e {
-        exc.setattr("filename", path)?;
+        exc.setattr("filename", path.as_os_str())?;
         if let Some(errno) = source.raw_os_error() {
             exc.setattr("errno", errno)?;
             exc.setattr("strerror", source.to_string())?;

@@ -255,30 +255,30 @@ def _stat(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
-def _peers(args: argparse.Namespace, data_dir: Path) -> int:
-    result = control.call(data_dir, "peers")
+def _query(args: argparse.Namespace, data_dir: Path, op: str, render: Callable[[Dict[str, Any]], None]) -> int:
+    """Asks the node one question; prints the answer as JSON or through `render`."""
+    result = control.call(data_dir, op)
     if args.json:
         _print_json(result)
-        return 0
+    else:
+        render(result)
+    return 0
+
+
+def _print_peers(result: Dict[str, Any]) -> None:
     if not result["peers"]:
         print("no peers known")
     for p in result["peers"]:
         print(f"{p['id'][:16]}  {p['address']:<22} {p['state']:<8} seen {p['last_seen']:.1f}s ago")
-    return 0
 
 
-def _status(args: argparse.Namespace, data_dir: Path) -> int:
-    result = control.call(data_dir, "status")
-    if args.json:
-        _print_json(result)
-        return 0
+def _print_status(result: Dict[str, Any]) -> None:
     stats = result["stats"]
     print(f"node      {result['id']}")
     print(f"address   {result['address'] or '(no networking)'}")
     print(f"data dir  {result['data_dir']}  (pid {result['pid']})")
     print(f"peers     {result['peers']['alive']} alive, {result['peers']['known']} known")
     print(f"stored    {stats['blobs_stored']} blobs, {_human_bytes(stats['bytes_stored'])}")
-    return 0
 
 
 _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
@@ -286,8 +286,8 @@ _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "put": _put,
     "get": _get,
     "stat": _stat,
-    "peers": _peers,
-    "status": _status,
+    "peers": lambda args, data_dir: _query(args, data_dir, "peers", _print_peers),
+    "status": lambda args, data_dir: _query(args, data_dir, "status", _print_status),
 }
 
 
