@@ -173,7 +173,7 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def _stat(self, key: str) -> Dict[str, Any]:
         node = self.node
         stat = node.stat(key)
-        addresses = {p.id: p.address for p in node.peers()}
+        addresses: Dict[str, Optional[str]] = {p.id: p.address for p in node.peers()}
         addresses[node.id] = node.address
         return {
             "key": stat.key,

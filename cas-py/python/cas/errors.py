@@ -113,7 +113,7 @@ class NoNodeRunningError(CasError):
     """(Command line) no ``cas serve`` is running on the data directory."""
 
 
-_BY_NAME = {name: globals()[name] for name in __all__}
+_BY_NAME: "dict[str, type[CasError]]" = {name: globals()[name] for name in __all__}
 
 
 def from_name(name: str, message: str) -> CasError:
