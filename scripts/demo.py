@@ -49,7 +49,8 @@ def cas(*args: object, timeout: float = 600) -> Dict[str, Any]:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:
         raise DemoFailed(f"`cas {' '.join(map(str, args))}` exited {result.returncode}: {result.stderr.strip()}")
-    return json.loads(result.stdout)
+    answer: Dict[str, Any] = json.loads(result.stdout)
+    return answer
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -94,8 +95,9 @@ class Node:
         self.id, self.address = status["id"], status["address"]
 
     def _status(self) -> Optional[Dict[str, Any]]:
-        if not self.alive():
-            raise DemoFailed(f"{self.name} exited with status {self.process.returncode}: {self.log_tail()}")
+        if self.process is None or self.process.poll() is not None:
+            code = self.process.returncode if self.process else None
+            raise DemoFailed(f"{self.name} exited with status {code}: {self.log_tail()}")
         try:
             return cas("status", "--data-dir", self.data_dir, timeout=30)
         except DemoFailed:
@@ -109,7 +111,7 @@ class Node:
         return sum(p["state"] == "alive" for p in peers)
 
     def kill(self) -> None:
-        if self.alive():
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
 

@@ -33,7 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def networking_available(tmp_dir: Path) -> bool:
     with cas.Node(tmp_dir / "probe", listen="127.0.0.1:0") as node:
-        return node.address is not None
+        address = node.address
+    return address is not None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:

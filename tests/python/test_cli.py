@@ -58,12 +58,14 @@ def test_relative_paths_are_resolved_by_the_client(serve, tmp_path: Path) -> Non
     work = tmp_path / "work"
     work.mkdir()
     (work / "in.txt").write_text("relative\n")
-    env_cwd = dict(cwd=work, capture_output=True, text=True, timeout=60)
-    key = subprocess.run([*cas_command(), "put", "in.txt", "--data-dir", str(server.data_dir)], **env_cwd)
+
+    def cas_in_work(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [*cas_command(), *args, "--data-dir", str(server.data_dir)]
+        return subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=60)
+
+    key = cas_in_work("put", "in.txt")
     assert key.returncode == 0, key.stderr
-    got = subprocess.run(
-        [*cas_command(), "get", key.stdout.strip(), "out.txt", "--data-dir", str(server.data_dir)], **env_cwd
-    )
+    got = cas_in_work("get", key.stdout.strip(), "out.txt")
     assert got.returncode == 0, got.stderr
     assert (work / "out.txt").read_text() == "relative\n"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -252,3 +254,29 @@ def test_secret_makes_keys_convergent_across_nodes(nodes) -> None:
     c = nodes("c")
     assert a.put_bytes(b"shared content") == b.put_bytes(b"shared content")
     assert a.put_bytes(b"shared content") != c.put_bytes(b"shared content")
+
+
+INTERRUPT_SCRIPT = """
+import os, signal, sys, threading, time
+import cas
+work = sys.argv[1]
+with cas.Node(os.path.join(work, "node"), fsync=False) as node:
+    key = node.put(os.path.join(work, "big.bin"))
+    threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:
+        node.get(key, os.path.join(work, "copy.bin"))
+        print("finished")
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_ctrl_c_interrupts_a_long_get(tmp_path: Path, make_file) -> None:
+    make_file(300 << 20, "big.bin")
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "interrupted"
+    # The cancelled get left nothing behind.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.bin", "node"]
