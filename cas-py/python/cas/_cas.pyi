@@ -1,0 +1,99 @@
+"""Type stubs of the native module `cas._cas` (re-exported by `cas`)."""
+
+import os
+from typing import Callable, Iterable, Optional, Union
+
+from .file import File
+
+__version__: str
+
+StrPath = Union[str, "os.PathLike[str]"]
+Progress = Callable[[int, int], object]
+"""Called with (bytes done, bytes total); total is 0 when unknown."""
+
+class Node:
+    """A CAS node on a data directory; a context manager, usable from many threads."""
+
+    def __init__(
+        self,
+        data_dir: StrPath,
+        *,
+        listen: Optional[str] = None,
+        bootstrap: Iterable[str] = ...,
+        replicas: int = 3,
+        min_replicas: int = 0,
+        chunk_size: Optional[int] = None,
+        capacity: Optional[int] = None,
+        secret: Optional[bytes] = None,
+        fsync: bool = True,
+    ) -> None: ...
+    def put(self, path: StrPath, progress: Optional[Progress] = None) -> str:
+        """Stores the file at `path`; returns its key."""
+    def put_bytes(self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None) -> str:
+        """Stores `data`; returns its key."""
+    def get(self, key: str, dest: StrPath, progress: Optional[Progress] = None) -> int:
+        """Writes the file of `key` to `dest`; returns its size. Nothing is left at `dest` on failure."""
+    def get_bytes(self, key: str) -> bytes:
+        """Returns the whole file of `key`."""
+    def open(self, key: str) -> File:
+        """Opens the file of `key` as a seekable, read-only binary file."""
+    def stat(self, key: str) -> Stat:
+        """Size, chunks and the holders of each blob of `key`."""
+    def peers(self) -> list[Peer]:
+        """The peer table."""
+    def stats(self) -> Stats:
+        """Counters since start."""
+    @property
+    def address(self) -> Optional[str]:
+        """The `host:port` peers reach this node at; None without networking."""
+    @property
+    def id(self) -> str:
+        """This node's persistent id (hex)."""
+    @property
+    def data_dir(self) -> os.PathLike[str]: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Stops the node and releases its data directory (idempotent)."""
+    def __enter__(self) -> Node: ...
+    def __exit__(self, *exc_info: object) -> bool: ...
+
+class Stat:
+    key: str
+    size: int
+    chunk_size: int
+    chunks: int
+    manifest_id: str
+    holders: list[tuple[str, list[str]]]
+    """Each blob (manifest first) with the ids of the nodes holding it."""
+    @property
+    def nodes(self) -> list[str]:
+        """Every node holding at least one blob of the file."""
+
+class Peer:
+    id: str
+    address: str
+    state: str
+    """"alive", "suspect" or "dead"."""
+    last_seen: float
+
+class Stats:
+    bytes_sent: int
+    bytes_received: int
+    blobs_stored: int
+    bytes_stored: int
+    requests_served: int
+    verification_failures: int
+    peers_alive: int
+
+class Reader:
+    """The native reader wrapped by `cas.File`."""
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def chunks_fetched(self) -> int: ...
+    def read(self, size: int = -1) -> bytes: ...
+    def seek(self, offset: int, whence: int = 0) -> int: ...
+    def tell(self) -> int: ...
+    def close(self) -> None: ...

@@ -1,0 +1,316 @@
+"""The ``cas`` command: ``cas serve`` runs a node; the other subcommands talk
+to the node of the same data directory through its control socket.
+
+Exit status: 0 success, 1 the operation failed, 2 bad usage, 3 no node is
+running on the data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from . import control, errors
+
+__all__ = ["main", "default_data_dir"]
+
+EXIT_FAILED = 1
+EXIT_NO_NODE = 3
+
+
+def default_data_dir() -> Path:
+    """``$CAS_DATA_DIR``, else ``$XDG_DATA_HOME/cas``, else ``~/.local/share/cas``."""
+    if os.environ.get("CAS_DATA_DIR"):
+        return Path(os.environ["CAS_DATA_DIR"])
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "cas"
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the node's data directory (default: $CAS_DATA_DIR, else ~/.local/share/cas)",
+    )
+    common.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
+
+    parser = argparse.ArgumentParser(
+        prog="cas",
+        description="CAS: a peer-to-peer, content-addressed, encrypted file store.",
+        epilog="Exit status: 0 success, 1 failure, 2 bad usage, 3 no node running on the data directory.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run a node in the foreground until interrupted")
+    serve.add_argument(
+        "--listen",
+        default="127.0.0.1:0",
+        metavar="ADDR",
+        help="address for peers, host:port (default 127.0.0.1:0, a free port); 'none' for no networking",
+    )
+    serve.add_argument(
+        "--bootstrap", action="extend", nargs="+", default=[], metavar="ADDR", help="addresses of nodes to join"
+    )
+    serve.add_argument("--replicas", type=int, default=3, help="copies of each blob on other nodes (default 3)")
+    serve.add_argument("--min-replicas", type=int, default=0, help="fail a put below this many copies (default 0)")
+    serve.add_argument("--chunk-size", type=int, default=None, metavar="BYTES", help="chunk size of new files")
+    serve.add_argument("--capacity", type=int, default=None, metavar="BYTES", help="most bytes of blobs to store")
+    serve.add_argument("--no-fsync", action="store_true", help="do not fsync blobs (faster, less durable)")
+
+    put = sub.add_parser("put", parents=[common], help="store a file; prints its key")
+    put.add_argument("file", type=Path, metavar="FILE")
+
+    get = sub.add_parser("get", parents=[common], help="get a file by key, to DEST or to standard output")
+    get.add_argument("key", metavar="KEY")
+    get.add_argument("dest", nargs="?", type=Path, default=None, metavar="DEST")
+
+    stat = sub.add_parser("stat", parents=[common], help="size of a stored file and the nodes holding it")
+    stat.add_argument("key", metavar="KEY")
+
+    sub.add_parser("peers", parents=[common], help="the node's peer table")
+    sub.add_parser("status", parents=[common], help="the node's id, address and counters")
+    return parser
+
+
+# ---- output --------------------------------------------------------------------------------
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True), flush=True)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+class _ProgressBar:
+    """A tqdm bar on standard error, shown only when it is a terminal."""
+
+    def __init__(self, description: str) -> None:
+        self._description = description
+        self._bar: Any = None
+
+    @staticmethod
+    def wanted() -> bool:
+        return sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=total or None,
+                desc=self._description,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=sys.stderr,
+                leave=False,
+            )
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _with_progress(description: str, run: Callable[[Optional[Callable[[int, int], None]]], Any]) -> Any:
+    if not _ProgressBar.wanted():
+        return run(None)
+    bar = _ProgressBar(description)
+    try:
+        return run(bar)
+    finally:
+        bar.close()
+
+
+# ---- subcommands ---------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace, data_dir: Path) -> int:
+    from ._cas import Node
+
+    listen = None if args.listen.lower() == "none" else args.listen
+    node = Node(
+        data_dir,
+        listen=listen,
+        bootstrap=args.bootstrap,
+        replicas=args.replicas,
+        min_replicas=args.min_replicas,
+        chunk_size=args.chunk_size,
+        capacity=args.capacity,
+        fsync=not args.no_fsync,
+    )
+    stop = threading.Event()
+    try:
+        server = control.ControlServer(node, control.socket_path(data_dir))
+    except BaseException:
+        node.close()
+        raise
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    thread = threading.Thread(target=server.serve_forever, name="cas-control", daemon=True)
+    thread.start()
+    try:
+        ready = {"id": node.id, "address": node.address, "socket": str(server.path), "pid": os.getpid()}
+        if args.json:
+            print(json.dumps(ready), flush=True)
+        else:
+            print(
+                f"cas: node {node.id[:16]} serving {data_dir} at {node.address or '(no networking)'}; "
+                f"control socket {server.path}; Ctrl-C stops it",
+                flush=True,
+            )
+        while not stop.wait(1.0):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.shutdown()
+        server.close()
+        node.close()
+    if not args.json:
+        print("cas: node stopped", flush=True)
+    return 0
+
+
+def _put(args: argparse.Namespace, data_dir: Path) -> int:
+    path = args.file.absolute()
+    if not path.is_file():
+        reason = "is not a regular file" if path.exists() else "does not exist"
+        raise errors.InputError(f"cannot read input {path}: it {reason}")
+    result = _with_progress(
+        f"put {path.name}", lambda p: control.call(data_dir, "put", {"path": str(path)}, progress=p)
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        print(result["key"])
+    return 0
+
+
+def _get(args: argparse.Namespace, data_dir: Path) -> int:
+    if args.dest is None:
+        if args.json:
+            raise errors.InvalidArgumentError("--json needs a DEST: the file's bytes would go to standard output")
+        return _cat(data_dir, args.key)
+    dest = args.dest.absolute()
+    result = _with_progress(
+        f"get {dest.name}", lambda p: control.call(data_dir, "get", {"key": args.key, "dest": str(dest)}, progress=p)
+    )
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result['dest']}: {result['size']} bytes", file=sys.stderr)
+    return 0
+
+
+def _cat(data_dir: Path, key: str) -> int:
+    size, stream, sock = control.open_stream(data_dir, key)
+    bar = _ProgressBar("get") if _ProgressBar.wanted() and not sys.stdout.isatty() else None
+    out = sys.stdout.buffer
+    done = 0
+    try:
+        while done < size:
+            block = stream.read(min(control.STREAM_BLOCK, size - done))
+            if not block:
+                raise errors.CasError(f"the node stopped sending after {done} of {size} bytes; try again")
+            out.write(block)
+            done += len(block)
+            if bar is not None:
+                bar(done, size)
+        out.flush()
+    finally:
+        if bar is not None:
+            bar.close()
+        sock.close()
+    return 0
+
+
+def _stat(args: argparse.Namespace, data_dir: Path) -> int:
+    result = control.call(data_dir, "stat", {"key": args.key})
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"size        {result['size']} bytes ({_human_bytes(result['size'])})")
+    print(f"chunks      {result['chunks']} of {result['chunk_size']} bytes")
+    print(f"manifest    {result['manifest_id']}")
+    print(f"held by     {len(result['nodes'])} node(s)")
+    for node in result["nodes"]:
+        held = sum(node["id"] in h["nodes"] for h in result["holders"])
+        me = " (this node)" if node["self"] else ""
+        print(f"  {node['id'][:16]}  {node['address'] or '-':<22} {held}/{len(result['holders'])} blobs{me}")
+    return 0
+
+
+def _query(args: argparse.Namespace, data_dir: Path, op: str, render: Callable[[Dict[str, Any]], None]) -> int:
+    """Asks the node one question; prints the answer as JSON or through `render`."""
+    result = control.call(data_dir, op)
+    if args.json:
+        _print_json(result)
+    else:
+        render(result)
+    return 0
+
+
+def _print_peers(result: Dict[str, Any]) -> None:
+    if not result["peers"]:
+        print("no peers known")
+    for p in result["peers"]:
+        print(f"{p['id'][:16]}  {p['address']:<22} {p['state']:<8} seen {p['last_seen']:.1f}s ago")
+
+
+def _print_status(result: Dict[str, Any]) -> None:
+    stats = result["stats"]
+    print(f"node      {result['id']}")
+    print(f"address   {result['address'] or '(no networking)'}")
+    print(f"data dir  {result['data_dir']}  (pid {result['pid']})")
+    print(f"peers     {result['peers']['alive']} alive, {result['peers']['known']} known")
+    print(f"stored    {stats['blobs_stored']} blobs, {_human_bytes(stats['bytes_stored'])}")
+
+
+_COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
+    "serve": _serve,
+    "put": _put,
+    "get": _get,
+    "stat": _stat,
+    "peers": lambda args, data_dir: _query(args, data_dir, "peers", _print_peers),
+    "status": lambda args, data_dir: _query(args, data_dir, "status", _print_status),
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    data_dir = (args.data_dir or default_data_dir()).absolute()
+    try:
+        return _COMMANDS[args.command](args, data_dir)
+    except errors.CasError as e:
+        _report(args, e)
+        return EXIT_NO_NODE if isinstance(e, errors.NoNodeRunningError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("cas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of our standard output went away (cas get KEY | head).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+
+
+def _report(args: argparse.Namespace, e: errors.CasError) -> None:
+    if args.json:
+        _print_json({"error": {"type": type(e).__name__, "message": str(e)}})
+    print(f"cas: error: {e}", file=sys.stderr)
+
+

@@ -1,0 +1,281 @@
+"""The control socket of ``cas serve``: how the ``cas`` commands reach the
+node running on a data directory.
+
+A Unix socket ``<data_dir>/control.sock`` (mode 0600: only its owner may
+connect), one request per connection, JSON lines:
+
+    -> {"op": "put", "args": {"path": "/abs/file"}, "progress": true}
+    <- {"progress": [done, total]}            (zero or more, if asked for)
+    <- {"ok": true, "result": {...}}          or
+    <- {"ok": false, "error": {"type": "NotFoundError", "message": "..."}}
+
+The ``cat`` operation answers ``{"ok": true, "result": {"size": N}}`` and
+then exactly N raw bytes: the file's content.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import socketserver
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from . import errors
+from ._cas import Node
+
+__all__ = ["SOCKET_NAME", "ControlServer", "call", "open_stream", "socket_path"]
+
+SOCKET_NAME = "control.sock"
+#: Longest request line accepted (a request is small: an op and a path).
+MAX_REQUEST = 64 * 1024
+#: Least time between two progress messages.
+PROGRESS_INTERVAL = 0.1
+#: Bytes per message of a ``cat`` stream.
+STREAM_BLOCK = 1024 * 1024
+
+ProgressFn = Callable[[int, int], None]
+
+
+def socket_path(data_dir: os.PathLike[str] | str) -> Path:
+    return Path(data_dir) / SOCKET_NAME
+
+
+def _check_length(path: Path) -> None:
+    # sun_path holds 108 bytes including the terminating NUL.
+    if len(os.fsencode(path)) > 107:
+        raise errors.InvalidArgumentError(
+            f"the control socket path {path} is longer than the 107 bytes a Unix socket allows; "
+            "use a data directory with a shorter path"
+        )
+
+
+def _error_reply(e: BaseException) -> Dict[str, Any]:
+    if isinstance(e, errors.CasError):
+        return {"ok": False, "error": {"type": type(e).__name__, "message": str(e)}}
+    return {"ok": False, "error": {"type": "CasError", "message": f"internal error in cas serve: {e!r}"}}
+
+
+class _Throttle:
+    """Forwards progress at most every PROGRESS_INTERVAL seconds, and the last one."""
+
+    def __init__(self, send: Callable[[Dict[str, Any]], None]) -> None:
+        self._send = send
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - self._last >= PROGRESS_INTERVAL:
+            self._last = now
+            self._send({"progress": [done, total]})
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: ControlServer
+
+    def handle(self) -> None:
+        try:
+            line = self.rfile.readline(MAX_REQUEST)
+            try:
+                request = json.loads(line)
+                op = request["op"]
+                args = request.get("args") or {}
+                if not isinstance(op, str) or not isinstance(args, dict):
+                    raise ValueError("op must be a string and args an object")
+            except (ValueError, KeyError, TypeError) as e:
+                raise errors.InvalidArgumentError(f"malformed control request ({e}); is the cas command up to date?")
+            progress = _Throttle(self._send) if request.get("progress") else None
+            if op == "cat":
+                self._cat(args)
+                return
+            result = self.server.dispatch(op, args, progress)
+            self._send({"ok": True, "result": result})
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away (its progress callback failed, so did the operation)
+        except Exception as e:  # noqa: BLE001 (every failure is reported to the client)
+            try:
+                self._send(_error_reply(e))
+            except OSError:
+                pass
+
+    def _send(self, obj: Dict[str, Any]) -> None:
+        self.wfile.write(json.dumps(obj).encode() + b"\n")
+        self.wfile.flush()
+
+    def _cat(self, args: Dict[str, Any]) -> None:
+        with self.server.node.open(_str_arg(args, "key")) as f:
+            self._send({"ok": True, "result": {"size": f.size}})
+            while True:
+                block = f.read(STREAM_BLOCK)
+                if not block:
+                    break
+                self.wfile.write(block)
+            self.wfile.flush()
+
+
+def _str_arg(args: Dict[str, Any], name: str) -> str:
+    value = args.get(name)
+    if not isinstance(value, str):
+        raise errors.InvalidArgumentError(f"the control request lacks the string argument {name!r}")
+    return value
+
+
+def _abs_path_arg(args: Dict[str, Any], name: str) -> str:
+    path = _str_arg(args, name)
+    if not os.path.isabs(path):
+        raise errors.InvalidArgumentError(f"{name} must be an absolute path, got {path!r}")
+    return path
+
+
+class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Serves the control socket of `node` from Python threads."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, node: Node, path: Path) -> None:
+        self.node = node
+        self.path = path
+        _check_length(path)
+        # The node holds the data directory's lock, so a socket left here is stale.
+        path.unlink(missing_ok=True)
+        old_umask = os.umask(0o177)
+        try:
+            super().__init__(str(path), _Handler)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+
+    def close(self) -> None:
+        self.server_close()
+        self.path.unlink(missing_ok=True)
+
+    def dispatch(self, op: str, args: Dict[str, Any], progress: Optional[ProgressFn]) -> Any:
+        node = self.node
+        if op == "put":
+            path = _abs_path_arg(args, "path")
+            key = node.put(path, progress=progress)
+            return {"key": key, "path": path, "size": os.path.getsize(path)}
+        if op == "get":
+            key, dest = _str_arg(args, "key"), _abs_path_arg(args, "dest")
+            size = node.get(key, dest, progress=progress)
+            return {"key": key, "dest": dest, "size": size}
+        if op == "stat":
+            return self._stat(_str_arg(args, "key"))
+        if op == "peers":
+            return {"self": {"id": node.id, "address": node.address}, "peers": [_peer(p) for p in node.peers()]}
+        if op == "status":
+            return self._status()
+        raise errors.InvalidArgumentError(f"unknown control operation {op!r}; is the cas command up to date?")
+
+    def _stat(self, key: str) -> Dict[str, Any]:
+        node = self.node
+        stat = node.stat(key)
+        addresses: Dict[str, Optional[str]] = {p.id: p.address for p in node.peers()}
+        addresses[node.id] = node.address
+        return {
+            "key": stat.key,
+            "size": stat.size,
+            "chunk_size": stat.chunk_size,
+            "chunks": stat.chunks,
+            "manifest_id": stat.manifest_id,
+            "holders": [{"blob": blob, "nodes": nodes} for blob, nodes in stat.holders],
+            "nodes": [{"id": n, "address": addresses.get(n), "self": n == node.id} for n in stat.nodes],
+        }
+
+    def _status(self) -> Dict[str, Any]:
+        node = self.node
+        stats = node.stats()
+        peers = node.peers()
+        return {
+            "id": node.id,
+            "address": node.address,
+            "data_dir": str(node.data_dir),
+            "socket": str(self.path),
+            "pid": os.getpid(),
+            "peers": {"known": len(peers), "alive": sum(p.state == "alive" for p in peers)},
+            "stats": {
+                name: getattr(stats, name)
+                for name in (
+                    "blobs_stored",
+                    "bytes_stored",
+                    "bytes_sent",
+                    "bytes_received",
+                    "requests_served",
+                    "verification_failures",
+                    "peers_alive",
+                )
+            },
+        }
+
+
+def _peer(p: Any) -> Dict[str, Any]:
+    return {"id": p.id, "address": p.address, "state": p.state, "last_seen": p.last_seen}
+
+
+# ---- client side ---------------------------------------------------------------------------
+
+
+def _connect(data_dir: Path) -> socket.socket:
+    path = socket_path(data_dir)
+    _check_length(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        sock.close()
+        raise errors.NoNodeRunningError(
+            f"no CAS node is running on data directory {data_dir} ({path}: {e.strerror}); "
+            f"start one with: cas serve --data-dir {data_dir}"
+        ) from None
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _reply(stream: Any, progress: Optional[ProgressFn]) -> Any:
+    while True:
+        line = stream.readline()
+        if not line:
+            raise errors.CasError("the node closed the control connection without answering (did it stop?)")
+        message = json.loads(line)
+        if "progress" in message:
+            if progress is not None:
+                progress(*message["progress"])
+            continue
+        if message.get("ok"):
+            return message.get("result")
+        error = message.get("error") or {}
+        raise errors.from_name(error.get("type", "CasError"), error.get("message", "unknown error"))
+
+
+def _request(sock: socket.socket, op: str, args: Dict[str, Any], progress: bool) -> Any:
+    stream = sock.makefile("rwb")
+    stream.write(json.dumps({"op": op, "args": args, "progress": progress}).encode() + b"\n")
+    stream.flush()
+    return stream
+
+
+def call(data_dir: Path, op: str, args: Optional[Dict[str, Any]] = None, progress: Optional[ProgressFn] = None) -> Any:
+    """Sends one request to the node of `data_dir`; returns its result or
+    raises the `CasError` it answered with."""
+    with _connect(data_dir) as sock:
+        stream = _request(sock, op, args or {}, progress is not None)
+        return _reply(stream, progress)
+
+
+def open_stream(data_dir: Path, key: str) -> tuple[int, Any, socket.socket]:
+    """Starts a ``cat`` of `key`: returns (size, binary stream of the bytes, socket)."""
+    sock = _connect(data_dir)
+    try:
+        stream = _request(sock, "cat", {"key": key}, False)
+        result = _reply(stream, None)
+        return int(result["size"]), stream, sock
+    except BaseException:
+        sock.close()
+        raise
+
+

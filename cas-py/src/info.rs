@@ -1,0 +1,135 @@
+//! Plain value classes returned by `Node.stat`, `Node.peers` and `Node.stats`.
+
+use cas_core::{PeerInfo, StatInfo};
+use pyo3::prelude::*;
+
+/// What `Node.stat(key)` reports about a stored file.
+#[pyclass(frozen, get_all, module = "cas")]
+pub struct Stat {
+    /// The key asked about.
+    pub key: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// Chunk size of the file in bytes.
+    pub chunk_size: u32,
+    /// Number of chunks.
+    pub chunks: u64,
+    /// Hex id of the manifest blob.
+    pub manifest_id: String,
+    /// Each blob of the file (manifest first, then the distinct chunks) with
+    /// the hex ids of the alive nodes known to hold it.
+    pub holders: Vec<(String, Vec<String>)>,
+}
+
+impl Stat {
+    pub fn new(key: String, info: StatInfo) -> Stat {
+        Stat {
+            key,
+            size: info.size,
+            chunk_size: info.chunk_size,
+            chunks: info.chunks,
+            manifest_id: info.manifest_id.to_string(),
+            holders: info
+                .holders
+                .into_iter()
+                .map(|(blob, nodes)| (blob.to_string(), nodes.iter().map(|n| n.to_string()).collect()))
+                .collect(),
+        }
+    }
+}
+
+#[pymethods]
+impl Stat {
+    /// Every node holding at least one blob of the file, sorted.
+    #[getter]
+    fn nodes(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.holders.iter().flat_map(|(_, nodes)| nodes.iter().cloned()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Stat(size={}, chunks={}, chunk_size={}, nodes={})",
+            self.size,
+            self.chunks,
+            self.chunk_size,
+            self.nodes().len()
+        )
+    }
+}
+
+/// One entry of a node's peer table.
+#[pyclass(frozen, get_all, module = "cas")]
+pub struct Peer {
+    /// The peer's node id (hex).
+    pub id: String,
+    /// Its advertised listen address, `"host:port"`.
+    pub address: String,
+    /// `"alive"`, `"suspect"` or `"dead"`.
+    pub state: String,
+    /// Seconds since its heartbeat last advanced.
+    pub last_seen: f64,
+}
+
+impl From<PeerInfo> for Peer {
+    fn from(p: PeerInfo) -> Peer {
+        Peer {
+            id: p.id.to_string(),
+            address: p.address.to_string(),
+            state: p.state.as_str().to_string(),
+            last_seen: p.last_seen.as_secs_f64(),
+        }
+    }
+}
+
+#[pymethods]
+impl Peer {
+    fn __repr__(&self) -> String {
+        format!("Peer(id={:.12}…, address={:?}, state={:?})", self.id, self.address, self.state)
+    }
+}
+
+/// Counters of a node since it started (the store figures are current).
+#[pyclass(frozen, get_all, module = "cas")]
+pub struct Stats {
+    /// Payload bytes sent to peers.
+    pub bytes_sent: u64,
+    /// Payload bytes received from peers.
+    pub bytes_received: u64,
+    /// Blobs in the local store.
+    pub blobs_stored: u64,
+    /// Bytes in the local store.
+    pub bytes_stored: u64,
+    /// Requests from peers answered.
+    pub requests_served: u64,
+    /// Blobs that failed verification.
+    pub verification_failures: u64,
+    /// Peers currently alive.
+    pub peers_alive: u64,
+}
+
+impl From<cas_core::Stats> for Stats {
+    fn from(s: cas_core::Stats) -> Stats {
+        Stats {
+            bytes_sent: s.bytes_sent,
+            bytes_received: s.bytes_received,
+            blobs_stored: s.blobs_stored,
+            bytes_stored: s.bytes_stored,
+            requests_served: s.requests_served,
+            verification_failures: s.verification_failures,
+            peers_alive: s.peers_alive,
+        }
+    }
+}
+
+#[pymethods]
+impl Stats {
+    fn __repr__(&self) -> String {
+        format!(
+            "Stats(blobs_stored={}, bytes_stored={}, peers_alive={}, bytes_sent={}, bytes_received={})",
+            self.blobs_stored, self.bytes_stored, self.peers_alive, self.bytes_sent, self.bytes_received
+        )
+    }
+}

@@ -1,0 +1,35 @@
+//! The native half of the Python package `cas` (imported as `cas._cas`).
+//! It only translates: cas-core types to Python objects, cas-core errors to
+//! the exception classes of `cas.errors`, and blocking calls to calls that
+//! release the GIL. The pure-Python half (`python/cas`) holds the exception
+//! hierarchy, the io wrapper returned by `Node.open` and the command line.
+
+mod errors;
+mod info;
+mod node;
+mod reader;
+mod wait;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+mod _cas {
+    #[pymodule_export]
+    use crate::info::{Peer, Stat, Stats};
+    #[pymodule_export]
+    use crate::node::Node;
+    #[pymodule_export]
+    use crate::reader::Reader;
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// Looks up `name` in the pure-Python module `module` of the package.
+fn python_attr<'py>(py: Python<'py>, module: &str, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import(module)?.getattr(name)
+}

@@ -1,0 +1,217 @@
+//! `cas.Node`: a running node, shared by any number of Python threads.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use cas_core::{Config, Key};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+
+use crate::errors::{closed, to_pyerr};
+use crate::info::{Peer, Stat, Stats};
+use crate::reader::Reader;
+use crate::wait::{wait, Callback};
+
+/// A CAS node on a data directory. Use it as a context manager, or call
+/// `close()`; every method may be called from several threads at once, and
+/// none holds the GIL while it waits.
+#[pyclass(frozen, module = "cas")]
+pub struct Node {
+    /// `None` once closed.
+    inner: Mutex<Option<cas_core::Node>>,
+    data_dir: PathBuf,
+}
+
+impl Node {
+    /// The running node, or `ClosedError`.
+    fn node(&self) -> PyResult<cas_core::Node> {
+        self.lock().clone().ok_or_else(|| closed("this cas.Node"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<cas_core::Node>> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Parses a key string (`InvalidKeyError` when malformed).
+fn parse_key(key: &str) -> PyResult<Key> {
+    Key::parse(key).map_err(|e| to_pyerr(e.into()))
+}
+
+#[pymethods]
+impl Node {
+    /// Opens `data_dir` (creating it if needed, and locking it against other
+    /// processes) and starts the node.
+    #[new]
+    #[pyo3(signature = (data_dir, *, listen=None, bootstrap=Vec::new(), replicas=3, min_replicas=0,
+                        chunk_size=None, capacity=None, secret=None, fsync=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        data_dir: PathBuf,
+        listen: Option<String>,
+        bootstrap: Vec<String>,
+        replicas: usize,
+        min_replicas: usize,
+        chunk_size: Option<u32>,
+        capacity: Option<u64>,
+        secret: Option<Vec<u8>>,
+        fsync: bool,
+    ) -> PyResult<Node> {
+        let mut config = Config::new(&data_dir);
+        config.listen = listen;
+        config.bootstrap = bootstrap;
+        config.replicas = replicas;
+        config.min_replicas = min_replicas;
+        if let Some(size) = chunk_size {
+            config.chunk_size = size;
+        }
+        config.capacity = capacity;
+        config.fsync = fsync;
+        if let Some(secret) = secret {
+            let bytes: [u8; 32] = secret.as_slice().try_into().map_err(|_| {
+                to_pyerr(cas_core::Error::InvalidArgument(format!(
+                    "secret must be exactly 32 bytes, got {}",
+                    secret.len()
+                )))
+            })?;
+            config.secret = Some(bytes);
+        }
+        let node = wait(py, None, cas_core::Node::start(config))?;
+        Ok(Node { inner: Mutex::new(Some(node)), data_dir })
+    }
+
+    /// Stores the file at `path`; returns its key.
+    #[pyo3(signature = (path, progress=None))]
+    fn put(&self, py: Python<'_>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<String> {
+        let node = self.node()?;
+        let callback = Callback::new(progress);
+        let progress = callback.as_ref().map(|c| c.progress());
+        let report = wait(py, callback.as_ref(), node.put_file(&path, progress))?;
+        Ok(report.key.to_string())
+    }
+
+    /// Stores `data` (bytes, bytearray or any buffer); returns its key.
+    #[pyo3(signature = (data, progress=None))]
+    fn put_bytes(&self, py: Python<'_>, data: &Bound<'_, PyAny>, progress: Option<Py<PyAny>>) -> PyResult<String> {
+        let node = self.node()?;
+        let bytes = match data.cast::<PyBytes>() {
+            Ok(b) => b.clone(),
+            Err(_) => py.get_type::<PyBytes>().call1((data,))?.cast_into::<PyBytes>()?,
+        };
+        let mut slice: &[u8] = bytes.as_bytes();
+        let size = slice.len() as u64;
+        let callback = Callback::new(progress);
+        let progress = callback.as_ref().map(|c| c.progress());
+        let report = wait(py, callback.as_ref(), node.put_reader(&mut slice, size, progress))?;
+        Ok(report.key.to_string())
+    }
+
+    /// Writes the file of `key` to `dest` (replacing it); returns its size.
+    /// On failure nothing is left at `dest`.
+    #[pyo3(signature = (key, dest, progress=None))]
+    fn get(&self, py: Python<'_>, key: &str, dest: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<u64> {
+        let key = parse_key(key)?;
+        let node = self.node()?;
+        let callback = Callback::new(progress);
+        let progress = callback.as_ref().map(|c| c.progress());
+        wait(py, callback.as_ref(), node.get_file(&key, &dest, progress))
+    }
+
+    /// Returns the whole file of `key` as bytes.
+    fn get_bytes<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyBytes>> {
+        let key = parse_key(key)?;
+        let node = self.node()?;
+        let data = wait(py, None, node.get_bytes(&key))?;
+        Ok(PyBytes::new(py, &data))
+    }
+
+    /// Opens the file of `key` for reading: a seekable, read-only binary
+    /// file (`io.RawIOBase`) that fetches only the chunks it reads.
+    fn open<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        let key = parse_key(key)?;
+        let node = self.node()?;
+        let reader = wait(py, None, node.open(&key))?;
+        let native = Bound::new(py, Reader::new(reader))?;
+        crate::python_attr(py, "cas.file", "File")?.call1((native,))
+    }
+
+    /// Size, chunks, and which nodes hold each blob of `key`.
+    fn stat(&self, py: Python<'_>, key: &str) -> PyResult<Stat> {
+        let parsed = parse_key(key)?;
+        let node = self.node()?;
+        let info = wait(py, None, node.stat(&parsed))?;
+        Ok(Stat::new(key.to_string(), info))
+    }
+
+    /// Every peer this node knows of, with its state.
+    fn peers(&self) -> PyResult<Vec<Peer>> {
+        Ok(self.node()?.peers().into_iter().map(Peer::from).collect())
+    }
+
+    /// Counters since the node started.
+    fn stats(&self) -> PyResult<Stats> {
+        Ok(self.node()?.stats().into())
+    }
+
+    /// The address peers reach this node at (`"host:port"`), or `None`
+    /// without networking.
+    #[getter]
+    fn address(&self) -> PyResult<Option<String>> {
+        Ok(self.node()?.address().map(|a| a.to_string()))
+    }
+
+    /// This node's persistent id (hex).
+    #[getter]
+    fn id(&self) -> PyResult<String> {
+        Ok(self.node()?.id().to_string())
+    }
+
+    /// The data directory.
+    #[getter]
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone()
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.lock().is_none()
+    }
+
+    /// Stops the node and releases its data directory. Calling it again
+    /// does nothing; any other use afterwards raises `ClosedError`.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let node = self.lock().take();
+        if let Some(node) = node {
+            wait(py, None, async move {
+                node.shutdown().await;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Closes the node; an exception from the `with` body propagates.
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, py: Python<'_>, _exc_info: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        match self.lock().as_ref() {
+            Some(node) => format!(
+                "cas.Node(data_dir={:?}, id={:.12}…, address={})",
+                self.data_dir.display().to_string(),
+                node.id().to_string(),
+                node.address().map_or("None".to_string(), |a| format!("{:?}", a.to_string()))
+            ),
+            None => format!("cas.Node(data_dir={:?}, closed)", self.data_dir.display().to_string()),
+        }
+    }
+}

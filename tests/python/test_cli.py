@@ -1,0 +1,138 @@
+"""The `cas` command against one `cas serve` process (no networking needed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import cas_command, cas_json, run_cas, sha256_of, wait_until
+
+
+def test_serve_put_get_stat_status(serve, make_file, tmp_path: Path) -> None:
+    server = serve("node")
+    d = server.data_dir
+    sock = d / "control.sock"
+    assert stat.S_ISSOCK(sock.stat().st_mode)
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+
+    status = cas_json("status", "--data-dir", d)
+    assert len(status["id"]) == 64 and status["pid"] == server.process.pid
+    assert status["data_dir"] == str(d)
+    assert status["stats"]["blobs_stored"] == 0
+
+    src = make_file(3 << 20)
+    plain = run_cas("put", src, "--data-dir", d)
+    key = plain.stdout.strip()
+    assert key.startswith("cas1") and plain.stdout.count("\n") == 1
+    put = cas_json("put", src, "--data-dir", d)
+    assert put == {"key": key, "path": str(src), "size": 3 << 20}
+
+    dest = tmp_path / "copy.bin"
+    got = cas_json("get", key, dest, "--data-dir", d)
+    assert got == {"key": key, "dest": str(dest), "size": 3 << 20}
+    assert sha256_of(dest) == sha256_of(src)
+
+    # Without DEST the bytes go to standard output.
+    streamed = subprocess.run([*cas_command(), "get", key, "--data-dir", str(d)], capture_output=True, timeout=60)
+    assert streamed.returncode == 0 and streamed.stdout == src.read_bytes()
+
+    info = cas_json("stat", key, "--data-dir", d)
+    assert info["size"] == 3 << 20 and info["key"] == key
+    assert info["nodes"] == [{"id": status["id"], "address": None, "self": True}]
+    assert all(h["nodes"] == [status["id"]] for h in info["holders"])
+    assert "held by" in run_cas("stat", key, "--data-dir", d).stdout
+
+    assert cas_json("peers", "--data-dir", d) == {"self": {"id": status["id"], "address": None}, "peers": []}
+    assert cas_json("status", "--data-dir", d)["stats"]["blobs_stored"] > 0
+    assert status["id"] in run_cas("status", "--data-dir", d).stdout
+
+
+def test_relative_paths_are_resolved_by_the_client(serve, tmp_path: Path) -> None:
+    server = serve("node")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "in.txt").write_text("relative\n")
+
+    def cas_in_work(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [*cas_command(), *args, "--data-dir", str(server.data_dir)]
+        return subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=60)
+
+    key = cas_in_work("put", "in.txt")
+    assert key.returncode == 0, key.stderr
+    got = cas_in_work("get", key.stdout.strip(), "out.txt")
+    assert got.returncode == 0, got.stderr
+    assert (work / "out.txt").read_text() == "relative\n"
+
+
+def test_data_dir_from_environment(serve, tmp_path: Path) -> None:
+    server = serve("envnode")
+    env = {**os.environ, "CAS_DATA_DIR": str(server.data_dir)}
+    result = subprocess.run([*cas_command(), "status", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["data_dir"] == str(server.data_dir)
+
+
+def test_no_node_running(tmp_path: Path) -> None:
+    empty = tmp_path / "nobody-home"
+    for args in (["status"], ["peers"], ["put", __file__], ["get", "cas1x", str(tmp_path / "x")], ["stat", "cas1x"]):
+        result = run_cas(*args, "--data-dir", empty, check=False)
+        assert result.returncode == 3, result
+        assert "no CAS node is running" in result.stderr
+        assert f"cas serve --data-dir {empty}" in result.stderr
+    result = run_cas("status", "--data-dir", empty, "--json", check=False)
+    assert result.returncode == 3
+    assert json.loads(result.stdout)["error"]["type"] == "NoNodeRunningError"
+    assert not (tmp_path / "x").exists()
+
+
+def test_errors_through_the_socket(serve, tmp_path: Path) -> None:
+    d = serve("node").data_dir
+    bad = run_cas("get", "not-a-key", tmp_path / "out", "--data-dir", d, check=False)
+    assert bad.returncode == 1 and "invalid key" in bad.stderr
+    as_json = run_cas("stat", "cas1abc", "--data-dir", d, "--json", check=False)
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout)["error"]["type"] == "InvalidKeyError"
+    missing = run_cas("put", tmp_path / "missing.bin", "--data-dir", d, check=False)
+    assert missing.returncode == 1 and "missing.bin" in missing.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_second_serve_on_the_same_data_dir_fails(serve) -> None:
+    server = serve("node")
+    second = run_cas("serve", "--data-dir", server.data_dir, check=False, timeout=60)
+    assert second.returncode == 1
+    assert "in use by another CAS process" in second.stderr
+    # The first one still answers.
+    assert cas_json("status", "--data-dir", server.data_dir)["pid"] == server.process.pid
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_stops_cleanly_on_signals(serve, sig: int) -> None:
+    server = serve("node")
+    assert server.stop(sig) == 0
+    assert not (server.data_dir / "control.sock").exists()
+    # The data directory was released: it can be served again.
+    again = serve("node")
+    assert cas_json("status", "--data-dir", again.data_dir)["id"] == server.id
+
+
+def test_stale_socket_after_kill_9(serve) -> None:
+    server = serve("node")
+    server.stop(signal.SIGKILL)
+    assert (server.data_dir / "control.sock").exists()  # left behind by the killed process
+    result = run_cas("status", "--data-dir", server.data_dir, check=False)
+    assert result.returncode == 3 and "no CAS node is running" in result.stderr
+    again = serve("node")
+    wait_until(lambda: cas_json("status", "--data-dir", again.data_dir)["pid"] == again.process.pid)
+
+
+def test_usage_errors() -> None:
+    assert run_cas(check=False).returncode == 2
+    assert run_cas("put", check=False).returncode == 2
+    assert "serve" in run_cas("--help").stdout
