@@ -44,11 +44,11 @@ def test_serve_put_get_stat_status(serve, make_file, tmp_path: Path) -> None:
 
     info = cas_json("stat", key, "--data-dir", d)
     assert info["size"] == 3 << 20 and info["key"] == key
-    assert info["nodes"] == [{"id": status["id"], "address": None, "self": True}]
+    assert info["nodes"] == [{"id": status["id"], "address": status["address"], "self": True}]
     assert all(h["nodes"] == [status["id"]] for h in info["holders"])
     assert "held by" in run_cas("stat", key, "--data-dir", d).stdout
 
-    assert cas_json("peers", "--data-dir", d) == {"self": {"id": status["id"], "address": None}, "peers": []}
+    assert cas_json("peers", "--data-dir", d) == {"self": {"id": status["id"], "address": status["address"]}, "peers": []}
     assert cas_json("status", "--data-dir", d)["stats"]["blobs_stored"] > 0
     assert status["id"] in run_cas("status", "--data-dir", d).stdout
 

@@ -63,20 +63,22 @@ impl Node {
             Ok(tmp)
         })
         .await?;
-        let file = Arc::new(tmp);
+        // The path is owned here, not by the chunk writers: if this future is
+        // dropped (cancelled) or fails, the temporary file is unlinked at once.
+        let (file, tmp_path) = tmp.into_parts();
+        let file = Arc::new(file);
         let window = self.inner.config.window(manifest.header.chunk_size);
         let mut inflight = FuturesUnordered::new();
         let mut next = 0u32;
         let mut done = 0u64;
         loop {
             while next < manifest.header.count && inflight.len() < window {
-                let (node, manifest, file, dest, i) =
-                    (self.clone(), manifest.clone(), file.clone(), dest.clone(), next);
+                let (node, manifest, file, dest, i) = (self.clone(), manifest.clone(), file.clone(), dest.clone(), next);
                 inflight.push(async move {
                     let plain = node.fetch_chunk(&manifest, i).await?;
                     let offset = i as u64 * manifest.header.chunk_size as u64;
                     blocking(move || {
-                        file.as_file().write_all_at(&plain, offset).map_err(|e| destination_error(&dest, e))?;
+                        file.write_all_at(&plain, offset).map_err(|e| destination_error(&dest, e))?;
                         Ok::<_, Error>(plain.len() as u64)
                     })
                     .await
@@ -89,14 +91,12 @@ impl Node {
                 p(done, total);
             }
         }
-        drop(inflight);
-        let tmp = Arc::into_inner(file).expect("all chunk writers finished");
         let fsync = self.inner.config.fsync;
         blocking(move || {
             if fsync {
-                tmp.as_file().sync_all().map_err(|e| destination_error(&dest, e))?;
+                file.sync_all().map_err(|e| destination_error(&dest, e))?;
             }
-            tmp.persist(&dest).map_err(|e| destination_error(&dest, e.error))?;
+            tmp_path.persist(&dest).map_err(|e| destination_error(&dest, e.error))?;
             if fsync {
                 let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
                 sync_dir(parent).map_err(|e| destination_error(&dest, e))?;

@@ -197,6 +197,8 @@ impl Node {
 
     /// Stores a blob locally (and, with peers, on other nodes).
     async fn store_blob(&self, blob: VerifiedBlob) -> Result<StoredBlob> {
+        // A streaming put that outlives shutdown() stops at its next blob.
+        self.check_open()?;
         let store = self.inner.store.clone();
         let id = blob.id();
         let (new, blob) = blocking(move || store.put(&blob).map(|new| (new, blob))).await?;
