@@ -73,7 +73,8 @@ impl Node {
         let mut done = 0u64;
         loop {
             while next < manifest.header.count && inflight.len() < window {
-                let (node, manifest, file, dest, i) = (self.clone(), manifest.clone(), file.clone(), dest.clone(), next);
+                let (node, manifest, file, dest, i) =
+                    (self.clone(), manifest.clone(), file.clone(), dest.clone(), next);
                 inflight.push(async move {
                     let plain = node.fetch_chunk(&manifest, i).await?;
                     let offset = i as u64 * manifest.header.chunk_size as u64;
