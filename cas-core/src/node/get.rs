@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 
+use super::put::settle;
 use super::{blocking, Node, NodeId, Progress};
 use crate::error::{Error, Result};
 use crate::format::{open_chunk, BlobId, Manifest};
@@ -84,7 +85,12 @@ impl Node {
                 next += 1;
             }
             let Some(result) = inflight.next().await else { break };
-            done += result?;
+            done += match result {
+                Ok(n) => n,
+                // The chunk writers still running hold the temporary file: wait
+                // for them so that it is gone when the error is returned.
+                Err(e) => return Err(settle(inflight, e).await),
+            };
             if let Some(p) = &progress {
                 p(done, total);
             }
