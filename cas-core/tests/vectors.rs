@@ -1,10 +1,13 @@
 //! Every case of shared/vectors/format-v1.json, byte for byte.
 
+mod common;
+
 use std::path::PathBuf;
 
 use cas_core::error::KeyParseError;
 use cas_core::format::{seal_chunk, BlobId, Manifest};
 use cas_core::Key;
+use common::generate;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -17,26 +20,12 @@ fn vectors() -> Value {
     serde_json::from_str(&text).expect("vectors are JSON")
 }
 
-fn generate(seed: &str, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 32);
-    let mut i = 0u64;
-    while out.len() < len {
-        let mut h = Sha256::new();
-        h.update(seed.as_bytes());
-        h.update(i.to_le_bytes());
-        out.extend_from_slice(&h.finalize());
-        i += 1;
-    }
-    out.truncate(len);
-    out
-}
-
 fn content(spec: &Value) -> Vec<u8> {
     if let Some(r) = spec.get("repeat") {
-        let block = generate(r["seed"].as_str().unwrap(), r["len"].as_u64().unwrap() as usize);
+        let block = generate(r["seed"].as_str().unwrap().as_bytes(), r["len"].as_u64().unwrap() as usize);
         block.repeat(r["times"].as_u64().unwrap() as usize)
     } else {
-        generate(spec["seed"].as_str().unwrap(), spec["len"].as_u64().unwrap() as usize)
+        generate(spec["seed"].as_str().unwrap().as_bytes(), spec["len"].as_u64().unwrap() as usize)
     }
 }
 

@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{FuturesOrdered, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{blocking, Node, Progress};
@@ -144,13 +144,15 @@ impl Node {
         let mut exhausted = false;
         loop {
             while !exhausted && inflight.len() < window {
-                match source.next(chunk_size as usize).await? {
-                    None => exhausted = true,
-                    Some(input) => {
+                match source.next(chunk_size as usize).await {
+                    Err(e) => return Err(settle(inflight, e).await),
+                    Ok(None) => exhausted = true,
+                    Ok(Some(input)) => {
                         if chunks.len() as u64 + inflight.len() as u64 >= MAX_CHUNKS {
-                            return Err(Error::InvalidArgument(format!(
+                            let e = Error::InvalidArgument(format!(
                                 "the input has more than {MAX_CHUNKS} chunks of {chunk_size} bytes; use a larger chunk size"
-                            )));
+                            ));
+                            return Err(settle(inflight, e).await);
                         }
                         let node = self.clone();
                         inflight.push_back(async move {
@@ -169,7 +171,10 @@ impl Node {
                 }
             }
             let Some(result) = inflight.next().await else { break };
-            let (stored, key, len) = result?;
+            let (stored, key, len) = match result {
+                Ok(v) => v,
+                Err(e) => return Err(settle(inflight, e).await),
+            };
             chunks.push((stored.id, key));
             new_blobs += stored.new as u64;
             min_replicas = min_replicas.min(stored.replicas);
@@ -215,6 +220,14 @@ impl Node {
         }
         Ok(StoredBlob { id, new, replicas })
     }
+}
+
+/// Waits for the chunk tasks still in flight, then returns `err`: a failed
+/// put or get returns only when no worker still writes on its behalf (no
+/// temporary file or half-counted blob appears after the error).
+pub(super) async fn settle<S: Stream + Unpin>(mut inflight: S, err: Error) -> Error {
+    while inflight.next().await.is_some() {}
+    err
 }
 
 /// The outcome of storing one blob.
