@@ -20,7 +20,10 @@ pub struct Measured {
     pub key: Option<String>,
 }
 
-/// Runs `put DATA_DIR FILE FSYNC` or `get DATA_DIR KEY DEST FSYNC` in a child.
+/// Runs `put DATA_DIR FILE FSYNC [BOOTSTRAP PEERS]` or
+/// `get DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]` in a child. With
+/// BOOTSTRAP, the child's node listens on 127.0.0.1, joins through that
+/// address and waits until it sees PEERS alive peers before timing.
 pub fn run(args: &[&str]) -> Measured {
     let exe = std::env::current_exe().expect("own executable");
     let out = Command::new(exe).arg(SUBCOMMAND).args(args).output().expect("start measured child");
@@ -34,11 +37,62 @@ pub fn run(args: &[&str]) -> Measured {
     }
 }
 
+/// A node process of the loopback cluster: `serve DATA_DIR [BOOTSTRAP]`
+/// prints `address=…`, serves until its standard input closes, then prints
+/// `peak_rss_kib=…`.
+pub struct Server {
+    child: std::process::Child,
+    pub address: String,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, bootstrap: Option<&str>) -> Server {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let exe = std::env::current_exe().expect("own executable");
+        let mut cmd = Command::new(exe);
+        cmd.arg(SUBCOMMAND).arg("serve").arg(data_dir).args(bootstrap);
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start a node process");
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(child.stdout.as_mut().expect("piped stdout"));
+        stdout.read_line(&mut line).expect("node process reports its address");
+        let address = line.trim().strip_prefix("address=").expect("address=… line").to_owned();
+        Server { child, address }
+    }
+
+    /// Stops the process; returns its peak RSS in KiB.
+    pub fn stop(mut self) -> u64 {
+        use std::io::Read;
+        drop(self.child.stdin.take());
+        let mut rest = String::new();
+        self.child.stdout.take().expect("piped stdout").read_to_string(&mut rest).expect("read node output");
+        assert!(self.child.wait().expect("node process exits").success(), "node process failed");
+        rest.split_whitespace()
+            .find_map(|w| w.strip_prefix("peak_rss_kib="))
+            .and_then(|v| v.parse().ok())
+            .expect("node process reports its peak RSS")
+    }
+}
+
+fn network_config(config: &mut Config, bootstrap: Option<&String>) {
+    config.listen = Some("127.0.0.1:0".into());
+    config.bootstrap = bootstrap.into_iter().cloned().collect();
+    config.gossip_interval = std::time::Duration::from_millis(200);
+}
+
 /// The child's side: runs the operation and prints what `run` parses.
 pub fn main(args: &[String]) -> cas_core::Result<()> {
-    let [op, data_dir, rest @ ..] = args else { panic!("usage: {SUBCOMMAND} put|get DATA_DIR ...") };
-    let fsync = rest.last().map(String::as_str) == Some("fsync");
+    let [op, data_dir, rest @ ..] = args else { panic!("usage: {SUBCOMMAND} put|get|serve DATA_DIR ...") };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    if op == "serve" {
+        return runtime.block_on(serve(data_dir, rest.first()));
+    }
+    // Optional trailing BOOTSTRAP PEERS: a networked node.
+    let (rest, network) = match rest {
+        [head @ .., boot, peers] if head.len() >= 2 => (head, Some((boot, peers.parse::<usize>().expect("PEERS")))),
+        _ => (rest, None),
+    };
+    let fsync = rest.last().map(String::as_str) == Some("fsync");
     runtime.block_on(async {
         let mut config = Config::new(data_dir);
         config.fsync = fsync;
@@ -46,7 +100,17 @@ pub fn main(args: &[String]) -> cas_core::Result<()> {
         if let Some(n) = std::env::var("CAS_BENCH_PARALLELISM").ok().and_then(|v| v.parse().ok()) {
             config.parallelism = n;
         }
+        if let Some((boot, _)) = network {
+            network_config(&mut config, Some(boot));
+        }
         let node = Node::start(config).await?;
+        if let Some((_, peers)) = network {
+            let deadline = Instant::now() + std::time::Duration::from_secs(60);
+            while node.peers().iter().filter(|p| p.state == cas_core::PeerState::Alive).count() < peers {
+                assert!(Instant::now() < deadline, "the cluster did not form within 60 s");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
         let start = Instant::now();
         let key = match (op.as_str(), rest) {
             ("put", [file, _]) => Some(node.put_file(file, None).await?.key.to_string()),
@@ -54,7 +118,7 @@ pub fn main(args: &[String]) -> cas_core::Result<()> {
                 node.get_file(&Key::parse(key)?, Path::new(dest), None).await?;
                 None
             }
-            _ => panic!("usage: {SUBCOMMAND} put DATA_DIR FILE FSYNC | get DATA_DIR KEY DEST FSYNC"),
+            _ => panic!("usage: {SUBCOMMAND} put DATA_DIR FILE FSYNC | get DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]"),
         };
         let seconds = start.elapsed().as_secs_f64();
         node.shutdown().await;
@@ -65,6 +129,27 @@ pub fn main(args: &[String]) -> cas_core::Result<()> {
         println!();
         Ok(())
     })
+}
+
+/// A cluster node: fsync off (the bench measures the pipeline, not the disk).
+async fn serve(data_dir: &str, bootstrap: Option<&String>) -> cas_core::Result<()> {
+    use std::io::Write;
+    let mut config = Config::new(data_dir);
+    config.fsync = false;
+    network_config(&mut config, bootstrap);
+    let node = Node::start(config).await?;
+    println!("address={}", node.address().expect("listening"));
+    std::io::stdout().flush().expect("flush stdout");
+    // Serve until the parent closes our standard input.
+    tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await
+    .expect("stdin watcher");
+    node.shutdown().await;
+    println!("peak_rss_kib={}", peak_rss_kib());
+    Ok(())
 }
 
 /// VmHWM of this process, in KiB.

@@ -1,7 +1,9 @@
 //! `make bench`: on this machine, in one run, the crypto ceiling of put and
-//! get, local put and get of a 1 GiB file through the real `Node` API (fsync
-//! off and on), and the peak memory of each. Prints a Markdown table and
-//! writes it to `bench/results.md`.
+//! get, the I/O baseline (the same file operations without crypto), local
+//! put and get of a 1 GiB file through the real `Node` API (fsync off and
+//! on), network put (3 replicas) and get (from non-owners) on a loopback
+//! cluster of node processes, and the peak memory of each. Prints a Markdown
+//! table and writes it to `bench/results.md`.
 //!
 //! Throughput is plaintext bytes per second (MB = 10^6 bytes), the best of a
 //! few runs, for the ceilings and the operations alike: other load on the
@@ -15,6 +17,7 @@
 //! the system temporary directory); `CAS_BENCH_PARALLELISM` sets
 //! `Config::parallelism` in the children, for experiments.
 
+mod baseline;
 mod ceiling;
 mod child;
 
@@ -57,9 +60,17 @@ fn main() -> ExitCode {
 struct Row {
     operation: String,
     mb_per_s: f64,
-    ratio: f64,
+    /// Against the crypto ceiling of the same direction.
+    vs_crypto: Option<f64>,
+    /// Against the I/O baseline of the same direction.
+    vs_io: Option<f64>,
+    /// Network rows: against the local figure (fsync off).
+    vs_local: Option<f64>,
     peak_rss_mib: Option<f64>,
 }
+
+/// Nodes of the loopback cluster, besides the putting and getting ones.
+const CLUSTER_NODES: usize = 4;
 
 fn bench() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -69,13 +80,17 @@ fn bench() {
         Row {
             operation: format!("crypto ceiling, put: 2x SHA-256 + AES-256-GCM ({cores} threads)"),
             mb_per_s: put_ceiling / 1e6,
-            ratio: 1.0,
+            vs_crypto: Some(1.0),
+            vs_io: None,
+            vs_local: None,
             peak_rss_mib: None,
         },
         Row {
             operation: format!("crypto ceiling, get: SHA-256 + AES-256-GCM ({cores} threads)"),
             mb_per_s: get_ceiling / 1e6,
-            ratio: 1.0,
+            vs_crypto: Some(1.0),
+            vs_io: None,
+            vs_local: None,
             peak_rss_mib: None,
         },
     ];
@@ -87,6 +102,32 @@ fn bench() {
     write_input(&input, FILE_SIZE);
     let input_digest = digest(&input); // also warms the page cache
     sync();
+
+    eprintln!("I/O baseline...");
+    let (mut io_put, mut io_get) = (0f64, 0f64);
+    for run in 0..RUNS {
+        let dir = work.path().join(format!("baseline-{run}"));
+        let out = work.path().join("baseline.out");
+        sync();
+        io_put = io_put.max(baseline::put(&input, &dir, 1 << 20, cores));
+        sync();
+        io_get = io_get.max(baseline::get(&dir, &out, FILE_SIZE, 1 << 20));
+        std::fs::remove_dir_all(&dir).expect("remove baseline files");
+        std::fs::remove_file(&out).expect("remove baseline output");
+    }
+    let baseline_row = |operation: String, bytes_per_s: f64| Row {
+        operation,
+        mb_per_s: bytes_per_s / 1e6,
+        vs_crypto: None,
+        vs_io: Some(1.0),
+        vs_local: None,
+        peak_rss_mib: None,
+    };
+    rows.push(baseline_row(
+        format!("I/O baseline, put: 1 MiB pieces into new files, no crypto ({cores} threads)"),
+        io_put,
+    ));
+    rows.push(baseline_row("I/O baseline, get: those files into one file, no crypto".into(), io_get));
 
     for fsync in [false, true] {
         let label = if fsync { "fsync on" } else { "fsync off" };
@@ -108,9 +149,14 @@ fn bench() {
             gets.push(get);
         }
         let size = format!("{} GiB", FILE_SIZE >> 30);
-        rows.push(row(format!("local put {size}, {label}"), &puts, put_ceiling));
-        rows.push(row(format!("local get {size}, {label}"), &gets, get_ceiling));
+        rows.push(row(format!("local put {size}, {label}"), &puts, Some(put_ceiling), Some(io_put), None));
+        rows.push(row(format!("local get {size}, {label}"), &gets, Some(get_ceiling), Some(io_get), None));
     }
+    let local_put = rows.iter().find(|r| r.operation.starts_with("local put") && r.operation.ends_with("fsync off"));
+    let local_put = local_put.expect("local put row").mb_per_s * 1e6;
+    let local_get = rows.iter().find(|r| r.operation.starts_with("local get") && r.operation.ends_with("fsync off"));
+    let local_get = local_get.expect("local get row").mb_per_s * 1e6;
+    rows.extend(network(work.path(), &input, &input_digest, local_put, local_get));
 
     let table = render(&rows, cores);
     println!("{table}");
@@ -130,11 +176,64 @@ fn sync() {
     assert!(ok, "`sync` failed");
 }
 
-/// The best throughput of the runs and their largest peak RSS.
-fn row(operation: String, runs: &[child::Measured], ceiling: f64) -> Row {
+/// The best throughput of the runs, its ratios, and the largest peak RSS.
+fn row(operation: String, runs: &[child::Measured], crypto: Option<f64>, io: Option<f64>, local: Option<f64>) -> Row {
     let best = runs.iter().map(|m| FILE_SIZE as f64 / m.seconds).fold(0.0, f64::max);
     let peak = runs.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
-    Row { operation, mb_per_s: best / 1e6, ratio: best / ceiling, peak_rss_mib: Some(peak) }
+    Row {
+        operation,
+        mb_per_s: best / 1e6,
+        vs_crypto: crypto.map(|c| best / c),
+        vs_io: io.map(|c| best / c),
+        vs_local: local.map(|c| best / c),
+        peak_rss_mib: Some(peak),
+    }
+}
+
+/// Network put and get on a loopback cluster of node processes: a put from
+/// a fifth node (3 replicas), then a get on a sixth that holds nothing.
+/// Fresh cluster per run, fsync off everywhere.
+fn network(work: &Path, input: &Path, input_digest: &[u8; 32], local_put: f64, local_get: f64) -> Vec<Row> {
+    let (mut puts, mut gets, mut server_peak) = (Vec::new(), Vec::new(), 0u64);
+    for run in 0..RUNS {
+        eprintln!("network: run {} of {RUNS} ({CLUSTER_NODES} node processes)...", run + 1);
+        let dir = work.join(format!("cluster-{run}"));
+        let first = child::Server::start(&dir.join("node0"), None);
+        let boot = first.address.clone();
+        let mut servers = vec![first];
+        for i in 1..CLUSTER_NODES {
+            servers.push(child::Server::start(&dir.join(format!("node{i}")), Some(&boot)));
+        }
+        let peers = CLUSTER_NODES.to_string();
+        sync();
+        let put = child::run(&["put", path_str(&dir.join("owner")), path_str(input), "no-fsync", &boot, &peers]);
+        let key = put.key.clone().expect("put reports the key");
+        sync();
+        // The owner is gone; the getter holds nothing: every byte crosses the network.
+        let dest = dir.join("out.bin");
+        let get = child::run(&["get", path_str(&dir.join("getter")), &key, path_str(&dest), "no-fsync", &boot, &peers]);
+        assert!(digest(&dest) == *input_digest, "network get returned other bytes than were put");
+        for s in servers {
+            server_peak = server_peak.max(s.stop());
+        }
+        std::fs::remove_dir_all(&dir).expect("remove cluster directory");
+        puts.push(put);
+        gets.push(get);
+    }
+    let size = format!("{} GiB", FILE_SIZE >> 30);
+    let mut rows = vec![
+        row(format!("network put {size}, 3 replicas, {CLUSTER_NODES}+1 processes"), &puts, None, None, Some(local_put)),
+        row(format!("network get {size}, from non-owners"), &gets, None, None, Some(local_get)),
+    ];
+    rows.push(Row {
+        operation: "cluster node process (largest of all)".into(),
+        mb_per_s: f64::NAN,
+        vs_crypto: None,
+        vs_io: None,
+        vs_local: None,
+        peak_rss_mib: Some(server_peak as f64 / 1024.0),
+    });
+    rows
 }
 
 fn render(rows: &[Row], cores: usize) -> String {
@@ -153,18 +252,29 @@ fn render(rows: &[Row], cores: usize) -> String {
         "{cpu}, {cores} cores. {} GiB file, 1 MiB chunks; MB/s = 10^6 plaintext bytes per second, \
          best of {RUNS} runs (ceilings: best of {CEILING_WINDOWS} windows of {CEILING_TIME:?}); \
          peak RSS is the largest VmHWM of the runs' processes. Dirty pages are synced \
-         before each timed step. Ratio: put against the put ceiling, get against the get ceiling.\n",
+         before each timed step. Ratios: put rows against the put ceiling and baseline, get rows against the get ones; network rows \
+         against local (fsync off).\n",
         FILE_SIZE >> 30
     )
     .unwrap();
-    writeln!(out, "| operation | MB/s | ratio to ceiling | peak RSS MiB |").unwrap();
-    writeln!(out, "|---|---:|---:|---:|").unwrap();
+    writeln!(out, "| operation | MB/s | vs crypto ceiling | vs I/O baseline | vs local | peak RSS MiB |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|---:|").unwrap();
+    let cell = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |x| format!("{x:.digits$}"));
     for r in rows {
-        let rss = r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.1}"));
-        writeln!(out, "| {} | {:.0} | {:.2} | {rss} |", r.operation, r.mb_per_s, r.ratio).unwrap();
+        let mb = if r.mb_per_s.is_nan() { "-".into() } else { format!("{:.0}", r.mb_per_s) };
+        writeln!(
+            out,
+            "| {} | {mb} | {} | {} | {} | {} |",
+            r.operation,
+            cell(r.vs_crypto, 2),
+            cell(r.vs_io, 2),
+            cell(r.vs_local, 2),
+            cell(r.peak_rss_mib, 1)
+        )
+        .unwrap();
     }
     let fsync_off: Vec<&Row> = rows.iter().filter(|r| r.operation.ends_with("fsync off")).collect();
-    let ratio_ok = fsync_off.iter().all(|r| r.ratio >= TARGET_RATIO);
+    let ratio_ok = fsync_off.iter().all(|r| r.vs_crypto.is_some_and(|x| x >= TARGET_RATIO));
     let rss_ok = rows.iter().filter_map(|r| r.peak_rss_mib).all(|m| m < TARGET_RSS_MIB);
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     writeln!(

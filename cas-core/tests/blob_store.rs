@@ -7,7 +7,7 @@ mod common;
 use cas_core::format::BlobId;
 use cas_core::store::{BlobStore, VerifiedBlob};
 use cas_core::ErrorKind;
-use common::{blob_path, content, entries};
+use common::{blob_path, content, entries, temp_files};
 
 #[test]
 fn bytes_that_do_not_hash_to_the_id_are_refused() {
@@ -48,7 +48,7 @@ fn put_get_and_put_again_is_a_no_op() {
     assert_eq!((store.blob_count(), store.used_bytes()), (1, 10_000));
     assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), modified, "the file is not rewritten");
     assert_eq!(store.get(&id).unwrap().expect("stored").bytes(), blob.bytes());
-    assert_eq!(entries(&dir.path().join("tmp")), Vec::<String>::new());
+    assert_eq!(temp_files(dir.path()), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn concurrent_puts_of_one_id_store_it_once() {
     });
     assert_eq!(written, 1, "exactly one writer stores the blob");
     assert_eq!((store.blob_count(), store.used_bytes()), (1, 200_000));
-    assert_eq!(entries(&dir.path().join("tmp")), Vec::<String>::new());
+    assert_eq!(temp_files(dir.path()), Vec::<std::path::PathBuf>::new());
 }
 
 #[test]
@@ -93,16 +93,21 @@ fn reopening_counts_used_bytes_and_blobs() {
 }
 
 #[test]
-fn leftovers_in_tmp_are_removed_at_open() {
+fn leftovers_of_interrupted_writes_are_removed_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    drop(BlobStore::open(dir.path(), false, None).unwrap());
-    let tmp = dir.path().join("tmp");
-    std::fs::write(tmp.join("blob.half-written"), content(4, 5000)).unwrap();
-    std::fs::write(tmp.join("blobXYZ"), b"").unwrap();
+    let store = BlobStore::open(dir.path(), false, None).unwrap();
+    let blob = VerifiedBlob::new(content(4, 5000));
+    store.put(&blob).unwrap();
+    drop(store);
+    let fan = blob_path(dir.path(), &blob.id()).parent().unwrap().to_path_buf();
+    std::fs::write(fan.join(".tmp-half-written"), content(4, 2500)).unwrap();
+    std::fs::write(fan.join(".tmp-XYZ"), b"").unwrap();
+    assert_eq!(temp_files(dir.path()).len(), 2);
 
     let store = BlobStore::open(dir.path(), false, None).unwrap();
-    assert_eq!(entries(&tmp), Vec::<String>::new());
-    assert_eq!((store.blob_count(), store.used_bytes()), (0, 0), "leftovers are never counted as blobs");
+    assert_eq!(temp_files(dir.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!((store.blob_count(), store.used_bytes()), (1, 5000), "leftovers are never counted as blobs");
+    assert!(store.get(&blob.id()).unwrap().is_some());
 }
 
 #[test]

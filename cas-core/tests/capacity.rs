@@ -5,7 +5,7 @@ mod common;
 
 use cas_core::store::BlobStore;
 use cas_core::ErrorKind;
-use common::{blob_files, content, entries, Scratch, MIN_CHUNK};
+use common::{blob_files, content, temp_files, Scratch, MIN_CHUNK};
 
 const BLOB: u64 = MIN_CHUNK as u64 + 16;
 
@@ -23,7 +23,7 @@ async fn put_beyond_capacity_is_storage_full() {
     assert!(err.to_string().contains(&capacity.to_string()), "says which limit: {err}");
 
     let data_dir = s.data_dir();
-    assert_eq!(entries(&data_dir.join("tmp")), Vec::<String>::new(), "no temporary file left");
+    assert_eq!(temp_files(&data_dir), Vec::<std::path::PathBuf>::new(), "no temporary file left");
     let store = node.store();
     assert!(store.used_bytes() <= capacity, "{} used, capacity {capacity}", store.used_bytes());
     let files = blob_files(&data_dir);
@@ -60,7 +60,7 @@ fn store_capacity_counts_existing_blobs_and_frees_on_remove() {
     let err = store.put(&blob(4)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StorageFull, "{err}");
     assert!(!store.has(&blob(4).id()));
-    assert_eq!(entries(&dir.path().join("tmp")), Vec::<String>::new());
+    assert_eq!(temp_files(dir.path()), Vec::<std::path::PathBuf>::new());
     // Storing a blob already there needs no room.
     assert!(!store.put(&blob(1)).unwrap());
     assert!(store.remove(&blob(1).id()).unwrap());

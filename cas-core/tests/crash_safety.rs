@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use cas_core::store::BlobStore;
-use common::{assert_big_file, blob_files, entries, local_example, write_big_file, Scratch, MIN_CHUNK};
+use common::{assert_big_file, blob_files, local_example, temp_files, write_big_file, Scratch, MIN_CHUNK};
 
 const SIZE: u64 = 300 * 1024 * 1024;
 
@@ -46,7 +46,7 @@ async fn put_killed_midway_leaves_only_whole_blobs() {
 
     // Every blob that made it is whole; leftovers of the interrupted write go.
     let store = BlobStore::open(&data_dir, true, None).unwrap();
-    assert_eq!(entries(&data_dir.join("tmp")), Vec::<String>::new());
+    assert_eq!(temp_files(&data_dir), Vec::<std::path::PathBuf>::new());
     assert_eq!(store.blob_count(), survivors);
     let mut checked = 0u64;
     store

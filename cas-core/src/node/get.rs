@@ -1,11 +1,11 @@
 //! The get pipeline: fetch the manifest, then fetch, verify and decrypt
 //! chunks concurrently within a bounded window.
 
-use std::os::unix::fs::FileExt;
+use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
+use futures::stream::{FuturesOrdered, StreamExt};
 
 use super::{blocking, Node, NodeId, Progress};
 use crate::error::{Error, Result};
@@ -59,39 +59,48 @@ impl Node {
                 .prefix(".cas-get-")
                 .tempfile_in(&parent)
                 .map_err(|e| Error::Destination { path: d.clone(), source: e })?;
-            tmp.as_file().set_len(total).map_err(|e| destination_error(&d, e))?;
             Ok(tmp)
         })
         .await?;
-        // The path is owned here, not by the chunk writers: if this future is
+        // The path is owned here, not by the writer: if this future is
         // dropped (cancelled) or fails, the temporary file is unlinked at once.
         let (file, tmp_path) = tmp.into_parts();
-        let file = Arc::new(file);
+        // Chunks are fetched and decrypted concurrently but written in order by
+        // one thread: parallel writes to one file only contend on its inode lock.
+        let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+        let writer_dest = dest.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            while let Some(plain) = chunks_rx.blocking_recv() {
+                file.write_all(&plain).map_err(|e| destination_error(&writer_dest, e))?;
+            }
+            Ok::<_, Error>(file)
+        });
         let window = self.inner.config.window(manifest.header.chunk_size);
-        let mut inflight = FuturesUnordered::new();
+        let mut inflight = FuturesOrdered::new();
         let mut next = 0u32;
         let mut done = 0u64;
         loop {
             while next < manifest.header.count && inflight.len() < window {
-                let (node, manifest, file, dest, i) =
-                    (self.clone(), manifest.clone(), file.clone(), dest.clone(), next);
-                inflight.push(async move {
-                    let plain = node.fetch_chunk(&manifest, i).await?;
-                    let offset = i as u64 * manifest.header.chunk_size as u64;
-                    blocking(move || {
-                        file.write_all_at(&plain, offset).map_err(|e| destination_error(&dest, e))?;
-                        Ok::<_, Error>(plain.len() as u64)
-                    })
-                    .await
-                });
+                let (node, manifest, i) = (self.clone(), manifest.clone(), next);
+                inflight.push_back(async move { node.fetch_chunk(&manifest, i).await });
                 next += 1;
             }
             let Some(result) = inflight.next().await else { break };
-            done += result?;
+            let plain = result?;
+            done += plain.len() as u64;
+            if chunks_tx.send(plain).await.is_err() {
+                break; // the writer failed: its error is reported below
+            }
             if let Some(p) = &progress {
                 p(done, total);
             }
         }
+        drop(chunks_tx);
+        let file = match writer.await {
+            Ok(result) => result?,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
         let fsync = self.inner.config.fsync;
         blocking(move || {
             if fsync {

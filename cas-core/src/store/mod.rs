@@ -1,8 +1,10 @@
 //! The blob store of one data directory: immutable, verified blobs as files.
 //!
-//! Layout: `blobs/<first two hex chars>/<64 hex chars>`; writes go to a file in
-//! `tmp/`, are fsynced (if configured) and renamed, so a blob is either absent
-//! or whole. Blobs that fail verification on read move to `quarantine/`.
+//! Layout: `blobs/<first two hex chars>/<64 hex chars>`; a write goes to a
+//! `.tmp-*` file beside its blob, is fsynced (if configured) and renamed, so
+//! a blob is either absent or whole; leftovers of a crash are removed at
+//! open. (Temporary files live in the fan-out directories, not in one shared
+//! directory, so that parallel writers do not all contend on one directory.) Blobs that fail verification on read move to `quarantine/`.
 
 mod data_dir;
 
@@ -16,6 +18,9 @@ pub use data_dir::DataDir;
 
 use crate::error::{is_disk_full, Error, Result};
 use crate::format::{BlobId, MAX_BLOB_LEN};
+
+/// Name prefix of blobs being written.
+const TEMP_PREFIX: &str = ".tmp-";
 
 /// Bytes whose SHA-256 is known to equal `id`: the only thing the store accepts.
 pub struct VerifiedBlob {
@@ -76,7 +81,6 @@ pub struct BlobStore {
 
 struct StoreInner {
     blobs: PathBuf,
-    tmp: PathBuf,
     quarantine: PathBuf,
     fsync: bool,
     capacity: Option<u64>,
@@ -88,18 +92,14 @@ impl BlobStore {
     /// files left by a crash and counts the bytes stored.
     pub fn open(root: &Path, fsync: bool, capacity: Option<u64>) -> Result<BlobStore> {
         let blobs = root.join("blobs");
-        let tmp = root.join("tmp");
         let quarantine = root.join("quarantine");
-        for dir in [&blobs, &tmp, &quarantine] {
+        for dir in [&blobs, &quarantine] {
             fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
-        // Leftovers of a write interrupted by a crash: never visible as blobs.
-        for entry in fs::read_dir(&tmp).map_err(|e| Error::io("listing tmp", e))? {
-            let _ = fs::remove_file(entry.map_err(|e| Error::io("listing tmp", e))?.path());
-        }
         let store = BlobStore {
-            inner: Arc::new(StoreInner { blobs, tmp, quarantine, fsync, capacity, counters: Counters::default() }),
+            inner: Arc::new(StoreInner { blobs, quarantine, fsync, capacity, counters: Counters::default() }),
         };
+        store.remove_temporaries()?;
         let (mut bytes, mut count) = (0, 0);
         store.for_each_blob(|_, len| {
             bytes += len;
@@ -156,11 +156,6 @@ impl BlobStore {
 
     fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
         let ctx = |e: std::io::Error| Error::io(format!("writing blob {}", path.display()), e);
-        let mut tmp = tempfile::Builder::new().prefix("blob").tempfile_in(&self.inner.tmp).map_err(ctx)?;
-        tmp.write_all(bytes).map_err(ctx)?;
-        if self.inner.fsync {
-            tmp.as_file().sync_data().map_err(ctx)?;
-        }
         let dir = path.parent().expect("blob path has a parent");
         match fs::create_dir(dir) {
             // A new fan-out directory must itself be durable in blobs/.
@@ -168,6 +163,11 @@ impl BlobStore {
             Ok(()) => {}
             Err(e) if e.kind() == IoKind::AlreadyExists => {}
             Err(e) => return Err(ctx(e)),
+        }
+        let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).map_err(ctx)?;
+        tmp.write_all(bytes).map_err(ctx)?;
+        if self.inner.fsync {
+            tmp.as_file().sync_data().map_err(ctx)?;
         }
         // Rename never replaces: a concurrent writer of the same id wins, we are a no-op.
         match tmp.persist_noclobber(path) {
@@ -235,6 +235,24 @@ impl BlobStore {
             Err(e) if e.kind() == IoKind::NotFound => Ok(false),
             Err(e) => Err(Error::io(format!("removing blob {}", path.display()), e)),
         }
+    }
+
+    /// Removes the temporary files of writes a crash interrupted.
+    fn remove_temporaries(&self) -> Result<()> {
+        let ctx = |e| Error::io("removing leftover temporary files", e);
+        for fan in fs::read_dir(&self.inner.blobs).map_err(ctx)? {
+            let fan = fan.map_err(ctx)?;
+            if !fan.file_type().map_err(ctx)?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(fan.path()).map_err(ctx)? {
+                let entry = entry.map_err(ctx)?;
+                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Calls `f(id, len)` for every stored blob.

@@ -85,20 +85,30 @@ pub fn blob_path(data_dir: &Path, id: &BlobId) -> PathBuf {
     data_dir.join("blobs").join(&hex[..2]).join(hex)
 }
 
-/// Every blob file on disk (walked directly, not through the store).
+/// Every blob file on disk (walked directly, not through the store);
+/// temporary files of writes in progress (`.tmp-*`) are not blobs.
 pub fn blob_files(data_dir: &Path) -> Vec<PathBuf> {
+    fan_out_files(data_dir, |name| !name.starts_with('.'))
+}
+
+/// Temporary files of interrupted or failed writes left in the store.
+pub fn temp_files(data_dir: &Path) -> Vec<PathBuf> {
+    fan_out_files(data_dir, |name| name.starts_with(".tmp-"))
+}
+
+fn fan_out_files(data_dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(fans) = std::fs::read_dir(data_dir.join("blobs")) else { return out };
     for fan in fans.flatten() {
         if let Ok(entries) = std::fs::read_dir(fan.path()) {
-            out.extend(entries.flatten().map(|e| e.path()));
+            out.extend(entries.flatten().filter(|e| keep(&e.file_name().to_string_lossy())).map(|e| e.path()));
         }
     }
     out.sort();
     out
 }
 
-/// Names of the entries of a directory (empty if it does not exist).
+/// Names in a directory, sorted (empty if it does not exist).
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
