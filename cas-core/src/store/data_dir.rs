@@ -9,6 +9,9 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 
+const LOCK_RETRIES: u32 = 20;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+
 /// An opened, locked data directory. The lock is released on drop.
 pub struct DataDir {
     path: PathBuf,
@@ -32,10 +35,19 @@ impl DataDir {
             .mode(0o600)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(Error::DataDirLocked { data_dir: path.to_path_buf() }),
-            Err(TryLockError::Error(e)) => return Err(Error::io(format!("locking {}", lock_path.display()), e)),
+        // A process forked elsewhere in this program shares the lock until it
+        // execs; a short retry rides that out before calling the dir taken.
+        let mut attempts = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < LOCK_RETRIES => {
+                    attempts += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                Err(TryLockError::WouldBlock) => return Err(Error::DataDirLocked { data_dir: path.to_path_buf() }),
+                Err(TryLockError::Error(e)) => return Err(Error::io(format!("locking {}", lock_path.display()), e)),
+            }
         }
         let secret = match secret {
             Some(s) => s,
