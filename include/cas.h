@@ -406,6 +406,8 @@ void cas_buffer_free(uint8_t *data, size_t len);
  * after. On success `*node_out` receives a handle the caller owns and
  * frees with cas_node_free. Fails with CAS_ERR_DATA_DIR_LOCKED if another
  * node holds the directory, CAS_ERR_INVALID_ARGUMENT for a bad setting.
+ * The first start installs the library's logger: warnings to stderr, more
+ * with the environment variable CAS_LOG (e.g. CAS_LOG=info).
  */
 cas_status cas_node_start(const struct cas_config *config, struct cas_node **node_out);
 

@@ -25,11 +25,16 @@ pub struct cas_node {
 /// after. On success `*node_out` receives a handle the caller owns and
 /// frees with cas_node_free. Fails with CAS_ERR_DATA_DIR_LOCKED if another
 /// node holds the directory, CAS_ERR_INVALID_ARGUMENT for a bad setting.
+/// The first start installs the library's logger: warnings to stderr, more
+/// with the environment variable CAS_LOG (e.g. CAS_LOG=info).
 #[no_mangle]
 pub unsafe extern "C" fn cas_node_start(config: *const cas_config, node_out: *mut *mut cas_node) -> cas_status {
     ffi_boundary(|| {
         let config = unsafe { arg_ref(config, "config") }?;
         let out = unsafe { Out::new(node_out, "node_out") }?;
+        // Logs to stderr per CAS_LOG (warnings by default); a no-op if the
+        // process installed its own tracing subscriber or did so before.
+        cas_core::logging::init();
         let node = run(Node::start(config.inner.clone()))??;
         out.write(into_handle(cas_node { node }));
         Ok(())

@@ -25,6 +25,8 @@ mod _cas {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        // Warnings to stderr by default; CAS_LOG=info (or a tracing filter) for more.
+        cas_core::logging::init();
         m.add("__version__", env!("CARGO_PKG_VERSION"))
     }
 }
