@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::stream::{FuturesOrdered, StreamExt};
+use futures::stream::{Stream, StreamExt};
 
 use super::{blocking, Node, NodeId, Progress};
 use crate::error::{Error, Result};
@@ -37,6 +37,18 @@ impl Node {
         let len = manifest.header.chunk_len(i);
         let blob = self.fetch_blob(id).await?;
         blocking(move || open_chunk(&key, blob.into_bytes(), len).map_err(|why| Error::integrity_blob(&id, why))).await
+    }
+
+    /// The plaintext of every chunk, in order, fetched and decrypted
+    /// concurrently within the configured window.
+    fn chunks_in_order(&self, manifest: Arc<Manifest>) -> impl Stream<Item = Result<Vec<u8>>> + '_ {
+        let window = self.inner.config.window(manifest.header.chunk_size);
+        futures::stream::iter(0..manifest.header.count)
+            .map(move |i| {
+                let manifest = manifest.clone();
+                async move { self.fetch_chunk(&manifest, i).await }
+            })
+            .buffered(window)
     }
 
     /// Writes the file of `key` to `dest` (replacing it). The bytes go to a
@@ -76,17 +88,9 @@ impl Node {
             }
             Ok::<_, Error>(file)
         });
-        let window = self.inner.config.window(manifest.header.chunk_size);
-        let mut inflight = FuturesOrdered::new();
-        let mut next = 0u32;
+        let mut chunks = self.chunks_in_order(manifest.clone());
         let mut done = 0u64;
-        loop {
-            while next < manifest.header.count && inflight.len() < window {
-                let (node, manifest, i) = (self.clone(), manifest.clone(), next);
-                inflight.push_back(async move { node.fetch_chunk(&manifest, i).await });
-                next += 1;
-            }
-            let Some(result) = inflight.next().await else { break };
+        while let Some(result) = chunks.next().await {
             let plain = result?;
             done += plain.len() as u64;
             if chunks_tx.send(plain).await.is_err() {
@@ -125,18 +129,10 @@ impl Node {
     /// Returns the whole file of `key` in memory.
     pub async fn get_bytes(&self, key: &Key) -> Result<Vec<u8>> {
         let manifest = Arc::new(self.load_manifest(key).await?);
-        let window = self.inner.config.window(manifest.header.chunk_size);
         let mut out = Vec::with_capacity(manifest.header.file_size as usize);
-        let mut inflight = FuturesOrdered::new();
-        let mut next = 0u32;
-        loop {
-            while next < manifest.header.count && inflight.len() < window {
-                let (node, manifest, i) = (self.clone(), manifest.clone(), next);
-                inflight.push_back(async move { node.fetch_chunk(&manifest, i).await });
-                next += 1;
-            }
-            let Some(result) = inflight.next().await else { break };
-            out.extend_from_slice(&result?);
+        let mut chunks = self.chunks_in_order(manifest);
+        while let Some(plain) = chunks.next().await {
+            out.extend_from_slice(&plain?);
         }
         Ok(out)
     }

@@ -239,38 +239,38 @@ impl BlobStore {
 
     /// Removes the temporary files of writes a crash interrupted.
     fn remove_temporaries(&self) -> Result<()> {
-        let ctx = |e| Error::io("removing leftover temporary files", e);
-        for fan in fs::read_dir(&self.inner.blobs).map_err(ctx)? {
-            let fan = fan.map_err(ctx)?;
-            if !fan.file_type().map_err(ctx)?.is_dir() {
-                continue;
+        self.for_each_fan_out_entry(|entry| {
+            if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                let _ = fs::remove_file(entry.path());
             }
-            for entry in fs::read_dir(fan.path()).map_err(ctx)? {
-                let entry = entry.map_err(ctx)?;
-                if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Calls `f(id, len)` for every stored blob.
     pub fn for_each_blob(&self, mut f: impl FnMut(BlobId, u64)) -> Result<()> {
-        let ctx = |e| Error::io("listing blobs", e);
-        for fan in fs::read_dir(&self.inner.blobs).map_err(ctx)? {
-            let fan = fan.map_err(ctx)?;
-            if !fan.file_type().map_err(ctx)?.is_dir() {
-                continue;
+        self.for_each_fan_out_entry(|entry| {
+            if let Some(id) = entry.file_name().to_str().and_then(BlobId::from_hex) {
+                f(id, entry.metadata()?.len());
             }
-            for entry in fs::read_dir(fan.path()).map_err(ctx)? {
-                let entry = entry.map_err(ctx)?;
-                if let Some(id) = entry.file_name().to_str().and_then(BlobId::from_hex) {
-                    f(id, entry.metadata().map_err(ctx)?.len());
+            Ok(())
+        })
+    }
+
+    /// Calls `f` for every entry of every fan-out directory.
+    fn for_each_fan_out_entry(&self, mut f: impl FnMut(&fs::DirEntry) -> std::io::Result<()>) -> Result<()> {
+        let mut walk = || -> std::io::Result<()> {
+            for fan in fs::read_dir(&self.inner.blobs)? {
+                let fan = fan?;
+                if fan.file_type()?.is_dir() {
+                    for entry in fs::read_dir(fan.path())? {
+                        f(&entry?)?;
+                    }
                 }
             }
-        }
-        Ok(())
+            Ok(())
+        };
+        walk().map_err(|e| Error::io(format!("listing blobs in {}", self.inner.blobs.display()), e))
     }
 
     /// Bytes stored.
