@@ -60,6 +60,8 @@ pub struct Config {
 pub struct Faults {
     /// Flip a bit of every blob served to peers.
     pub corrupt_served_blobs: bool,
+    /// Wait this long before serving a blob to a peer.
+    pub delay_served_blobs: Option<Duration>,
 }
 
 impl Config {

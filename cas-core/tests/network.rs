@@ -297,3 +297,44 @@ async fn putting_the_same_file_again_sends_no_blob_twice() {
     assert_eq!((second.new_blobs, second.replicas), (0, 1));
     assert_eq!(a.stats().bytes_sent, sent, "nothing re-sent to a peer that holds it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_holder_is_replaced_by_the_next_one() {
+    let dir = TempDir::new().unwrap();
+    let owner = start(&dir, "owner", &[]).await;
+    let slow_id = fixed_id(&dir.path().join("slow"), 21);
+    let quick_id = fixed_id(&dir.path().join("quick"), 22);
+    let mut slow_cfg = net_config(&dir.path().join("slow"), &[&owner]);
+    // Far longer than the getter's request timeout: only a timeout gets past it.
+    slow_cfg.faults.delay_served_blobs = Some(Duration::from_secs(3600));
+    let slow = Node::start(slow_cfg).await.unwrap();
+    let quick = start(&dir, "quick", &[&owner]).await;
+    for n in [&owner, &slow, &quick] {
+        wait_for("3-node mesh", Duration::from_secs(20), || alive(n) == 2).await;
+    }
+    let data = content(13, 6 * 64 * 1024);
+    let report = owner.put_bytes(&data).await.unwrap();
+    assert_eq!(report.replicas, 2, "both peers hold every blob");
+    owner.shutdown().await;
+
+    let mut getter_cfg = net_config(&dir.path().join("getter"), &[&quick]);
+    getter_cfg.request_timeout = Duration::from_millis(500);
+    let getter = Node::start(getter_cfg).await.unwrap();
+    wait_for("getter to know both holders", Duration::from_secs(20), || {
+        let peers = getter.peers();
+        [slow.id(), quick.id()].iter().all(|id| peers.iter().any(|p| p.id == *id))
+    })
+    .await;
+    let got = tokio::time::timeout(Duration::from_secs(60), getter.get_bytes(&report.key))
+        .await
+        .expect("a slow holder must not stall the get")
+        .unwrap();
+    assert!(got == data);
+    // Deterministic (fixed ids, fixed content): the slow node ranks first
+    // for some blobs, so the getter did wait on it and move on.
+    let blobs = blob_ids(&quick, &report.key).await;
+    assert!(
+        blobs.iter().any(|b| score(b, &slow_id) > score(b, &quick_id)),
+        "test setup: slow node ranks first somewhere"
+    );
+}

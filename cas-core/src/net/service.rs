@@ -27,6 +27,9 @@ impl Handler for Service {
                 }
                 Request::StoreBlob { id, data } => store_blob(&net, from, id, data).await,
                 Request::GetBlob { id } => {
+                    if let Some(delay) = net.config.faults.delay_served_blobs {
+                        tokio::time::sleep(delay).await;
+                    }
                     let store = net.store.clone();
                     match blocking(move || store.get(&id)).await {
                         Ok(Some(blob)) => {
