@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -34,6 +34,8 @@ use crate::store::{BlobStore, VerifiedBlob};
 
 /// Peers each gossip round talks to.
 const GOSSIP_FANOUT: usize = 3;
+/// How long a peer that let a request time out is asked last by fetches.
+const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
 /// Longest wait between two attempts at an unreachable bootstrap address.
 const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -45,6 +47,7 @@ pub(crate) struct NetStats {
     pub requests_served: AtomicU64,
     pub verification_failures: AtomicU64,
     pub repaired: AtomicU64,
+    pub request_timeouts: AtomicU64,
 }
 
 pub(crate) struct Network {
@@ -59,6 +62,8 @@ pub(crate) struct Network {
     dialing: tokio::sync::Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     store: BlobStore,
     pub(crate) stats: NetStats,
+    /// Peers whose last request timed out, and when.
+    slow: Mutex<HashMap<NodeId, Instant>>,
     cancel: CancellationToken,
 }
 
@@ -107,6 +112,7 @@ impl Network {
             dialing: Default::default(),
             store,
             stats: NetStats::default(),
+            slow: Mutex::default(),
             cancel,
         });
         let n = net.clone();
@@ -239,9 +245,27 @@ impl Network {
     pub(crate) async fn request(self: &Arc<Self>, peer: NodeId, body: impl Fn() -> Request) -> Result<Response> {
         let timeout = self.config.request_timeout;
         let conn = self.connection(peer).await?;
-        match conn.request(body(), timeout).await {
+        let result = match conn.request(body(), timeout).await {
             Err(Error::Network(_)) if conn.is_closed() => self.connection(peer).await?.request(body(), timeout).await,
             other => other,
+        };
+        if let Err(Error::Timeout(_)) = &result {
+            self.stats.request_timeouts.fetch_add(1, Ordering::Relaxed);
+            self.slow.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, Instant::now());
+        }
+        result
+    }
+
+    /// Whether `peer` let a request time out within the last SLOW_PEER_PENALTY.
+    fn recently_slow(&self, peer: &NodeId) -> bool {
+        let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
+        match slow.get(peer) {
+            Some(at) if at.elapsed() < SLOW_PEER_PENALTY => true,
+            Some(_) => {
+                slow.remove(peer);
+                false
+            }
+            None => false,
         }
     }
 
@@ -379,10 +403,13 @@ impl Network {
     }
 
     /// Fetches a blob from peers: ranked alive peers first, then every other
-    /// known peer. Bytes that fail verification are counted and skipped.
+    /// known peer, those that recently timed out last. Bytes that fail
+    /// verification are counted and skipped.
     pub(crate) async fn fetch(self: &Arc<Self>, id: BlobId) -> Option<VerifiedBlob> {
         let mut candidates = self.ranked(&id, &[PeerState::Alive]);
         candidates.extend(self.ranked(&id, &[PeerState::Suspect, PeerState::Dead]));
+        // A peer that just let a request time out is asked last (stable: rank order otherwise).
+        candidates.sort_by_key(|p| self.recently_slow(p));
         for peer in candidates {
             match self.request(peer, || Request::GetBlob { id }).await {
                 Ok(Response::Blob { data }) => {

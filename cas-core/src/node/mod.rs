@@ -79,6 +79,9 @@ pub struct Stats {
     pub peers_alive: u64,
     /// Copies this node's repair rounds gave to peers that lacked them.
     pub blobs_repaired: u64,
+    /// Requests to peers that timed out (the peer is then asked last by
+    /// fetches for a while).
+    pub request_timeouts: u64,
 }
 
 /// A progress callback: `(bytes done, bytes total)`; total is 0 when unknown.
@@ -199,6 +202,7 @@ impl Node {
             stats.requests_served = c.requests_served.load(Ordering::Relaxed);
             stats.verification_failures += c.verification_failures.load(Ordering::Relaxed);
             stats.blobs_repaired = c.repaired.load(Ordering::Relaxed);
+            stats.request_timeouts = c.request_timeouts.load(Ordering::Relaxed);
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
         stats
