@@ -108,6 +108,10 @@ pub struct Stats {
     pub verification_failures: u64,
     /// Peers currently alive.
     pub peers_alive: u64,
+    /// Copies this node's repair rounds gave to peers that lacked them.
+    pub blobs_repaired: u64,
+    /// Requests to peers that timed out.
+    pub request_timeouts: u64,
 }
 
 impl From<cas_core::Stats> for Stats {
@@ -120,6 +124,8 @@ impl From<cas_core::Stats> for Stats {
             requests_served: s.requests_served,
             verification_failures: s.verification_failures,
             peers_alive: s.peers_alive,
+            blobs_repaired: s.blobs_repaired,
+            request_timeouts: s.request_timeouts,
         }
     }
 }

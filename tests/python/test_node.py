@@ -235,6 +235,7 @@ def test_node_properties(node: cas.Node, tmp_path: Path) -> None:
     assert stat.nodes == [node.id]
     stats = node.stats()
     assert stats.blobs_stored >= 2 and stats.bytes_stored > 0
+    assert (stats.blobs_repaired, stats.request_timeouts, stats.peers_alive) == (0, 0, 0)  # a lone node
     assert "cas.Node" in repr(node)
 
 

@@ -85,6 +85,8 @@ class Stats:
     requests_served: int
     verification_failures: int
     peers_alive: int
+    blobs_repaired: int
+    request_timeouts: int
 
 class Reader:
     """The native reader wrapped by `cas.File`."""

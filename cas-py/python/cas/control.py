@@ -206,6 +206,8 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                     "requests_served",
                     "verification_failures",
                     "peers_alive",
+                    "blobs_repaired",
+                    "request_timeouts",
                 )
             },
         }
