@@ -18,3 +18,9 @@ pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use key::Key;
 pub use node::{FileReader, Node, NodeId, PeerInfo, PeerState, Progress, PutReport, StatInfo, Stats};
+
+/// The README's Rust snippets, compiled by `cargo test --doc` so that they
+/// stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
