@@ -122,6 +122,11 @@ impl Connection {
         self.closed.is_cancelled()
     }
 
+    /// Resolves once the connection has closed.
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
     /// Closes the connection; requests in flight fail.
     pub(crate) fn close(&self) {
         self.closed.cancel();

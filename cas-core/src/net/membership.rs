@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use super::frame::PeerRecord;
 use crate::node::{NodeId, PeerInfo, PeerState};
 
+/// Most peers a table holds (tombstones included): gossip from a faulty or
+/// hostile peer cannot grow it without bound.
+pub(crate) const MAX_PEERS: usize = 10_000;
+
 /// When silence changes a peer's state.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timing {
@@ -89,6 +93,7 @@ impl PeerTable {
             if r.id == me {
                 continue;
             }
+            let full = inner.peers.len() >= MAX_PEERS;
             match inner.peers.get_mut(&r.id) {
                 Some(e) => {
                     if (r.incarnation, r.heartbeat) > (e.record.incarnation, e.record.heartbeat) {
@@ -99,6 +104,7 @@ impl PeerTable {
                         e.changed = now;
                     }
                 }
+                None if full => tracing::debug!(peer = %r.id, "peer table full; not adding a gossiped peer"),
                 None => {
                     learned.push(r.id);
                     inner.peers.insert(r.id, Entry { record: r, changed: now });
@@ -112,7 +118,7 @@ impl PeerTable {
     pub(crate) fn observe(&self, id: NodeId, addr: SocketAddr) {
         let now = Instant::now();
         let mut inner = self.lock();
-        if id == inner.me.id {
+        if id == inner.me.id || (inner.peers.len() >= MAX_PEERS && !inner.peers.contains_key(&id)) {
             return;
         }
         let e = inner
@@ -204,6 +210,22 @@ mod tests {
         // A restart outranks any heartbeat of the old incarnation.
         t.merge(vec![rec(1, 2, 0)]);
         assert_eq!(t.gossip_records()[1].incarnation, 2);
+    }
+
+    #[test]
+    fn gossip_cannot_grow_the_table_past_its_bound() {
+        let t = table(SLOW);
+        let flood: Vec<PeerRecord> = (0..MAX_PEERS as u32 + 50)
+            .map(|i| {
+                let mut id = [0u8; 32];
+                id[..4].copy_from_slice(&(i + 1).to_le_bytes());
+                PeerRecord { id: NodeId(id), addr: ([127, 0, 0, 1], 2000).into(), incarnation: 1, heartbeat: 1 }
+            })
+            .collect();
+        assert_eq!(t.merge(flood).len(), MAX_PEERS);
+        assert_eq!(t.info().len(), MAX_PEERS);
+        t.observe(NodeId([0xee; 32]), ([127, 0, 0, 1], 9).into());
+        assert_eq!(t.info().len(), MAX_PEERS, "a direct contact does not break the bound either");
     }
 
     #[test]

@@ -34,6 +34,8 @@ use crate::store::{BlobStore, VerifiedBlob};
 
 /// Peers each gossip round talks to.
 const GOSSIP_FANOUT: usize = 3;
+/// Most inbound connections served at once; more are refused at accept.
+const MAX_INBOUND_CONNECTIONS: usize = 1024;
 /// How long a peer that let a request time out is asked last by fetches.
 const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
 /// Longest wait between two attempts at an unreachable bootstrap address.
@@ -116,6 +118,7 @@ impl Network {
             cancel,
         });
         let n = net.clone();
+        let inbound = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_CONNECTIONS));
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -124,8 +127,17 @@ impl Network {
                 };
                 match accepted {
                     Ok((stream, remote)) => {
+                        let Ok(permit) = inbound.clone().try_acquire_owned() else {
+                            tracing::warn!(%remote, "refused a connection: {MAX_INBOUND_CONNECTIONS} already open");
+                            continue;
+                        };
                         let n = n.clone();
-                        tokio::spawn(async move { n.accept(stream, remote).await });
+                        tokio::spawn(async move {
+                            if let Some(conn) = n.accept(stream, remote).await {
+                                conn.closed().await;
+                            }
+                            drop(permit);
+                        });
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -165,24 +177,27 @@ impl Network {
         self.table.info()
     }
 
-    async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr) {
+    /// Handshakes an incoming stream; the connection, if it is kept.
+    async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr) -> Option<Arc<Connection>> {
         match handshake(stream, self.me, self.advertised).await {
-            Ok((framed, peer, listen)) => {
-                self.register(framed, peer, listen, false);
+            Ok((framed, peer, listen)) => Some(self.register(framed, peer, listen, false).1),
+            Err(reason) => {
+                tracing::warn!(%remote, "refused a connection: {reason}");
+                None
             }
-            Err(reason) => tracing::warn!(%remote, "refused a connection: {reason}"),
         }
     }
 
     /// Adds a handshaken connection, keeping one per peer: of two, the one
-    /// dialed by the lower node id wins on both sides.
+    /// dialed by the lower node id wins on both sides. Returns the connection
+    /// kept for the peer, and the one just made (closed if it lost).
     fn register(
         self: &Arc<Self>,
         framed: tokio_util::codec::Framed<BoxStream, tokio_util::codec::LengthDelimitedCodec>,
         peer: NodeId,
         listen: SocketAddr,
         outbound: bool,
-    ) -> Arc<Connection> {
+    ) -> (Arc<Connection>, Arc<Connection>) {
         self.table.observe(peer, listen);
         let service: Arc<dyn conn::Handler> = Arc::new(service::Service(self.clone()));
         let new = Connection::spawn(framed, peer, listen, outbound, service, &self.cancel);
@@ -198,10 +213,10 @@ impl Network {
             if let Some(old) = conns.insert(peer, new.clone()) {
                 old.close();
             }
-            new
+            (new.clone(), new)
         } else {
             new.close();
-            conns[&peer].clone()
+            (conns[&peer].clone(), new)
         }
     }
 
@@ -217,7 +232,7 @@ impl Network {
         let (framed, peer, listen) = handshake(stream, self.me, self.advertised)
             .await
             .map_err(|reason| Error::Network(format!("handshake with {addr} failed: {reason}")))?;
-        Ok(self.register(framed, peer, listen, true))
+        Ok(self.register(framed, peer, listen, true).0)
     }
 
     /// The live connection to `peer`, dialing its advertised address if needed.
