@@ -344,3 +344,38 @@ async fn a_slow_holder_is_replaced_by_the_next_one() {
         "{timeouts} timeouts for {slow_first} blobs ranked first on the slow node"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_peer_refuses_and_the_next_in_rank_takes_the_replica() {
+    let dir = TempDir::new().unwrap();
+    let owner = start(&dir, "owner", &[]).await;
+    let mut full_cfg = net_config(&dir.path().join("full"), &[&owner]);
+    full_cfg.capacity = Some(1000); // smaller than any chunk
+    let full = Node::start(full_cfg).await.unwrap();
+    let mut others = Vec::new();
+    for i in 0..3 {
+        others.push(start(&dir, &format!("o{i}"), &[&owner]).await);
+    }
+    for n in others.iter().chain([&owner, &full]) {
+        wait_for("5-node mesh", Duration::from_secs(20), || alive(n) == 4).await;
+    }
+    let data = content(17, 24 * 64 * 1024);
+    let report = owner.put_bytes(&data).await.unwrap();
+    assert_eq!(report.replicas, 3, "every blob still reached 3 peers");
+    let ids = blob_ids(&owner, &report.key).await;
+    // The full node ranks among the first three peers for many blobs; each
+    // of those went to the next peer in rank instead.
+    let ranked_in = ids
+        .iter()
+        .filter(|id| {
+            let mut peers: Vec<NodeId> = others.iter().map(|n| n.id()).chain([full.id()]).collect();
+            cas_core::net::placement::rank_nodes(id, &mut peers, |n| *n);
+            peers[..3].contains(&full.id())
+        })
+        .count();
+    assert!(ranked_in > 0, "test setup: the full node ranks in the top 3 for some blob");
+    assert_eq!(full.stats().blobs_stored, 0, "the full node stored nothing");
+    for id in &ids {
+        assert_eq!(others.iter().filter(|n| n.store().has(id)).count(), 3, "blob {id} on all three others");
+    }
+}
