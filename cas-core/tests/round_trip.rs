@@ -93,3 +93,18 @@ async fn a_restarted_node_reads_what_it_stored() {
     let node = s.node(MIN_CHUNK).await;
     assert!(node.get_bytes(&key).await.expect("get after restart") == data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_got_back_has_the_permissions_of_any_new_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let node = s.node(MIN_CHUNK).await;
+    let key = node.put_bytes(&content(3, 1000)).await.unwrap().key;
+    let dest = s.path("got");
+    node.get_file(&key, &dest, None).await.unwrap();
+    // A file created the ordinary way in the same place: 0666 less the umask.
+    let plain = s.path("plain");
+    std::fs::File::create(&plain).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dest), mode(&plain), "not owner-only like a temporary file");
+}

@@ -67,8 +67,11 @@ impl Node {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => ".".into(),
             };
+            // 0666 before the umask, like any newly created file (tempfile's
+            // default, 0600, would make every file got back owner-only).
             let tmp = tempfile::Builder::new()
                 .prefix(".cas-get-")
+                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
                 .tempfile_in(&parent)
                 .map_err(|e| Error::Destination { path: d.clone(), source: e })?;
             Ok(tmp)

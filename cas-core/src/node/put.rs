@@ -223,9 +223,9 @@ impl Node {
 }
 
 /// Waits for the chunk tasks still in flight, then returns `err`: a failed
-/// put or get returns only when no worker still writes on its behalf (no
-/// temporary file or half-counted blob appears after the error).
-pub(super) async fn settle<S: Stream + Unpin>(mut inflight: S, err: Error) -> Error {
+/// put returns only when no worker still writes on its behalf (no temporary
+/// file or half-counted blob appears after the error).
+async fn settle<S: Stream + Unpin>(mut inflight: S, err: Error) -> Error {
     while inflight.next().await.is_some() {}
     err
 }
