@@ -379,3 +379,68 @@ async fn a_full_peer_refuses_and_the_next_in_rank_takes_the_replica() {
         assert_eq!(others.iter().filter(|n| n.store().has(id)).count(), 3, "blob {id} on all three others");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_putting_to_each_other_at_once_do_not_wedge_their_connection() {
+    // A load test: many large requests in flight both ways on one connection.
+    // (No reader waits on its handlers, so neither side can stop reading while
+    // waiting for the other to read; this did not wedge before that either.)
+    let dir = TempDir::new().unwrap();
+    let mut cfg_a = net_config(&dir.path().join("a"), &[]);
+    cfg_a.chunk_size = 4 << 20;
+    let a = Node::start(cfg_a).await.unwrap();
+    let mut cfg_b = net_config(&dir.path().join("b"), &[&a]);
+    cfg_b.chunk_size = 4 << 20;
+    let b = Node::start(cfg_b).await.unwrap();
+    wait_for("a and b to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    let mut puts = Vec::new();
+    for i in 0..8u64 {
+        for (n, node) in [&a, &b].into_iter().enumerate() {
+            let node = node.clone();
+            let data = content(100 + 10 * i + n as u64, 16 << 20);
+            puts.push(tokio::spawn(async move { node.put_bytes(&data).await }));
+        }
+    }
+    for put in puts {
+        let report = put.await.unwrap().unwrap();
+        assert_eq!(report.replicas, 1, "every blob reached the other node");
+    }
+    assert_eq!(a.stats().request_timeouts + b.stats().request_timeouts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_peer_flooding_requests_it_never_reads_is_disconnected() {
+    use cas_core::net::frame::{encode, Message, Request, MAGIC, PROTOCOL_VERSION};
+    let dir = TempDir::new().unwrap();
+    let mut cfg = net_config(&dir.path().join("a"), &[]);
+    cfg.chunk_size = 1 << 20;
+    let a = Node::start(cfg).await.unwrap();
+    let report = a.put_bytes(&content(19, 1 << 20)).await.unwrap();
+    let chunk = *blob_ids(&a, &report.key).await.last().unwrap();
+
+    let mut s = tokio::net::TcpStream::connect(a.address().unwrap()).await.unwrap();
+    let send = |msg: Message| {
+        let body = encode(&msg);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame
+    };
+    let hello = Message::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        node_id: NodeId([77; 32]),
+        listen: "127.0.0.1:9".parse().unwrap(),
+    };
+    s.write_all(&send(hello)).await.unwrap();
+    // 200 requests for a 1 MiB blob, whose answers are never read.
+    let mut flood = Vec::new();
+    for id in 0..200u64 {
+        flood.extend(send(Message::Request { id, body: Request::GetBlob { id: chunk } }));
+    }
+    let _ = s.write_all(&flood).await; // may fail once the node has closed
+    assert_closed(&mut s).await;
+
+    // The node still serves everyone else.
+    let b = start(&dir, "b", &[&a]).await;
+    assert!(b.get_bytes(&report.key).await.unwrap() == content(19, 1 << 20));
+}

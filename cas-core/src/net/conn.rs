@@ -1,10 +1,12 @@
 //! One connection to a peer: the handshake, then many concurrent requests
-//! each way, matched to responses by request id. Queues are bounded; every
-//! request has a timeout; a malformed frame closes this connection only.
+//! each way, matched to responses by request id. Queues are bounded (our
+//! requests in flight, frames waiting to be written, requests served at
+//! once); every request has a timeout; a malformed frame or a flood closes
+//! this connection only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,8 +24,14 @@ use crate::node::NodeId;
 
 /// Frames waiting to be written on one connection.
 const OUTBOX_FRAMES: usize = 16;
-/// Requests from one peer served at once; the reader stops reading beyond it.
-const INBOUND_CONCURRENCY: usize = 8;
+/// Our requests in flight on one connection at most; more wait their turn.
+pub(crate) const MAX_REQUESTS_IN_FLIGHT: usize = 32;
+/// A peer with more requests than this in flight on one connection is
+/// flooding it (an honest one keeps to MAX_REQUESTS_IN_FLIGHT, with room for
+/// requests it gave up on that we still serve): the connection is closed.
+/// The reader never waits on the handlers, so two busy peers can never wedge
+/// a connection by each waiting for the other to read.
+pub(crate) const MAX_SERVED_IN_FLIGHT: usize = 2 * MAX_REQUESTS_IN_FLIGHT;
 /// How long the handshake may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -42,6 +50,8 @@ pub(crate) struct Connection {
     /// Whether this side dialed.
     pub outbound: bool,
     out: mpsc::Sender<Bytes>,
+    /// Bounds our requests in flight.
+    slots: Semaphore,
     pending: Pending,
     next_id: AtomicU64,
     closed: CancellationToken,
@@ -107,6 +117,7 @@ impl Connection {
             peer_listen,
             outbound,
             out,
+            slots: Semaphore::new(MAX_REQUESTS_IN_FLIGHT),
             pending: Arc::default(),
             next_id: AtomicU64::new(1),
             closed: parent.child_token(),
@@ -142,6 +153,7 @@ impl Connection {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
         let frame = frame::encode(&Message::Request { id, body });
         let result = tokio::time::timeout(timeout, async {
+            let _slot = self.slots.acquire().await.map_err(|_| ())?;
             self.out.send(frame).await.map_err(|_| ())?;
             rx.await.map_err(|_| ())
         })
@@ -186,7 +198,7 @@ async fn read_loop(
     conn: Arc<Connection>,
     handler: Arc<dyn Handler>,
 ) {
-    let permits = Arc::new(Semaphore::new(INBOUND_CONCURRENCY));
+    let serving = Arc::new(AtomicUsize::new(0));
     let reason = loop {
         let next = tokio::select! {
             n = stream.next() => n,
@@ -199,12 +211,14 @@ async fn read_loop(
         };
         match frame::decode(&frame) {
             Ok(Message::Request { id, body }) => {
-                let Ok(permit) = permits.clone().acquire_owned().await else { break None };
-                let (handler, out, peer) = (handler.clone(), conn.out.clone(), conn.peer);
+                if serving.fetch_add(1, Ordering::SeqCst) >= MAX_SERVED_IN_FLIGHT {
+                    break Some(format!("more than {MAX_SERVED_IN_FLIGHT} requests in flight"));
+                }
+                let (handler, out, peer, serving) = (handler.clone(), conn.out.clone(), conn.peer, serving.clone());
                 tokio::spawn(async move {
                     let body = handler.handle(peer, body).await;
                     let _ = out.send(frame::encode(&Message::Response { id, body })).await;
-                    drop(permit);
+                    serving.fetch_sub(1, Ordering::SeqCst);
                 });
             }
             Ok(Message::Response { id, body }) => {
