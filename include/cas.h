@@ -645,7 +645,8 @@ cas_status cas_writer_write(struct cas_writer *writer, const uint8_t *data, size
  * On success `*key_out` receives a string the caller owns and frees with
  * cas_string_free. Whatever the outcome the writer is finished afterwards
  * (later calls return CAS_ERR_CLOSED) and must still be freed with
- * cas_writer_free.
+ * cas_writer_free; except CAS_ERR_NULL_ARGUMENT and CAS_ERR_IN_CALLBACK,
+ * which leave the writer as it was.
  */
 cas_status cas_writer_finish(struct cas_writer *writer, char **key_out);
 
