@@ -136,3 +136,15 @@ def test_usage_errors() -> None:
     assert run_cas(check=False).returncode == 2
     assert run_cas("put", check=False).returncode == 2
     assert "serve" in run_cas("--help").stdout
+
+
+def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
+    # No node can run on a data directory that is a regular file: a clear
+    # "no node" error (and JSON with --json), not a Python traceback.
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("not a directory\n")
+    result = run_cas("status", "--data-dir", not_a_dir, "--json", check=False)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["error"]["type"] == "NoNodeRunningError"
+

@@ -226,15 +226,15 @@ def _connect(data_dir: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError) as e:
+    except (FileNotFoundError, NotADirectoryError, ConnectionRefusedError) as e:
         sock.close()
         raise errors.NoNodeRunningError(
             f"no CAS node is running on data directory {data_dir} ({path}: {e.strerror}); "
             f"start one with: cas serve --data-dir {data_dir}"
         ) from None
-    except OSError:
+    except OSError as e:
         sock.close()
-        raise
+        raise errors.CasError(f"cannot connect to the control socket {path}: {e.strerror or e}") from None
     return sock
 
 
