@@ -453,6 +453,35 @@ static void test_callback_may_not_block(void) {
     fixture_stop(&f);
 }
 
+/* As documented: callbacks of whole-file calls run on the calling thread. */
+struct thread_log {
+    pthread_t caller;
+    int calls, elsewhere;
+};
+
+static void record_thread(uint64_t done, uint64_t total, void *user) {
+    (void)done;
+    (void)total;
+    struct thread_log *log = (struct thread_log *)user;
+    log->calls++;
+    if (!pthread_equal(pthread_self(), log->caller)) log->elsewhere++;
+}
+
+static void test_whole_file_callbacks_run_on_the_calling_thread(void) {
+    FIXTURE(f);
+    unsigned char *data = harness_bytes(3 * CHUNK, 29);
+    char *dest = harness_join(f.dir, "copy.bin");
+    struct thread_log log = {pthread_self(), 0, 0};
+    char *key = NULL;
+    CHECK_OK(cas_node_put_buffer(f.node, data, 3 * CHUNK, record_thread, &log, &key));
+    CHECK_OK(cas_node_get_file(f.node, key, dest, record_thread, &log));
+    CHECK(log.calls >= 2 && log.elsewhere == 0);
+    cas_string_free(key);
+    free(dest);
+    free(data);
+    fixture_stop(&f);
+}
+
 /* A writer's finish refused inside a callback (CAS_ERR_IN_CALLBACK) must
  * leave the writer as it was: still open, its put neither ended nor lost. */
 struct finish_in_callback {
@@ -690,6 +719,7 @@ int main(void) {
         TEST_ENTRY(test_threads_share_a_node),
         TEST_ENTRY(test_callback_may_not_block),
         TEST_ENTRY(test_refused_finish_keeps_the_writer),
+        TEST_ENTRY(test_whole_file_callbacks_run_on_the_calling_thread),
         TEST_ENTRY(test_bad_and_unknown_keys),
         TEST_ENTRY(test_input_and_destination_errors),
         TEST_ENTRY(test_null_arguments),
