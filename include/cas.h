@@ -11,7 +11,7 @@
  *    freed with cas_string_free / cas_buffer_free; handles with their own
  *    _free function. Every _free accepts NULL.
  *  - no cas_* function may be called from inside a progress callback
- *    (CAS_ERR_IN_CALLBACK), since callbacks run on library threads.
+ *    (CAS_ERR_IN_CALLBACK), where it would block inside the library.
  */
 
 #ifndef CAS_H
@@ -196,9 +196,10 @@ typedef struct cas_writer cas_writer;
  * Progress callback: `done` of `total` bytes (total is 0 when unknown),
  * and the `user` pointer given with it.
  *
- * Callbacks run on library threads, not the thread that made the call,
- * but never concurrently for one operation and never after that operation
- * has returned (or its writer has been freed). They must return quickly,
+ * Callbacks of the whole-file calls (put_file, put_buffer, get_file) run
+ * on the thread that made the call, inside it; those of a cas_writer run
+ * on library threads. Either way never concurrently for one operation and
+ * never after that operation has returned (or its writer has been freed). They must return quickly,
  * must not unwind (C++ exceptions, longjmp), and must not call blocking
  * cas_* functions (those return CAS_ERR_IN_CALLBACK there). `user` is
  * passed through untouched; the caller keeps it valid and thread-safe.
@@ -645,7 +646,8 @@ cas_status cas_writer_write(struct cas_writer *writer, const uint8_t *data, size
  * On success `*key_out` receives a string the caller owns and frees with
  * cas_string_free. Whatever the outcome the writer is finished afterwards
  * (later calls return CAS_ERR_CLOSED) and must still be freed with
- * cas_writer_free.
+ * cas_writer_free; except CAS_ERR_NULL_ARGUMENT and CAS_ERR_IN_CALLBACK,
+ * which leave the writer as it was.
  */
 cas_status cas_writer_finish(struct cas_writer *writer, char **key_out);
 

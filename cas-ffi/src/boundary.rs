@@ -174,9 +174,10 @@ pub(crate) unsafe fn free_handle<T>(p: *mut T) {
 /// Progress callback: `done` of `total` bytes (total is 0 when unknown),
 /// and the `user` pointer given with it.
 ///
-/// Callbacks run on library threads, not the thread that made the call,
-/// but never concurrently for one operation and never after that operation
-/// has returned (or its writer has been freed). They must return quickly,
+/// Callbacks of the whole-file calls (put_file, put_buffer, get_file) run
+/// on the thread that made the call, inside it; those of a cas_writer run
+/// on library threads. Either way never concurrently for one operation and
+/// never after that operation has returned (or its writer has been freed). They must return quickly,
 /// must not unwind (C++ exceptions, longjmp), and must not call blocking
 /// cas_* functions (those return CAS_ERR_IN_CALLBACK there). `user` is
 /// passed through untouched; the caller keeps it valid and thread-safe.

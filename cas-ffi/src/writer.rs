@@ -105,16 +105,19 @@ pub unsafe extern "C" fn cas_writer_write(writer: *mut cas_writer, data: *const 
 /// On success `*key_out` receives a string the caller owns and frees with
 /// cas_string_free. Whatever the outcome the writer is finished afterwards
 /// (later calls return CAS_ERR_CLOSED) and must still be freed with
-/// cas_writer_free.
+/// cas_writer_free; except CAS_ERR_NULL_ARGUMENT and CAS_ERR_IN_CALLBACK,
+/// which leave the writer as it was.
 #[no_mangle]
 pub unsafe extern "C" fn cas_writer_finish(writer: *mut cas_writer, key_out: *mut *mut c_char) -> cas_status {
     ffi_boundary(|| {
         let writer = unsafe { arg_mut(writer, "writer") }?;
         let out = unsafe { Out::new(key_out, "key_out") }?;
-        let mut streaming = writer.state.take().ok_or_else(finished)?;
-        // An error here means the put already ended; join reports why.
+        let streaming = writer.state.as_mut().ok_or_else(finished)?;
+        // An error here means the put already ended; join reports why. The
+        // writer is taken only after `run` accepted to block: refused (in a
+        // callback), the writer must stay as it was, not end the put early.
         let _ = run(streaming.pipe.shutdown())?;
-        let report = streaming.join()?;
+        let report = writer.state.take().expect("checked above").join()?;
         out.write(owned_c_string(report.key.to_string())?);
         Ok(())
     })

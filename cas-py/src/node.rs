@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use cas_core::{Config, Key};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 
 use crate::errors::{closed, to_pyerr};
 use crate::info::{Peer, Stat, Stats};
@@ -95,9 +95,11 @@ impl Node {
     #[pyo3(signature = (data, progress=None))]
     fn put_bytes(&self, py: Python<'_>, data: &Bound<'_, PyAny>, progress: Option<Py<PyAny>>) -> PyResult<String> {
         let node = self.node()?;
+        // Through memoryview, not bytes(data): bytes(5) is five zero bytes and
+        // bytes([1, 2]) copies a list; only buffers (TypeError otherwise).
         let bytes = match data.cast::<PyBytes>() {
             Ok(b) => b.clone(),
-            Err(_) => py.get_type::<PyBytes>().call1((data,))?.cast_into::<PyBytes>()?,
+            Err(_) => PyMemoryView::from(data)?.call_method0("tobytes")?.cast_into::<PyBytes>()?,
         };
         let mut slice: &[u8] = bytes.as_bytes();
         let size = slice.len() as u64;

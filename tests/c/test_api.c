@@ -453,6 +453,82 @@ static void test_callback_may_not_block(void) {
     fixture_stop(&f);
 }
 
+/* As documented: callbacks of whole-file calls run on the calling thread. */
+struct thread_log {
+    pthread_t caller;
+    int calls, elsewhere;
+};
+
+static void record_thread(uint64_t done, uint64_t total, void *user) {
+    (void)done;
+    (void)total;
+    struct thread_log *log = (struct thread_log *)user;
+    log->calls++;
+    if (!pthread_equal(pthread_self(), log->caller)) log->elsewhere++;
+}
+
+static void test_whole_file_callbacks_run_on_the_calling_thread(void) {
+    FIXTURE(f);
+    unsigned char *data = harness_bytes(3 * CHUNK, 29);
+    char *dest = harness_join(f.dir, "copy.bin");
+    struct thread_log log = {pthread_self(), 0, 0};
+    char *key = NULL;
+    CHECK_OK(cas_node_put_buffer(f.node, data, 3 * CHUNK, record_thread, &log, &key));
+    CHECK_OK(cas_node_get_file(f.node, key, dest, record_thread, &log));
+    CHECK(log.calls >= 2 && log.elsewhere == 0);
+    cas_string_free(key);
+    free(dest);
+    free(data);
+    fixture_stop(&f);
+}
+
+/* A writer's finish refused inside a callback (CAS_ERR_IN_CALLBACK) must
+ * leave the writer as it was: still open, its put neither ended nor lost. */
+struct finish_in_callback {
+    cas_writer *writer;
+    cas_status status;
+    char *key;
+    int called;
+};
+
+static void finish_writer_in(uint64_t done, uint64_t total, void *user) {
+    (void)done;
+    (void)total;
+    struct finish_in_callback *r = (struct finish_in_callback *)user;
+    if (r->called++) return;
+    r->status = cas_writer_finish(r->writer, &r->key);
+}
+
+static void test_refused_finish_keeps_the_writer(void) {
+    FIXTURE(f);
+    size_t len = 2 * CHUNK + 5;
+    unsigned char *data = harness_bytes(len, 23);
+    cas_writer *writer = NULL;
+    CHECK_OK(cas_writer_open(f.node, len, NULL, NULL, &writer));
+    CHECK_OK(cas_writer_write(writer, data, CHUNK));
+
+    struct finish_in_callback r = {writer, CAS_OK, NULL, 0};
+    char *other = NULL;
+    CHECK_OK(cas_node_put_buffer(f.node, (const uint8_t *)"other", 5, finish_writer_in, &r, &other));
+    CHECK(r.called && r.status == CAS_ERR_IN_CALLBACK && r.key == NULL);
+
+    /* The writer goes on: the rest of the bytes, then a real finish. */
+    CHECK_OK(cas_writer_write(writer, data + CHUNK, len - CHUNK));
+    char *key = NULL;
+    CHECK_OK(cas_writer_finish(writer, &key));
+    cas_writer_free(writer);
+    uint8_t *got = NULL;
+    size_t got_len = 0;
+    CHECK_OK(cas_node_get_buffer(f.node, key, &got, &got_len));
+    CHECK(got_len == len && memcmp(got, data, len) == 0);
+    cas_buffer_free(got, got_len);
+
+    cas_string_free(key);
+    cas_string_free(other);
+    free(data);
+    fixture_stop(&f);
+}
+
 /* A well-formed key that names nothing stored: one character of a real
  * key changed inside the manifest id. */
 static char *unknown_key(const char *key) {
@@ -642,6 +718,8 @@ int main(void) {
         TEST_ENTRY(test_stat_and_peers),
         TEST_ENTRY(test_threads_share_a_node),
         TEST_ENTRY(test_callback_may_not_block),
+        TEST_ENTRY(test_refused_finish_keeps_the_writer),
+        TEST_ENTRY(test_whole_file_callbacks_run_on_the_calling_thread),
         TEST_ENTRY(test_bad_and_unknown_keys),
         TEST_ENTRY(test_input_and_destination_errors),
         TEST_ENTRY(test_null_arguments),

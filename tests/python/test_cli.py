@@ -136,3 +136,37 @@ def test_usage_errors() -> None:
     assert run_cas(check=False).returncode == 2
     assert run_cas("put", check=False).returncode == 2
     assert "serve" in run_cas("--help").stdout
+
+
+def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
+    # No node can run on a data directory that is a regular file: a clear
+    # "no node" error (and JSON with --json), not a Python traceback.
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("not a directory\n")
+    result = run_cas("status", "--data-dir", not_a_dir, "--json", check=False)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(result.stdout)["error"]["type"] == "NoNodeRunningError"
+
+
+def test_get_to_stdout_reports_a_failure_in_the_middle(serve, make_file) -> None:
+    server = serve("node", "--chunk-size", 65536)
+    d = server.data_dir
+    src = make_file(4 * 65536)
+    key = run_cas("put", src, "--data-dir", d).stdout.strip()
+    holders = cas_json("stat", key, "--data-dir", d)["holders"]
+    # Corrupt the last chunk on disk: the stream fails after its header and
+    # the first chunks were sent.
+    last = holders[-1]["blob"]
+    blob = d / "blobs" / last[:2] / last
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+
+    result = subprocess.run([*cas_command(), "get", key, "--data-dir", str(d)], capture_output=True, timeout=60)
+    assert result.returncode == 1
+    # Standard output holds file bytes only (a prefix of the file), never a
+    # protocol message, and the error says what really failed.
+    assert src.read_bytes().startswith(result.stdout)
+    assert b'"ok"' not in result.stdout
+    assert b"integrity" in result.stderr.lower() or b"verification" in result.stderr.lower(), result.stderr

@@ -56,6 +56,16 @@ def test_put_bytes_accepts_buffers(node: cas.Node) -> None:
     assert node.get_bytes(key) == data
 
 
+def test_put_bytes_refuses_what_is_not_a_buffer(node: cas.Node) -> None:
+    # bytes(n) would make n zero bytes, bytes([...]) bytes from a list of ints:
+    # neither is a buffer, and storing either silently would be wrong.
+    stats_before = node.stats().blobs_stored
+    for not_a_buffer in (12345, 10**15, [1, 2, 3], "text"):
+        with pytest.raises(TypeError):
+            node.put_bytes(not_a_buffer)  # type: ignore[arg-type]
+    assert node.stats().blobs_stored == stats_before
+
+
 def test_empty_file(node: cas.Node, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.write_bytes(b"")

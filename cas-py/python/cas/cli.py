@@ -224,7 +224,7 @@ def _cat(data_dir: Path, key: str) -> int:
     done = 0
     try:
         while done < size:
-            block = stream.read(min(control.STREAM_BLOCK, size - done))
+            block = control.read_block(stream)
             if not block:
                 raise errors.CasError(f"the node stopped sending after {done} of {size} bytes; try again")
             out.write(block)

@@ -10,7 +10,9 @@ connect), one request per connection, JSON lines:
     <- {"ok": false, "error": {"type": "NotFoundError", "message": "..."}}
 
 The ``cat`` operation answers ``{"ok": true, "result": {"size": N}}`` and
-then exactly N raw bytes: the file's content.
+then the file's N bytes in blocks, each a line ``{"data": n}`` followed by
+n raw bytes; a failure part way is an ``{"ok": false, ...}`` line in place
+of the next block (never raw bytes mistaken for content).
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ import socket
 import socketserver
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, NoReturn, Optional
 
 from . import errors
 from ._cas import Node
 
-__all__ = ["SOCKET_NAME", "ControlServer", "call", "open_stream", "socket_path"]
+__all__ = ["SOCKET_NAME", "ControlServer", "call", "open_stream", "read_block", "socket_path"]
 
 SOCKET_NAME = "control.sock"
 #: Longest request line accepted (a request is small: an op and a path).
@@ -111,6 +113,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 block = f.read(STREAM_BLOCK)
                 if not block:
                     break
+                self.wfile.write(json.dumps({"data": len(block)}).encode() + b"\n")
                 self.wfile.write(block)
             self.wfile.flush()
 
@@ -226,15 +229,15 @@ def _connect(data_dir: Path) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError) as e:
+    except (FileNotFoundError, NotADirectoryError, ConnectionRefusedError) as e:
         sock.close()
         raise errors.NoNodeRunningError(
             f"no CAS node is running on data directory {data_dir} ({path}: {e.strerror}); "
             f"start one with: cas serve --data-dir {data_dir}"
         ) from None
-    except OSError:
+    except OSError as e:
         sock.close()
-        raise
+        raise errors.CasError(f"cannot connect to the control socket {path}: {e.strerror or e}") from None
     return sock
 
 
@@ -250,8 +253,12 @@ def _reply(stream: Any, progress: Optional[ProgressFn]) -> Any:
             continue
         if message.get("ok"):
             return message.get("result")
-        error = message.get("error") or {}
-        raise errors.from_name(error.get("type", "CasError"), error.get("message", "unknown error"))
+        _raise_error(message)
+
+
+def _raise_error(message: Dict[str, Any]) -> NoReturn:
+    error = message.get("error") or {}
+    raise errors.from_name(error.get("type", "CasError"), error.get("message", "unknown error"))
 
 
 def _request(sock: socket.socket, op: str, args: Dict[str, Any], progress: bool) -> Any:
@@ -281,3 +288,13 @@ def open_stream(data_dir: Path, key: str) -> tuple[int, Any, socket.socket]:
         raise
 
 
+def read_block(stream: Any) -> bytes:
+    """The next block of a ``cat`` stream, b"" if the connection ended; raises
+    the `CasError` the node sent instead if the read failed on its side."""
+    line = stream.readline()
+    if not line:
+        return b""
+    message = json.loads(line)
+    if "data" not in message:
+        _raise_error(message)
+    return bytes(stream.read(int(message["data"])))
