@@ -117,7 +117,19 @@ impl Node {
         let node = self.node()?;
         let callback = Callback::new(progress);
         let progress = callback.as_ref().map(|c| c.progress());
-        wait(py, callback.as_ref(), node.get_file(&key, &dest, progress))
+        // A callback that fails near the end may be noticed only after the
+        // file is in place; the call raises all the same, so what it wrote goes.
+        let written = std::sync::atomic::AtomicBool::new(false);
+        let get = async {
+            let result = node.get_file(&key, &dest, progress).await;
+            written.store(result.is_ok(), std::sync::atomic::Ordering::SeqCst);
+            result
+        };
+        let result = wait(py, callback.as_ref(), get);
+        if result.is_err() && written.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = std::fs::remove_file(&dest);
+        }
+        result
     }
 
     /// Returns the whole file of `key` as bytes.

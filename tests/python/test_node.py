@@ -168,6 +168,24 @@ def test_exception_in_progress_callback_is_raised(node: cas.Node, make_file, tmp
     assert node.get_bytes(key) == src.read_bytes()
 
 
+def test_a_callback_failing_at_the_very_end_leaves_nothing_at_dest(node: cas.Node, make_file, tmp_path: Path) -> None:
+    src = make_file(4 * CHUNK)
+    key = node.put(src)
+
+    def explode_at_the_end(done: int, total: int) -> None:
+        if done == total:
+            raise ZeroDivisionError("failed after the last byte")
+
+    # The get finishes before the callback's failure can cancel it; it still
+    # raises, so it must not leave the file behind.
+    for attempt in range(5):
+        dest = tmp_path / f"late-{attempt}.bin"
+        with pytest.raises(ZeroDivisionError, match="last byte"):
+            node.get(key, dest, progress=explode_at_the_end)
+        assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".cas-get-")] == []
+
+
 def test_gil_is_released_during_put_and_get(tmp_path: Path, make_file) -> None:
     src = make_file(64 << 20)
     with cas.Node(tmp_path / "gil", fsync=False) as node, BusyCounter() as counter:
