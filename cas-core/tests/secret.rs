@@ -25,6 +25,8 @@ async fn secret_is_created_owner_only_and_kept() {
     assert_eq!(secret.len(), 32);
     assert_ne!(secret, [0u8; 32]);
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let dir_mode = std::fs::metadata(s.data_dir()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "a data directory the node creates is owner-only");
 
     let again = key_of(s.config(MIN_CHUNK), &data).await;
     assert_eq!(again, first, "same secret after restart, same key");

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -26,7 +26,12 @@ impl DataDir {
     /// Creates the directory if needed and takes its lock; loads (or creates)
     /// the secret and node id. `secret` overrides the stored secret for this run.
     pub fn open(path: &Path, secret: Option<[u8; 32]>) -> Result<DataDir> {
-        fs::create_dir_all(path).map_err(|e| Error::io(format!("creating data directory {}", path.display()), e))?;
+        // Owner-only when we create it: it holds the secret and the control socket.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .map_err(|e| Error::io(format!("creating data directory {}", path.display()), e))?;
         let lock_path = path.join("lock");
         let lock = OpenOptions::new()
             .create(true)

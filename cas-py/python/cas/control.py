@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import socketserver
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, NoReturn, Optional
@@ -144,12 +145,24 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         _check_length(path)
         # The node holds the data directory's lock, so a socket left here is stale.
         path.unlink(missing_ok=True)
-        old_umask = os.umask(0o177)
+        super().__init__(str(path), _Handler)
+
+    def server_bind(self) -> None:
+        # Bound in a fresh 0700 directory, made 0600, then renamed into place:
+        # nobody else can connect in between, and the process umask, which the
+        # node's threads share (they create blob directories), is never touched.
+        private = tempfile.mkdtemp(prefix=".c", dir=self.path.parent)
+        staging = os.path.join(private, "s")
         try:
-            super().__init__(str(path), _Handler)
+            _check_length(Path(staging))
+            self.socket.bind(staging)
+            os.chmod(staging, 0o600)
+            os.replace(staging, self.path)
         finally:
-            os.umask(old_umask)
-        os.chmod(path, 0o600)
+            if os.path.exists(staging):
+                os.unlink(staging)
+            os.rmdir(private)
+        self.server_address = str(self.path)
 
     def close(self) -> None:
         self.server_close()
