@@ -170,3 +170,31 @@ def test_get_to_stdout_reports_a_failure_in_the_middle(serve, make_file) -> None
     assert src.read_bytes().startswith(result.stdout)
     assert b'"ok"' not in result.stdout
     assert b"integrity" in result.stderr.lower() or b"verification" in result.stderr.lower(), result.stderr
+
+
+def test_a_client_that_goes_away_cancels_its_get(serve, make_file, tmp_path: Path) -> None:
+    """Ctrl-C on `cas get KEY DEST` (no progress asked for, as off a terminal):
+    the node cancels the get and nothing appears at DEST, then or later."""
+    import socket as socket_module
+
+    server = serve("node", "--chunk-size", 65536)
+    d = server.data_dir
+    src = make_file(256 * 65536)
+    key = run_cas("put", src, "--data-dir", d).stdout.strip()
+    dest = tmp_path / "never.bin"
+    done_before = cas_json("status", "--data-dir", d)["requests_done"]
+
+    client = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    client.connect(str(d / "control.sock"))
+    request = {"op": "get", "args": {"key": key, "dest": str(dest)}}
+    client.sendall(json.dumps(request).encode() + b"\n")
+    client.close()  # gone before the first of 256 chunks is written
+
+    status = wait_until(
+        lambda: (lambda s: s if s["requests_done"] > done_before else None)(cas_json("status", "--data-dir", d)),
+        timeout=60,
+        what="the node to finish with the abandoned get",
+    )
+    assert status["requests_in_progress"] == 0
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".cas-get-")] == []

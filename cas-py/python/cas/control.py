@@ -17,14 +17,16 @@ of the next block (never raw bytes mistaken for content).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import socketserver
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, NoReturn, Optional
+from typing import Any, Callable, Dict, Iterator, NoReturn, Optional
 
 from . import errors
 from ._cas import Node
@@ -89,11 +91,22 @@ class _Handler(socketserver.StreamRequestHandler):
                     raise ValueError("op must be a string and args an object")
             except (ValueError, KeyError, TypeError) as e:
                 raise errors.InvalidArgumentError(f"malformed control request ({e}); is the cas command up to date?")
-            progress = _Throttle(self._send) if request.get("progress") else None
+            forward = _Throttle(self._send) if request.get("progress") else None
+
+            def progress(done: int, total: int) -> None:
+                # Checked at every chunk, progress asked for or not: a client
+                # that went away (Ctrl-C) cancels its put or get, and a
+                # cancelled get leaves nothing at its destination.
+                if self._client_gone():
+                    raise BrokenPipeError("the cas command went away")
+                if forward is not None:
+                    forward(done, total)
+
             if op == "cat":
                 self._cat(args)
                 return
-            result = self.server.dispatch(op, args, progress)
+            with self.server.working(op):
+                result = self.server.dispatch(op, args, progress)
             self._send({"ok": True, "result": result})
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away (its progress callback failed, so did the operation)
@@ -102,6 +115,14 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send(_error_reply(e))
             except OSError:
                 pass
+
+    def _client_gone(self) -> bool:
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False  # connected, nothing sent: the normal case
+        except OSError:
+            return True
 
     def _send(self, obj: Dict[str, Any]) -> None:
         self.wfile.write(json.dumps(obj).encode() + b"\n")
@@ -142,10 +163,28 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, node: Node, path: Path) -> None:
         self.node = node
         self.path = path
+        self._busy_lock = threading.Lock()
+        self._busy = 0
+        self._done = 0
         _check_length(path)
         # The node holds the data directory's lock, so a socket left here is stale.
         path.unlink(missing_ok=True)
         super().__init__(str(path), _Handler)
+
+    @contextlib.contextmanager
+    def working(self, op: str) -> Iterator[None]:
+        """Counts the requests in progress and done (other than status queries)."""
+        counted = op != "status"
+        if counted:
+            with self._busy_lock:
+                self._busy += 1
+        try:
+            yield
+        finally:
+            if counted:
+                with self._busy_lock:
+                    self._busy -= 1
+                    self._done += 1
 
     def server_bind(self) -> None:
         # Bound in a fresh 0700 directory, made 0600, then renamed into place:
@@ -211,6 +250,8 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             "data_dir": str(node.data_dir),
             "socket": str(self.path),
             "pid": os.getpid(),
+            "requests_in_progress": self._busy,
+            "requests_done": self._done,
             "peers": {"known": len(peers), "alive": sum(p.state == "alive" for p in peers)},
             "stats": {
                 name: getattr(stats, name)
