@@ -654,7 +654,11 @@ cas_status cas_writer_finish(struct cas_writer *writer, char **key_out);
 /**
  * Frees a writer. If it was not finished, the put is cancelled (no key is
  * produced; chunks already stored stay as unreferenced blobs) and this
- * waits until its progress callback can no longer run. NULL is a no-op.
+ * waits until its progress callback can no longer run. Called from inside
+ * a progress callback, where nothing may block, it cannot wait: the put is
+ * cancelled in the background, and the writer's callback may still run
+ * once on another thread, so keep its `user` data alive until that
+ * callback has returned. NULL is a no-op.
  */
 void cas_writer_free(struct cas_writer *writer);
 

@@ -125,7 +125,11 @@ pub unsafe extern "C" fn cas_writer_finish(writer: *mut cas_writer, key_out: *mu
 
 /// Frees a writer. If it was not finished, the put is cancelled (no key is
 /// produced; chunks already stored stay as unreferenced blobs) and this
-/// waits until its progress callback can no longer run. NULL is a no-op.
+/// waits until its progress callback can no longer run. Called from inside
+/// a progress callback, where nothing may block, it cannot wait: the put is
+/// cancelled in the background, and the writer's callback may still run
+/// once on another thread, so keep its `user` data alive until that
+/// callback has returned. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn cas_writer_free(writer: *mut cas_writer) {
     ffi_boundary_void(|| {
