@@ -198,3 +198,32 @@ def test_a_client_that_goes_away_cancels_its_get(serve, make_file, tmp_path: Pat
     assert status["requests_in_progress"] == 0
     assert not dest.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".cas-get-")] == []
+
+
+@pytest.mark.parametrize("misbehaviour", ["garbage", "hangs-up"])
+def test_a_node_answering_nonsense_gets_a_clear_error_not_a_traceback(tmp_path: Path, misbehaviour: str) -> None:
+    import socket as socket_module
+    import threading
+
+    d = tmp_path / "fake"
+    d.mkdir()
+    listener = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    listener.bind(str(d / "control.sock"))
+    listener.listen(1)
+
+    def answer_once() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        if misbehaviour == "garbage":
+            conn.sendall(b"this is not json\n")
+        conn.close()  # hangs up without answering
+
+    fake = threading.Thread(target=answer_once, daemon=True)
+    fake.start()
+    result = run_cas("status", "--data-dir", d, "--json", check=False, timeout=60)
+    fake.join(timeout=30)
+    listener.close()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert json.loads(result.stdout)["error"]["message"]
+    assert result.stderr.startswith("cas: error:"), result.stderr

@@ -300,6 +300,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _report(args, e)
         return EXIT_NO_NODE if isinstance(e, errors.NoNodeRunningError) else EXIT_FAILED
     except KeyboardInterrupt:
+        if args.json:
+            _print_json({"error": {"type": "Interrupted", "message": "interrupted"}})
         print("cas: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

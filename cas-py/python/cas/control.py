@@ -297,10 +297,7 @@ def _connect(data_dir: Path) -> socket.socket:
 
 def _reply(stream: Any, progress: Optional[ProgressFn]) -> Any:
     while True:
-        line = stream.readline()
-        if not line:
-            raise errors.CasError("the node closed the control connection without answering (did it stop?)")
-        message = json.loads(line)
+        message = _read_message(stream)
         if "progress" in message:
             if progress is not None:
                 progress(*message["progress"])
@@ -310,6 +307,27 @@ def _reply(stream: Any, progress: Optional[ProgressFn]) -> Any:
         _raise_error(message)
 
 
+class _HungUp(errors.CasError):
+    """The node closed the control connection."""
+
+
+def _read_message(stream: Any) -> Dict[str, Any]:
+    """The next JSON line from the node; a `CasError` for anything else."""
+    try:
+        line = stream.readline()
+    except OSError as e:  # a socket error, not our standard output's
+        raise errors.CasError(f"lost the control connection to the node: {e}") from e
+    if not line:
+        raise _HungUp("the node closed the control connection without answering (did it stop?)")
+    try:
+        message = json.loads(line)
+        if not isinstance(message, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise errors.CasError(f"the node sent a malformed reply ({e}); are cas and the node the same version?") from e
+    return message
+
+
 def _raise_error(message: Dict[str, Any]) -> NoReturn:
     error = message.get("error") or {}
     raise errors.from_name(error.get("type", "CasError"), error.get("message", "unknown error"))
@@ -317,8 +335,11 @@ def _raise_error(message: Dict[str, Any]) -> NoReturn:
 
 def _request(sock: socket.socket, op: str, args: Dict[str, Any], progress: bool) -> Any:
     stream = sock.makefile("rwb")
-    stream.write(json.dumps({"op": op, "args": args, "progress": progress}).encode() + b"\n")
-    stream.flush()
+    try:
+        stream.write(json.dumps({"op": op, "args": args, "progress": progress}).encode() + b"\n")
+        stream.flush()
+    except OSError as e:  # a socket error, not our standard output's
+        raise errors.CasError(f"lost the control connection to the node: {e}") from e
     return stream
 
 
@@ -345,10 +366,13 @@ def open_stream(data_dir: Path, key: str) -> tuple[int, Any, socket.socket]:
 def read_block(stream: Any) -> bytes:
     """The next block of a ``cat`` stream, b"" if the connection ended; raises
     the `CasError` the node sent instead if the read failed on its side."""
-    line = stream.readline()
-    if not line:
-        return b""
-    message = json.loads(line)
+    try:
+        message = _read_message(stream)
+    except _HungUp:
+        return b""  # the connection ended; the caller checks the length it got
     if "data" not in message:
         _raise_error(message)
-    return bytes(stream.read(int(message["data"])))
+    try:
+        return bytes(stream.read(int(message["data"])))
+    except OSError as e:
+        raise errors.CasError(f"lost the control connection to the node: {e}") from e
