@@ -26,7 +26,17 @@ class Node:
         capacity: Optional[int] = None,
         secret: Optional[bytes] = None,
         fsync: bool = True,
-    ) -> None: ...
+    ) -> None:
+        """Opens (creating, owner-only) and locks `data_dir`, and starts a node.
+
+        `listen` ("127.0.0.1:0" for any free port) turns networking on and
+        `bootstrap` lists nodes to join through. `replicas` copies go to other
+        nodes; a put fails if a blob reaches fewer than `min_replicas`.
+        `chunk_size` is a power of two from 65536 to 16777216 (default 1 MiB).
+        `capacity` bounds the bytes of blobs stored here: None for no limit
+        but the disk, 0 to store nothing. `secret` (32 bytes) replaces the
+        convergence secret of `data_dir` for this run.
+        """
     def put(self, path: StrPath, progress: Optional[Progress] = None) -> str:
         """Stores the file at `path`; returns its key."""
     def put_bytes(self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None) -> str:

@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--replicas", type=int, default=3, help="copies of each blob on other nodes (default 3)")
     serve.add_argument("--min-replicas", type=int, default=0, help="fail a put below this many copies (default 0)")
     serve.add_argument("--chunk-size", type=int, default=None, metavar="BYTES", help="chunk size of new files")
-    serve.add_argument("--capacity", type=int, default=None, metavar="BYTES", help="most bytes of blobs to store")
+    serve.add_argument(
+        "--capacity", type=int, default=None, metavar="BYTES", help="most bytes of blobs to store (default: no limit)"
+    )
     serve.add_argument("--no-fsync", action="store_true", help="do not fsync blobs (faster, less durable)")
 
     put = sub.add_parser("put", parents=[common], help="store a file; prints its key")
