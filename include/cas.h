@@ -424,7 +424,9 @@ cas_status cas_node_stop(const struct cas_node *node);
  * Stops the node (as cas_node_stop) and frees the handle. NULL is a
  * no-op. No other thread may be using the handle. Readers and writers
  * opened from it are handles of their own: free them too (before or
- * after the node).
+ * after the node). Called from inside a progress callback, where nothing
+ * may block, it cannot wait: the node stops in the background, and its
+ * data directory is released shortly after this returns.
  */
 void cas_node_free(struct cas_node *node);
 

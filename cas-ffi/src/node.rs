@@ -57,7 +57,9 @@ pub unsafe extern "C" fn cas_node_stop(node: *const cas_node) -> cas_status {
 /// Stops the node (as cas_node_stop) and frees the handle. NULL is a
 /// no-op. No other thread may be using the handle. Readers and writers
 /// opened from it are handles of their own: free them too (before or
-/// after the node).
+/// after the node). Called from inside a progress callback, where nothing
+/// may block, it cannot wait: the node stops in the background, and its
+/// data directory is released shortly after this returns.
 #[no_mangle]
 pub unsafe extern "C" fn cas_node_free(node: *mut cas_node) {
     ffi_boundary_void(|| {
