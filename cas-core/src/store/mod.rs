@@ -288,11 +288,6 @@ impl BlobStore {
         self.inner.counters.quarantined.load(Ordering::Relaxed)
     }
 
-    /// The capacity limit, if any.
-    pub fn capacity(&self) -> Option<u64> {
-        self.inner.capacity
-    }
-
     /// Whether a blob of `len` bytes would fit under the capacity limit now.
     pub fn has_room_for(&self, len: u64) -> bool {
         self.inner.capacity.is_none_or(|cap| self.used_bytes() + len <= cap)
