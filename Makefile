@@ -102,7 +102,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: venv py test-py test-py-network demo-py
+.PHONY: venv py test-py test-py-network test-repeat demo-py
 
 venv: $(VENV)/.installed
 
@@ -118,6 +118,13 @@ py: venv
 ## pytest exits 5 when it collects no test: a failure here like any non-zero status.
 test-py: py
 	$(VENV_PY) -m pytest tests/python -q
+
+## The tests that once failed by timing, each run REPEAT times in a row
+## (default 200): they must never fail.
+REPEAT ?= 200
+REPEAT_TESTS ?= leaves_nothing or too_late or stops_it_at_once
+test-repeat: py
+	$(VENV_PY) -m pytest tests/python -q -p no:randomly --repeat $(REPEAT) -k "$(REPEAT_TESTS)"
 
 ## Only the multi-node tests.
 test-py-network: py

@@ -92,6 +92,10 @@ enum cas_status
    */
   CAS_ERR_IO = 13,
   /**
+   * The operation was cancelled; it left nothing behind.
+   */
+  CAS_ERR_CANCELLED = 14,
+  /**
    * A pointer argument that must not be NULL was NULL.
    */
   CAS_ERR_NULL_ARGUMENT = 100,

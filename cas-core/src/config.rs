@@ -62,6 +62,10 @@ pub struct Faults {
     pub corrupt_served_blobs: bool,
     /// Wait this long before serving a blob to a peer.
     pub delay_served_blobs: Option<Duration>,
+    /// Hold every get between its last byte and its commit (see
+    /// `Node::get_file_cancellable`): the get creates `<dir>/paused` and
+    /// waits for `<dir>/release`.
+    pub pause_before_commit: Option<PathBuf>,
 }
 
 impl Config {

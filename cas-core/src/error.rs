@@ -74,6 +74,7 @@ pub enum ErrorKind {
     InvalidArgument,
     Closed,
     Io,
+    Cancelled,
 }
 
 /// Every error of the public API.
@@ -116,6 +117,10 @@ pub enum Error {
     /// The node or handle was shut down.
     #[error("the node has been shut down")]
     Closed,
+    /// The caller cancelled the operation (a progress callback, Ctrl-C, or a
+    /// [`crate::Cancel`]); it left nothing behind.
+    #[error("cancelled")]
+    Cancelled,
     /// Any other I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
@@ -141,6 +146,7 @@ impl Error {
             Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
             Error::Closed => ErrorKind::Closed,
             Error::Io { .. } => ErrorKind::Io,
+            Error::Cancelled => ErrorKind::Cancelled,
         }
     }
 

@@ -17,7 +17,7 @@ pub mod store;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use key::Key;
-pub use node::{FileReader, Node, NodeId, PeerInfo, PeerState, Progress, PutReport, StatInfo, Stats};
+pub use node::{Cancel, FileReader, Node, NodeId, PeerInfo, PeerState, Progress, PutReport, StatInfo, Stats};
 
 /// The README's Rust snippets, compiled by `cargo test --doc` so that they
 /// stay true.

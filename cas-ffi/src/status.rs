@@ -40,6 +40,8 @@ pub enum cas_status {
     CAS_ERR_CLOSED = 12,
     /// Any other I/O error (the message says what was being done).
     CAS_ERR_IO = 13,
+    /// The operation was cancelled; it left nothing behind.
+    CAS_ERR_CANCELLED = 14,
     /// A pointer argument that must not be NULL was NULL.
     CAS_ERR_NULL_ARGUMENT = 100,
     /// A string argument (key, address) is not valid UTF-8.
@@ -71,12 +73,13 @@ impl cas_status {
             ErrorKind::InvalidArgument => CAS_ERR_INVALID_ARGUMENT,
             ErrorKind::Closed => CAS_ERR_CLOSED,
             ErrorKind::Io => CAS_ERR_IO,
+            ErrorKind::Cancelled => CAS_ERR_CANCELLED,
             _ => CAS_ERR_OTHER,
         }
     }
 
     /// Every status, for the raw-number lookup and the tests.
-    pub(crate) const ALL: [cas_status; 19] = {
+    pub(crate) const ALL: [cas_status; 20] = {
         use cas_status::*;
         [
             CAS_OK,
@@ -93,6 +96,7 @@ impl cas_status {
             CAS_ERR_INVALID_ARGUMENT,
             CAS_ERR_CLOSED,
             CAS_ERR_IO,
+            CAS_ERR_CANCELLED,
             CAS_ERR_NULL_ARGUMENT,
             CAS_ERR_INVALID_UTF8,
             CAS_ERR_PANIC,
@@ -119,6 +123,7 @@ impl cas_status {
             CAS_ERR_INVALID_ARGUMENT => "invalid argument\0",
             CAS_ERR_CLOSED => "closed\0",
             CAS_ERR_IO => "I/O error\0",
+            CAS_ERR_CANCELLED => "cancelled\0",
             CAS_ERR_NULL_ARGUMENT => "NULL argument\0",
             CAS_ERR_INVALID_UTF8 => "invalid UTF-8\0",
             CAS_ERR_PANIC => "internal error (panic)\0",
@@ -147,7 +152,7 @@ mod tests {
     #[test]
     fn numbers_are_fixed() {
         let numbers: Vec<u32> = cas_status::ALL.iter().map(|s| *s as u32).collect();
-        assert_eq!(numbers, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 100, 101, 102, 103, 199]);
+        assert_eq!(numbers, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 100, 101, 102, 103, 199]);
         assert_eq!(CAS_OK as u32, 0);
     }
 

@@ -21,6 +21,7 @@ fn class_name(e: &Error) -> &'static str {
         ErrorKind::InvalidArgument => "InvalidArgumentError",
         ErrorKind::Closed => "ClosedError",
         ErrorKind::Io => "StorageError",
+        ErrorKind::Cancelled => "CancelledError",
         _ => "CasError",
     }
 }

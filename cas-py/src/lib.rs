@@ -4,6 +4,7 @@
 //! release the GIL. The pure-Python half (`python/cas`) holds the exception
 //! hierarchy, the io wrapper returned by `Node.open` and the command line.
 
+mod cancel;
 mod errors;
 mod info;
 mod node;
@@ -14,6 +15,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 mod _cas {
+    #[pymodule_export]
+    use crate::cancel::Cancel;
     #[pymodule_export]
     use crate::info::{Peer, Stat, Stats};
     #[pymodule_export]

@@ -7,10 +7,11 @@ use cas_core::{Config, Key};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 
+use crate::cancel::Cancel;
 use crate::errors::{closed, to_pyerr};
 use crate::info::{Peer, Stat, Stats};
 use crate::reader::Reader;
-use crate::wait::{wait, Callback};
+use crate::wait::{wait, wait_cancellable, Callback};
 
 /// A CAS node on a data directory. Use it as a context manager, or call
 /// `close()`; every method may be called from several threads at once, and
@@ -44,7 +45,7 @@ impl Node {
     /// processes) and starts the node.
     #[new]
     #[pyo3(signature = (data_dir, *, listen=None, bootstrap=Vec::new(), replicas=3, min_replicas=0,
-                        chunk_size=None, capacity=None, secret=None, fsync=true))]
+                        chunk_size=None, capacity=None, secret=None, fsync=true, _pause_before_commit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -57,6 +58,7 @@ impl Node {
         capacity: Option<u64>,
         secret: Option<Vec<u8>>,
         fsync: bool,
+        _pause_before_commit: Option<PathBuf>,
     ) -> PyResult<Node> {
         let mut config = Config::new(&data_dir);
         config.listen = listen;
@@ -68,6 +70,8 @@ impl Node {
         }
         config.capacity = capacity;
         config.fsync = fsync;
+        // A test hook (see cas_core::config::Faults), deliberately undocumented.
+        config.faults.pause_before_commit = _pause_before_commit;
         if let Some(secret) = secret {
             let bytes: [u8; 32] = secret.as_slice().try_into().map_err(|_| {
                 to_pyerr(cas_core::Error::InvalidArgument(format!(
@@ -85,7 +89,7 @@ impl Node {
     #[pyo3(signature = (path, progress=None))]
     fn put(&self, py: Python<'_>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<String> {
         let node = self.node()?;
-        let callback = Callback::new(progress);
+        let callback = Callback::new(progress, None);
         let progress = callback.as_ref().map(|c| c.progress());
         let report = wait(py, callback.as_ref(), node.put_file(&path, progress))?;
         Ok(report.key.to_string())
@@ -103,33 +107,31 @@ impl Node {
         };
         let mut slice: &[u8] = bytes.as_bytes();
         let size = slice.len() as u64;
-        let callback = Callback::new(progress);
+        let callback = Callback::new(progress, None);
         let progress = callback.as_ref().map(|c| c.progress());
         let report = wait(py, callback.as_ref(), node.put_reader(&mut slice, size, progress))?;
         Ok(report.key.to_string())
     }
 
     /// Writes the file of `key` to `dest` (replacing it); returns its size.
-    /// On failure nothing is left at `dest`.
-    #[pyo3(signature = (key, dest, progress=None))]
-    fn get(&self, py: Python<'_>, key: &str, dest: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<u64> {
+    /// On failure (a callback that raises, Ctrl-C, `cancel`) nothing is left
+    /// at `dest`.
+    #[pyo3(signature = (key, dest, progress=None, cancel=None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        dest: PathBuf,
+        progress: Option<Py<PyAny>>,
+        cancel: Option<Py<Cancel>>,
+    ) -> PyResult<u64> {
         let key = parse_key(key)?;
         let node = self.node()?;
-        let callback = Callback::new(progress);
+        let cancel = cancel.map_or_else(cas_core::Cancel::new, |c| c.get().inner.clone());
+        let callback = Callback::new(progress, Some(&cancel));
         let progress = callback.as_ref().map(|c| c.progress());
-        // A callback that fails near the end may be noticed only after the
-        // file is in place; the call raises all the same, so what it wrote goes.
-        let written = std::sync::atomic::AtomicBool::new(false);
-        let get = async {
-            let result = node.get_file(&key, &dest, progress).await;
-            written.store(result.is_ok(), std::sync::atomic::Ordering::SeqCst);
-            result
-        };
-        let result = wait(py, callback.as_ref(), get);
-        if result.is_err() && written.load(std::sync::atomic::Ordering::SeqCst) {
-            let _ = std::fs::remove_file(&dest);
-        }
-        result
+        let get = node.get_file_cancellable(&key, &dest, progress, &cancel);
+        wait_cancellable(py, callback.as_ref(), Some(&cancel), get)
     }
 
     /// Returns the whole file of `key` as bytes.

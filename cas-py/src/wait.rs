@@ -19,12 +19,15 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub struct Callback {
     func: Py<PyAny>,
     failure: Mutex<Option<PyErr>>,
+    /// Cancelled as soon as the callback fails, before the operation goes on.
+    cancel: Option<cas_core::Cancel>,
 }
 
 impl Callback {
-    /// `None` when no callback (or `None`) was given.
-    pub fn new(func: Option<Py<PyAny>>) -> Option<Arc<Callback>> {
-        func.map(|func| Arc::new(Callback { func, failure: Mutex::new(None) }))
+    /// `None` when no callback (or `None`) was given. A failure of the
+    /// callback cancels `cancel`, if given, before the operation continues.
+    pub fn new(func: Option<Py<PyAny>>, cancel: Option<&cas_core::Cancel>) -> Option<Arc<Callback>> {
+        func.map(|func| Arc::new(Callback { func, failure: Mutex::new(None), cancel: cancel.cloned() }))
     }
 
     /// The callback as cas-core calls it (from any thread).
@@ -40,6 +43,9 @@ impl Callback {
         Python::attach(|py| {
             if let Err(e) = self.func.call1(py, (done, total)) {
                 self.lock().get_or_insert(e);
+                if let Some(cancel) = &self.cancel {
+                    cancel.cancel();
+                }
             }
         });
     }
@@ -69,25 +75,54 @@ where
     F: Future<Output = cas_core::Result<T>> + Send,
     T: Send,
 {
+    wait_cancellable(py, callback, None, future)
+}
+
+/// [`wait`] for an operation that `cancel` stops. On Ctrl-C or a failed
+/// callback it is cancelled; if it had already committed (the cancel came
+/// too late), it is awaited and its success returned, and a Ctrl-C is
+/// raised again once the call has returned.
+pub fn wait_cancellable<T, F>(
+    py: Python<'_>,
+    callback: Option<&Arc<Callback>>,
+    cancel: Option<&cas_core::Cancel>,
+    future: F,
+) -> PyResult<T>
+where
+    F: Future<Output = cas_core::Result<T>> + Send,
+    T: Send,
+{
     let outcome = py.detach(|| {
         cas_core::blocking::block_on(async {
             tokio::pin!(future);
             let mut poll = tokio::time::interval(POLL_INTERVAL);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
+                let stop = tokio::select! {
                     result = &mut future => return Outcome::Finished(result),
                     _ = poll.tick() => {
                         if callback.is_some_and(|c| c.failed()) {
-                            return Outcome::CallbackFailed;
-                        }
-                        // Signal handlers (KeyboardInterrupt) run only on the main thread;
-                        // elsewhere this returns at once.
-                        if let Err(e) = Python::attach(|py| py.check_signals()) {
-                            return Outcome::Interrupted(e);
+                            Outcome::CallbackFailed
+                        } else {
+                            // Signal handlers (KeyboardInterrupt) run only on the main thread;
+                            // elsewhere this returns at once.
+                            match Python::attach(|py| py.check_signals()) {
+                                Err(e) => Outcome::Interrupted(e),
+                                Ok(()) => continue,
+                            }
                         }
                     }
+                };
+                if cancel.is_some_and(|c| !c.cancel()) {
+                    // Too late to stop: it committed. Its result stands.
+                    let result = (&mut future).await;
+                    if matches!(stop, Outcome::Interrupted(_)) {
+                        // SAFETY: PyErr_SetInterrupt may be called without the GIL.
+                        unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+                    }
+                    return Outcome::Finished(result);
                 }
+                return stop;
             }
         })
     });

@@ -20,8 +20,21 @@ import pytest
 
 import cas
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--repeat", type=int, default=1, metavar="N", help="run each selected test N times (make test-repeat)"
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "network: needs several nodes talking over TCP on 127.0.0.1")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    repeat = metafunc.config.getoption("repeat")
+    if repeat > 1:
+        metafunc.fixturenames.append("_repetition")
+        metafunc.parametrize("_repetition", range(repeat), ids=lambda i: f"run{i}")
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30.0, what: str = "condition") -> object:

@@ -173,13 +173,17 @@ def test_get_to_stdout_reports_a_failure_in_the_middle(serve, make_file) -> None
 
 
 def test_a_client_that_goes_away_cancels_its_get(serve, make_file, tmp_path: Path) -> None:
-    """Ctrl-C on `cas get KEY DEST` (no progress asked for, as off a terminal):
-    the node cancels the get and nothing appears at DEST, then or later."""
+    """A client that drops the connection (as Ctrl-C does, off a terminal,
+    with no progress asked for) cancels its get, even when the node has
+    written every byte: the test hook holds the get right before its commit,
+    so without the cancel it would stay there, and nothing reaches DEST."""
     import socket as socket_module
 
-    server = serve("node", "--chunk-size", 65536)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    server = serve("node", "--chunk-size", 65536, "--test-pause-before-commit", hook)
     d = server.data_dir
-    src = make_file(256 * 65536)
+    src = make_file(16 * 65536)
     key = run_cas("put", src, "--data-dir", d).stdout.strip()
     dest = tmp_path / "never.bin"
     done_before = cas_json("status", "--data-dir", d)["requests_done"]
@@ -188,7 +192,8 @@ def test_a_client_that_goes_away_cancels_its_get(serve, make_file, tmp_path: Pat
     client.connect(str(d / "control.sock"))
     request = {"op": "get", "args": {"key": key, "dest": str(dest)}}
     client.sendall(json.dumps(request).encode() + b"\n")
-    client.close()  # gone before the first of 256 chunks is written
+    wait_until(lambda: (hook / "paused").exists(), timeout=60, what="the get to reach its commit")
+    client.close()
 
     status = wait_until(
         lambda: (lambda s: s if s["requests_done"] > done_before else None)(cas_json("status", "--data-dir", d)),
@@ -198,6 +203,40 @@ def test_a_client_that_goes_away_cancels_its_get(serve, make_file, tmp_path: Pat
     assert status["requests_in_progress"] == 0
     assert not dest.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".cas-get-")] == []
+
+
+def test_ctrl_c_on_cas_get_after_the_last_byte_leaves_nothing(serve, make_file, tmp_path: Path) -> None:
+    """Ctrl-C on a real `cas get` while the node holds the get between its
+    last byte and its commit: the command says it was interrupted, exits
+    130, and nothing is at DEST."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    server = serve("node", "--chunk-size", 65536, "--test-pause-before-commit", hook)
+    d = server.data_dir
+    src = make_file(16 * 65536)
+    key = run_cas("put", src, "--data-dir", d).stdout.strip()
+    dest = tmp_path / "interrupted.bin"
+    client = subprocess.Popen(
+        [*cas_command(), "get", key, str(dest), "--data-dir", str(d)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: (hook / "paused").exists(), timeout=60, what="the get to reach its commit")
+        client.send_signal(signal.SIGINT)
+        _, stderr = client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    assert client.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".cas-get-")] == []
+    # The node is idle again and gets the file once the hook lets it.
+    (hook / "release").touch()
+    run_cas("get", key, dest, "--data-dir", d)
+    assert dest.read_bytes() == src.read_bytes()
 
 
 @pytest.mark.parametrize("misbehaviour", ["garbage", "hangs-up"])

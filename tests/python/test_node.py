@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import signal
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import cas
-from conftest import BusyCounter, sha256_of
+from conftest import BusyCounter, sha256_of, wait_until
 
 CHUNK = 64 * 1024
 
@@ -169,6 +170,9 @@ def test_exception_in_progress_callback_is_raised(node: cas.Node, make_file, tmp
 
 
 def test_a_callback_failing_at_the_very_end_leaves_nothing_at_dest(node: cas.Node, make_file, tmp_path: Path) -> None:
+    """The last progress call comes after the last byte is written and before
+    the get commits: a failure there cancels the get, which then cannot
+    commit (run it 200 times with `make test-repeat`)."""
     src = make_file(4 * CHUNK)
     key = node.put(src)
 
@@ -176,14 +180,103 @@ def test_a_callback_failing_at_the_very_end_leaves_nothing_at_dest(node: cas.Nod
         if done == total:
             raise ZeroDivisionError("failed after the last byte")
 
-    # The get finishes before the callback's failure can cancel it; it still
-    # raises, so it must not leave the file behind.
-    for attempt in range(5):
-        dest = tmp_path / f"late-{attempt}.bin"
-        with pytest.raises(ZeroDivisionError, match="last byte"):
-            node.get(key, dest, progress=explode_at_the_end)
-        assert not dest.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".cas-get-")] == []
+    dest = tmp_path / "late.bin"
+    with pytest.raises(ZeroDivisionError, match="last byte"):
+        node.get(key, dest, progress=explode_at_the_end)
+    assert not dest.exists()
+    assert leftovers(tmp_path) == []
+
+
+def leftovers(directory: Path) -> list[str]:
+    return [p.name for p in directory.iterdir() if p.name.startswith(".cas-get-")]
+
+
+class HeldGet:
+    """A get on a node started with the test hook `_pause_before_commit`: it
+    stops between its last byte and its commit until released, so a test can
+    act in exactly that window instead of hoping to hit it."""
+
+    def __init__(self, hook_dir: Path) -> None:
+        self.hook_dir = hook_dir
+        hook_dir.mkdir()
+
+    def wait_paused(self) -> None:
+        wait_until(lambda: (self.hook_dir / "paused").exists(), timeout=60, what="the get to reach its commit")
+
+    def release(self) -> None:
+        (self.hook_dir / "release").touch()
+
+
+def test_cancel_between_the_last_byte_and_the_commit_leaves_nothing(nodes, make_file, tmp_path: Path) -> None:
+    held = HeldGet(tmp_path / "hook")
+    node = nodes("held", chunk_size=CHUNK, _pause_before_commit=held.hook_dir)
+    src = make_file(4 * CHUNK)
+    key = node.put(src)
+    dest = tmp_path / "cancelled.bin"
+    cancel = cas.Cancel()
+    outcome: list[BaseException | int] = []
+
+    def get() -> None:
+        try:
+            outcome.append(node.get(key, dest, cancel=cancel))
+        except BaseException as e:  # noqa: BLE001 (examined below)
+            outcome.append(e)
+
+    worker = threading.Thread(target=get)
+    worker.start()
+    held.wait_paused()
+    assert cancel.cancel() is True, "the get had not committed: the cancel is in time"
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], cas.CancelledError), outcome
+    assert cancel.cancelled
+    assert not dest.exists()
+    assert leftovers(tmp_path) == []
+    # The node goes on working.
+    held.release()
+    assert node.get(key, dest) == src.stat().st_size
+
+
+def test_a_cancel_after_the_commit_is_told_it_came_too_late(node: cas.Node, make_file, tmp_path: Path) -> None:
+    src = make_file(3 * CHUNK)
+    key = node.put(src)
+    cancel = cas.Cancel()
+    dest = tmp_path / "done.bin"
+    assert node.get(key, dest, cancel=cancel) == src.stat().st_size
+    assert cancel.cancel() is False
+    assert not cancel.cancelled
+    assert dest.read_bytes() == src.read_bytes()
+
+
+def test_a_cancel_before_the_get_starts_stops_it_at_once(node: cas.Node, make_file, tmp_path: Path) -> None:
+    key = node.put(make_file(3 * CHUNK))
+    cancel = cas.Cancel()
+    assert cancel.cancel() is True
+    with pytest.raises(cas.CancelledError):
+        node.get(key, tmp_path / "never.bin", cancel=cancel)
+    assert not (tmp_path / "never.bin").exists()
+
+
+def test_ctrl_c_between_the_last_byte_and_the_commit_leaves_nothing(nodes, make_file, tmp_path: Path) -> None:
+    held = HeldGet(tmp_path / "hook")
+    node = nodes("held", chunk_size=CHUNK, _pause_before_commit=held.hook_dir)
+    key = node.put(make_file(4 * CHUNK))
+    dest = tmp_path / "interrupted.bin"
+    main = threading.get_ident()
+
+    def press_ctrl_c() -> None:
+        held.wait_paused()
+        signal.pthread_kill(main, signal.SIGINT)
+
+    presser = threading.Thread(target=press_ctrl_c)
+    presser.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            node.get(key, dest)
+    finally:
+        presser.join(timeout=60)
+    assert not dest.exists()
+    assert leftovers(tmp_path) == []
 
 
 def test_gil_is_released_during_put_and_get(tmp_path: Path, make_file) -> None:

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::stream::{Stream, StreamExt};
 
-use super::{blocking, Node, NodeId, Progress};
+use super::{blocking, Cancel, Node, NodeId, Progress};
 use crate::error::{Error, Result};
 use crate::format::{open_chunk, BlobId, Manifest};
 use crate::key::Key;
@@ -55,7 +55,30 @@ impl Node {
     /// temporary file beside `dest`, renamed at the end: a failed get leaves
     /// nothing at `dest`.
     pub async fn get_file(&self, key: &Key, dest: impl AsRef<Path>, progress: Option<Progress>) -> Result<u64> {
-        let dest = dest.as_ref().to_path_buf();
+        self.get_file_cancellable(key, dest, progress, &Cancel::new()).await
+    }
+
+    /// [`Node::get_file`] that `cancel` can stop from another task or thread.
+    /// A cancelled get fails with [`Error::Cancelled`] and leaves nothing at
+    /// `dest`; [`Cancel::cancel`] says whether it came in time, so the
+    /// caller always knows which of the two happened.
+    pub async fn get_file_cancellable(
+        &self,
+        key: &Key,
+        dest: impl AsRef<Path>,
+        progress: Option<Progress>,
+        cancel: &Cancel,
+    ) -> Result<u64> {
+        tokio::select! {
+            result = self.write_file(key, dest.as_ref(), progress, cancel) => result,
+            // Fires only if the cancel came before the commit; dropping the
+            // get then unlinks its temporary file.
+            _ = cancel.cancelled() => Err(Error::Cancelled),
+        }
+    }
+
+    async fn write_file(&self, key: &Key, dest: &Path, progress: Option<Progress>, cancel: &Cancel) -> Result<u64> {
+        let dest = dest.to_path_buf();
         let manifest = Arc::new(self.load_manifest(key).await?);
         let total = manifest.header.file_size;
         let d = dest.clone();
@@ -102,17 +125,29 @@ impl Node {
             if let Some(p) = &progress {
                 p(done, total);
             }
+            cancel.check()?;
+        }
+        if total == 0 {
+            if let Some(p) = &progress {
+                p(0, 0);
+            }
+            cancel.check()?;
         }
         drop(chunks_tx);
         let file = match writer.await {
             Ok(result) => result?,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
+        self.pause_before_commit(cancel).await;
         let fsync = self.inner.config.fsync;
+        let cancel = cancel.clone();
         blocking(move || {
             if fsync {
                 file.sync_all().map_err(|e| destination_error(&dest, e))?;
             }
+            // The point of no return: a cancel that comes later is told it
+            // came too late. If it came first, dropping tmp_path unlinks it.
+            cancel.commit()?;
             tmp_path.persist(&dest).map_err(|e| destination_error(&dest, e.error))?;
             if fsync {
                 let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -121,18 +156,27 @@ impl Node {
             Ok::<_, Error>(())
         })
         .await?;
-        if total == 0 {
-            if let Some(p) = &progress {
-                p(0, 0);
-            }
-        }
         Ok(total)
+    }
+
+    /// Test hook (`Faults::pause_before_commit`): holds a get between its
+    /// last byte and its commit, announcing it with a file `paused` in the
+    /// given directory, until a file `release` appears there or the get is
+    /// cancelled. Lets tests cancel in exactly that window.
+    async fn pause_before_commit(&self, cancel: &Cancel) {
+        let Some(dir) = self.inner.config.faults.pause_before_commit.clone() else { return };
+        let _ = std::fs::write(dir.join("paused"), b"");
+        while !dir.join("release").exists() && !cancel.is_cancelled() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// Returns the whole file of `key` in memory.
     pub async fn get_bytes(&self, key: &Key) -> Result<Vec<u8>> {
         let manifest = Arc::new(self.load_manifest(key).await?);
-        let mut out = Vec::with_capacity(manifest.header.file_size as usize);
+        // Grown as verified chunks arrive: a manifest is untrusted input,
+        // and its declared size sizes nothing.
+        let mut out = Vec::new();
         let mut chunks = self.chunks_in_order(manifest);
         while let Some(plain) = chunks.next().await {
             out.extend_from_slice(&plain?);

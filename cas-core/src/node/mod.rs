@@ -1,6 +1,7 @@
 //! The node: a data directory, its blob store and (with networking) its
 //! peers. Put and get pipelines live in `put.rs` and `get.rs`.
 
+mod cancel;
 mod get;
 mod put;
 mod reader;
@@ -12,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use cancel::Cancel;
 pub use get::StatInfo;
 pub use put::PutReport;
 pub use reader::FileReader;

@@ -41,8 +41,12 @@ class Node:
         """Stores the file at `path`; returns its key."""
     def put_bytes(self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None) -> str:
         """Stores `data`; returns its key."""
-    def get(self, key: str, dest: StrPath, progress: Optional[Progress] = None) -> int:
-        """Writes the file of `key` to `dest`; returns its size. Nothing is left at `dest` on failure."""
+    def get(
+        self, key: str, dest: StrPath, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None
+    ) -> int:
+        """Writes the file of `key` to `dest`; returns its size. Nothing is
+        left at `dest` on failure: a callback that raises, Ctrl-C, or
+        `cancel.cancel()` from another thread (`CancelledError`)."""
     def get_bytes(self, key: str) -> bytes:
         """Returns the whole file of `key`."""
     def open(self, key: str) -> File:
@@ -67,6 +71,16 @@ class Node:
         """Stops the node and releases its data directory (idempotent)."""
     def __enter__(self) -> Node: ...
     def __exit__(self, *exc_info: object) -> bool: ...
+
+class Cancel:
+    """Stops a `Node.get` from another thread."""
+
+    def __init__(self) -> None: ...
+    def cancel(self) -> bool:
+        """True: the get raises `CancelledError` and leaves nothing at its
+        destination. False: it had already completed."""
+    @property
+    def cancelled(self) -> bool: ...
 
 class Stat:
     key: str

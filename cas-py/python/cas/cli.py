@@ -67,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
         "--capacity", type=int, default=None, metavar="BYTES", help="most bytes of blobs to store (default: no limit)"
     )
     serve.add_argument("--no-fsync", action="store_true", help="do not fsync blobs (faster, less durable)")
+    # A test hook: holds every get just before it commits (see cas_core Faults).
+    serve.add_argument("--test-pause-before-commit", type=Path, default=None, help=argparse.SUPPRESS)
 
     put = sub.add_parser("put", parents=[common], help="store a file; prints its key")
     put.add_argument("file", type=Path, metavar="FILE")
@@ -155,6 +157,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         chunk_size=args.chunk_size,
         capacity=args.capacity,
         fsync=not args.no_fsync,
+        _pause_before_commit=args.test_pause_before_commit,
     )
     stop = threading.Event()
     try:

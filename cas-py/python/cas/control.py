@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import socket
 import socketserver
 import tempfile
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, NoReturn, Optional
 
 from . import errors
-from ._cas import Node
+from ._cas import Cancel, Node
 
 __all__ = ["SOCKET_NAME", "ControlServer", "call", "open_stream", "read_block", "socket_path"]
 
@@ -38,6 +39,8 @@ SOCKET_NAME = "control.sock"
 MAX_REQUEST = 64 * 1024
 #: Least time between two progress messages.
 PROGRESS_INTERVAL = 0.1
+#: How often a request's watcher checks that its request is still running.
+WATCH_INTERVAL = 0.1
 #: Bytes per message of a ``cat`` stream.
 STREAM_BLOCK = 1024 * 1024
 
@@ -105,8 +108,9 @@ class _Handler(socketserver.StreamRequestHandler):
             if op == "cat":
                 self._cat(args)
                 return
-            with self.server.working(op):
-                result = self.server.dispatch(op, args, progress)
+            cancel = Cancel()
+            with self.server.working(op), self._cancel_when_client_leaves(cancel):
+                result = self.server.dispatch(op, args, progress, cancel)
             self._send({"ok": True, "result": result})
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client went away (its progress callback failed, so did the operation)
@@ -115,6 +119,32 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send(_error_reply(e))
             except OSError:
                 pass
+
+    @contextlib.contextmanager
+    def _cancel_when_client_leaves(self, cancel: Cancel) -> Iterator[None]:
+        """Cancels `cancel` as soon as the client half-closes or drops the
+        connection (Ctrl-C), even after the last progress report. The node
+        settles the race with completion: a get either completes (and the
+        client is told so) or is cancelled and leaves nothing at its
+        destination."""
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                readable, _, _ = select.select([self.connection], [], [], WATCH_INTERVAL)
+                if readable and not done.is_set():
+                    # A request is one line: anything readable after it is the
+                    # client leaving (EOF), or a protocol error; both cancel.
+                    cancel.cancel()
+                    return
+
+        watcher = threading.Thread(target=watch, name="cas-control-watch", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()  # before the connection is closed under it
 
     def _client_gone(self) -> bool:
         try:
@@ -207,7 +237,7 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.server_close()
         self.path.unlink(missing_ok=True)
 
-    def dispatch(self, op: str, args: Dict[str, Any], progress: Optional[ProgressFn]) -> Any:
+    def dispatch(self, op: str, args: Dict[str, Any], progress: Optional[ProgressFn], cancel: Cancel) -> Any:
         node = self.node
         if op == "put":
             path = _abs_path_arg(args, "path")
@@ -215,7 +245,7 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return {"key": key, "path": path, "size": os.path.getsize(path)}
         if op == "get":
             key, dest = _str_arg(args, "key"), _abs_path_arg(args, "dest")
-            size = node.get(key, dest, progress=progress)
+            size = node.get(key, dest, progress=progress, cancel=cancel)
             return {"key": key, "dest": dest, "size": size}
         if op == "stat":
             return self._stat(_str_arg(args, "key"))
@@ -345,10 +375,30 @@ def _request(sock: socket.socket, op: str, args: Dict[str, Any], progress: bool)
 
 def call(data_dir: Path, op: str, args: Optional[Dict[str, Any]] = None, progress: Optional[ProgressFn] = None) -> Any:
     """Sends one request to the node of `data_dir`; returns its result or
-    raises the `CasError` it answered with."""
+    raises the `CasError` it answered with.
+
+    On Ctrl-C the request is cancelled and the node's verdict awaited: if
+    the operation completed first, its result is returned; otherwise
+    KeyboardInterrupt is raised (and a cancelled get left nothing behind)."""
     with _connect(data_dir) as sock:
         stream = _request(sock, op, args or {}, progress is not None)
-        return _reply(stream, progress)
+        try:
+            return _reply(stream, progress)
+        except KeyboardInterrupt:
+            return _verdict_after_interrupt(sock, stream)
+
+
+def _verdict_after_interrupt(sock: socket.socket, stream: Any) -> Any:
+    """Tells the node to cancel (a half-close) and waits for how the request ended."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        return _reply(stream, None)
+    except (errors.CancelledError, _HungUp, OSError):
+        raise KeyboardInterrupt from None
+    except errors.CasError as e:
+        if "malformed reply" in str(e):  # the interrupted read lost part of a line
+            raise KeyboardInterrupt from None
+        raise
 
 
 def open_stream(data_dir: Path, key: str) -> tuple[int, Any, socket.socket]:

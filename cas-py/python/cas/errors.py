@@ -19,6 +19,7 @@ TimeoutError           NetworkError, builtins.TimeoutError  a peer took too long
 ReplicationError       -                                fewer than ``min_replicas`` copies
 InvalidArgumentError   ValueError                       a setting or argument is out of range
 ClosedError            ValueError                       a closed node or file is used
+CancelledError         -                                the operation was cancelled (``cas.Cancel``)
 NoNodeRunningError     -                                (command line) no ``cas serve`` on the data dir
 =====================  ===============================  =====================================
 
@@ -44,6 +45,7 @@ __all__ = [
     "ReplicationError",
     "InvalidArgumentError",
     "ClosedError",
+    "CancelledError",
     "NoNodeRunningError",
 ]
 
@@ -107,6 +109,10 @@ class InvalidArgumentError(CasError, ValueError):
 
 class ClosedError(CasError, ValueError):
     """The node or file was closed and cannot be used any more."""
+
+
+class CancelledError(CasError):
+    """The operation was cancelled before it completed; it left nothing behind."""
 
 
 class NoNodeRunningError(CasError):
