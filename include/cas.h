@@ -334,6 +334,30 @@ void cas_config_free(struct cas_config *config);
 cas_status cas_config_set_listen(struct cas_config *config, const char *address);
 
 /**
+ * Sets the address peers should dial ("host:port"; port 0 means the
+ * listen port). Needed when listening on every interface ("0.0.0.0:..."),
+ * since peers cannot dial that; by default the listen address is
+ * advertised. NULL goes back to the default. `address` is copied.
+ */
+cas_status cas_config_set_advertise(struct cas_config *config, const char *address);
+
+/**
+ * Sets the network key: the 32 bytes every node of a network holds; a
+ * node holding another key cannot connect. `len` must be 32; `key` is
+ * copied. NULL (with `len` 0) goes back to the default: the file
+ * `network_key` in the data directory, created by the first node of a
+ * network (one without bootstrap addresses); a node with bootstrap
+ * addresses and no key fails to start (CAS_ERR_INVALID_ARGUMENT).
+ */
+cas_status cas_config_set_network_key(struct cas_config *config, const uint8_t *key, size_t len);
+
+/**
+ * Writes a new random network key into `out` (32 bytes). Give it to every
+ * node of the new network (cas_config_set_network_key); keep it secret.
+ */
+cas_status cas_generate_network_key(uint8_t *out);
+
+/**
  * Adds the address ("host:port") of a node to join through; call it once
  * per bootstrap node. `address` must not be NULL; it is copied.
  */

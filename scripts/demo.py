@@ -85,10 +85,12 @@ class Node:
         self.id = ""
         self.address: Optional[str] = None
 
-    def start(self, bootstrap: Optional[str]) -> None:
+    def start(self, bootstrap: Optional[str], network_key: Optional[Path] = None) -> None:
         argv = [*CAS, "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"]
         if bootstrap:
             argv += ["--bootstrap", bootstrap]
+        if network_key:
+            argv += ["--network-key", str(network_key)]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         status = wait_until(self._status, timeout=60, what=f"{self.name} to answer `cas status`")
@@ -164,8 +166,11 @@ def run(args: argparse.Namespace, work: Path, nodes: List[Node]) -> None:
             "this build of cas-core has no networking yet, so a multi-node demo cannot run"
         )
     say(f"   {first.name}  {first.address:<21}  {first.id[:16]}  (bootstrap node)")
+    # The first node of a network creates its key; only holders of a copy can join.
+    key = first.data_dir / "network_key"
+    say(f"   {first.name} created the network key {key}; the others are started with --network-key {key}")
     for node in nodes[1:]:
-        node.start(bootstrap=first.address)
+        node.start(bootstrap=first.address, network_key=key)
         say(f"   {node.name}  {node.address:<21}  {node.id[:16]}")
     want = args.nodes - 1
     wait_until(

@@ -74,8 +74,16 @@ impl Server {
     }
 }
 
+/// The key of the bench's loopback networks.
+const BENCH_NETWORK_KEY: [u8; 32] = [0xbe; 32];
+/// Set (to anything) in a child's environment: no encryption after the
+/// handshake, to measure what the secure transport costs.
+pub const PLAINTEXT_ENV: &str = "CAS_BENCH_PLAINTEXT";
+
 fn network_config(config: &mut Config, bootstrap: Option<&String>) {
     config.listen = Some("127.0.0.1:0".into());
+    config.network_key = Some(BENCH_NETWORK_KEY);
+    config.faults.plaintext_transport = std::env::var_os(PLAINTEXT_ENV).is_some();
     config.bootstrap = bootstrap.into_iter().cloned().collect();
     config.gossip_interval = std::time::Duration::from_millis(200);
 }

@@ -62,6 +62,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 
     println!("== starting {} nodes on 127.0.0.1", args.nodes);
     let mut nodes: Vec<Node> = Vec::new();
+    // The first node creates the network key in its data directory; the
+    // others are handed a copy (across machines: copy the file).
+    let mut network_key = None;
     for i in 0..args.nodes {
         let mut config = Config::new(work.path().join(format!("node{i}")));
         config.listen = Some("127.0.0.1:0".into());
@@ -69,8 +72,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.gossip_interval = Duration::from_millis(200);
         if let Some(first) = nodes.first() {
             config.bootstrap = vec![first.address().expect("listening").to_string()];
+            config.network_key = network_key;
         }
         let node = Node::start(config).await?;
+        if i == 0 {
+            let path = node.data_dir().join("network_key");
+            println!("   node0 created the network key {}; the others get a copy", path.display());
+            network_key = Some(std::fs::read(&path)?.as_slice().try_into()?);
+        }
         println!("   node{i} {} id {}", node.address().unwrap(), &node.id().to_string()[..12]);
         nodes.push(node);
     }

@@ -15,8 +15,17 @@ pub struct Config {
     /// Address to listen on for peers (`"127.0.0.1:0"` picks a free port);
     /// `None` runs the node without networking, as an embedded store.
     pub listen: Option<String>,
+    /// The address peers should dial (`HOST:PORT`; port 0 means the bound
+    /// port). Needed when `listen` binds every interface (`0.0.0.0`); by
+    /// default the bound address is advertised.
+    pub advertise: Option<String>,
     /// Addresses of nodes to join through.
     pub bootstrap: Vec<String>,
+    /// The 32-byte key of the network: only nodes holding it can connect.
+    /// `None` reads `<data_dir>/network_key`, which the first node of a
+    /// network (no `bootstrap`) creates; a node with `bootstrap` and no key
+    /// fails to start.
+    pub network_key: Option<[u8; 32]>,
     /// Copies of each blob to place on other nodes (besides the local one).
     pub replicas: usize,
     /// Put fails if any blob reaches fewer peer copies than this.
@@ -66,6 +75,10 @@ pub struct Faults {
     /// `Node::get_file_cancellable`): the get creates `<dir>/paused` and
     /// waits for `<dir>/release`.
     pub pause_before_commit: Option<PathBuf>,
+    /// Bench only: no encryption after the handshake, on connections whose
+    /// other side sets this too (the handshake still checks the network key
+    /// and identities).
+    pub plaintext_transport: bool,
 }
 
 impl Config {
@@ -74,7 +87,9 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             listen: None,
+            advertise: None,
             bootstrap: Vec::new(),
+            network_key: None,
             replicas: 3,
             min_replicas: 0,
             chunk_size: DEFAULT_CHUNK_SIZE,

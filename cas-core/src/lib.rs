@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod identity;
 pub mod key;
 pub mod logging;
 pub mod net;
@@ -16,6 +17,7 @@ pub mod store;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
+pub use identity::generate_network_key;
 pub use key::Key;
 pub use node::{Cancel, FileReader, Node, NodeId, PeerInfo, PeerState, Progress, PutReport, StatInfo, Stats};
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use cas_core::format::BlobId;
 use cas_core::net::placement::score;
 use cas_core::{Config, ErrorKind, Node, NodeId, PeerState};
-use common::{alive, content, net_config, wait_for};
+use common::{alive, content, net_config, secure_connect, wait_for, TEST_NETWORK_KEY};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -98,8 +98,9 @@ async fn eight_nodes_in_a_chain_all_meet_and_mark_a_stopped_one_dead() {
 /// Writes a fixed node id into a data dir before the node starts.
 fn fixed_id(dir: &std::path::Path, byte: u8) -> NodeId {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("node_id"), [byte; 32]).unwrap();
-    NodeId([byte; 32])
+    // A user may place their own identity key; the id follows from it.
+    std::fs::write(dir.join("identity.key"), [byte; 32]).unwrap();
+    cas_core::identity::Identity::from_seed(&[byte; 32]).id()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -162,16 +163,16 @@ async fn garbage_oversized_frames_and_wrong_versions_close_only_that_connection(
     s.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
     assert_closed(&mut s).await;
 
-    // 3. A well-formed hello with a future protocol version.
-    use cas_core::net::frame::{encode, Message, MAGIC};
-    let hello =
-        Message::Hello { magic: MAGIC, version: 99, node_id: NodeId([42; 32]), listen: "127.0.0.1:9".parse().unwrap() };
-    let body = encode(&hello);
+    // 3. The secure preamble of a future protocol version.
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(&(body.len() as u32).to_be_bytes()).await.unwrap();
-    s.write_all(&body).await.unwrap();
+    s.write_all(b"CASN\0\0\0\x63").await.unwrap();
     assert_closed(&mut s).await;
-    assert!(a.peers().iter().all(|p| p.id != NodeId([42; 32])), "a rejected peer is not added");
+
+    // 4. A proper handshake then a garbage record.
+    let (mut s, _) = secure_connect(addr, TEST_NETWORK_KEY).await.unwrap();
+    s.write_all(&[0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8]).await.unwrap();
+    s.flush().await.unwrap();
+    assert_closed(&mut s).await;
 
     // The node still serves real peers.
     let b = start(&dir, "b", &[&a]).await;
@@ -183,7 +184,7 @@ async fn garbage_oversized_frames_and_wrong_versions_close_only_that_connection(
 }
 
 /// Reads until the node closes the stream; fails if it stays open.
-async fn assert_closed(s: &mut tokio::net::TcpStream) {
+async fn assert_closed(s: &mut (impl tokio::io::AsyncRead + Unpin)) {
     let mut buf = vec![0u8; 1 << 16];
     let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
@@ -410,7 +411,7 @@ async fn two_nodes_putting_to_each_other_at_once_do_not_wedge_their_connection()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_peer_flooding_requests_it_never_reads_is_disconnected() {
-    use cas_core::net::frame::{encode, Message, Request, MAGIC, PROTOCOL_VERSION};
+    use cas_core::net::frame::{encode, Message, Request};
     let dir = TempDir::new().unwrap();
     let mut cfg = net_config(&dir.path().join("a"), &[]);
     cfg.chunk_size = 1 << 20;
@@ -418,26 +419,20 @@ async fn a_peer_flooding_requests_it_never_reads_is_disconnected() {
     let report = a.put_bytes(&content(19, 1 << 20)).await.unwrap();
     let chunk = *blob_ids(&a, &report.key).await.last().unwrap();
 
-    let mut s = tokio::net::TcpStream::connect(a.address().unwrap()).await.unwrap();
+    let (mut s, _) = secure_connect(a.address().unwrap(), TEST_NETWORK_KEY).await.unwrap();
     let send = |msg: Message| {
         let body = encode(&msg);
         let mut frame = (body.len() as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(&body);
         frame
     };
-    let hello = Message::Hello {
-        magic: MAGIC,
-        version: PROTOCOL_VERSION,
-        node_id: NodeId([77; 32]),
-        listen: "127.0.0.1:9".parse().unwrap(),
-    };
-    s.write_all(&send(hello)).await.unwrap();
     // 200 requests for a 1 MiB blob, whose answers are never read.
     let mut flood = Vec::new();
     for id in 0..200u64 {
         flood.extend(send(Message::Request { id, body: Request::GetBlob { id: chunk } }));
     }
     let _ = s.write_all(&flood).await; // may fail once the node has closed
+    let _ = s.flush().await;
     assert_closed(&mut s).await;
 
     // The node still serves everyone else.

@@ -4,7 +4,10 @@ use std::ffi::c_char;
 
 use cas_core::Config;
 
-use crate::boundary::{arg_mut, arg_path, arg_str, ffi_boundary, ffi_boundary_void, free_handle, into_handle, Out};
+use crate::boundary::{
+    arg_bytes, arg_bytes_mut, arg_mut, arg_path, arg_str, ffi_boundary, ffi_boundary_void, free_handle, into_handle, Out,
+};
+use crate::error::FfiError;
 use crate::status::cas_status;
 
 /// Node settings (opaque). Created by cas_config_new, freed by
@@ -47,6 +50,61 @@ pub unsafe extern "C" fn cas_config_set_listen(config: *mut cas_config, address:
         let config = unsafe { arg_mut(config, "config") }?;
         let listen = if address.is_null() { None } else { Some(unsafe { arg_str(address, "address") }?.to_owned()) };
         config.inner.listen = listen;
+        Ok(())
+    })
+}
+
+/// Sets the address peers should dial ("host:port"; port 0 means the
+/// listen port). Needed when listening on every interface ("0.0.0.0:..."),
+/// since peers cannot dial that; by default the listen address is
+/// advertised. NULL goes back to the default. `address` is copied.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_advertise(config: *mut cas_config, address: *const c_char) -> cas_status {
+    ffi_boundary(|| {
+        let config = unsafe { arg_mut(config, "config") }?;
+        let advertise = if address.is_null() { None } else { Some(unsafe { arg_str(address, "address") }?.to_owned()) };
+        config.inner.advertise = advertise;
+        Ok(())
+    })
+}
+
+/// Sets the network key: the 32 bytes every node of a network holds; a
+/// node holding another key cannot connect. `len` must be 32; `key` is
+/// copied. NULL (with `len` 0) goes back to the default: the file
+/// `network_key` in the data directory, created by the first node of a
+/// network (one without bootstrap addresses); a node with bootstrap
+/// addresses and no key fails to start (CAS_ERR_INVALID_ARGUMENT).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_network_key(
+    config: *mut cas_config,
+    key: *const u8,
+    len: usize,
+) -> cas_status {
+    ffi_boundary(|| {
+        let config = unsafe { arg_mut(config, "config") }?;
+        if key.is_null() && len == 0 {
+            config.inner.network_key = None;
+            return Ok(());
+        }
+        let bytes = unsafe { arg_bytes(key, len, "key") }?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            FfiError::new(
+                cas_status::CAS_ERR_INVALID_ARGUMENT,
+                format!("a network key is 32 bytes, not {len}"),
+            )
+        })?;
+        config.inner.network_key = Some(key);
+        Ok(())
+    })
+}
+
+/// Writes a new random network key into `out` (32 bytes). Give it to every
+/// node of the new network (cas_config_set_network_key); keep it secret.
+#[no_mangle]
+pub unsafe extern "C" fn cas_generate_network_key(out: *mut u8) -> cas_status {
+    ffi_boundary(|| {
+        let out = unsafe { arg_bytes_mut(out, 32, "out") }?;
+        out.copy_from_slice(&cas_core::generate_network_key());
         Ok(())
     })
 }

@@ -25,6 +25,14 @@ mod _cas {
     use crate::reader::Reader;
 
     use pyo3::prelude::*;
+    use pyo3::types::PyBytes;
+
+    /// A new random 32-byte network key: give it to every node of a new
+    /// network (`Node(network_key=...)`) and keep it secret.
+    #[pyfunction]
+    fn generate_network_key(py: Python<'_>) -> Bound<'_, PyBytes> {
+        PyBytes::new(py, &cas_core::generate_network_key())
+    }
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -39,13 +39,21 @@ fn parse_key(key: &str) -> PyResult<Key> {
     Key::parse(key).map_err(|e| to_pyerr(e.into()))
 }
 
+/// A 32-byte key argument, or a clear error naming it.
+fn key32(name: &str, bytes: &[u8]) -> PyResult<[u8; 32]> {
+    bytes.try_into().map_err(|_| {
+        to_pyerr(cas_core::Error::InvalidArgument(format!("{name} must be exactly 32 bytes, got {}", bytes.len())))
+    })
+}
+
 #[pymethods]
 impl Node {
     /// Opens `data_dir` (creating it if needed, and locking it against other
     /// processes) and starts the node.
     #[new]
     #[pyo3(signature = (data_dir, *, listen=None, bootstrap=Vec::new(), replicas=3, min_replicas=0,
-                        chunk_size=None, capacity=None, secret=None, fsync=true, _pause_before_commit=None))]
+                        chunk_size=None, capacity=None, secret=None, fsync=true, network_key=None,
+                        advertise=None, _pause_before_commit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -58,11 +66,15 @@ impl Node {
         capacity: Option<u64>,
         secret: Option<Vec<u8>>,
         fsync: bool,
+        network_key: Option<Vec<u8>>,
+        advertise: Option<String>,
         _pause_before_commit: Option<PathBuf>,
     ) -> PyResult<Node> {
         let mut config = Config::new(&data_dir);
         config.listen = listen;
         config.bootstrap = bootstrap;
+        config.advertise = advertise;
+        config.network_key = network_key.map(|k| key32("network_key", &k)).transpose()?;
         config.replicas = replicas;
         config.min_replicas = min_replicas;
         if let Some(size) = chunk_size {
@@ -72,15 +84,7 @@ impl Node {
         config.fsync = fsync;
         // A test hook (see cas_core::config::Faults), deliberately undocumented.
         config.faults.pause_before_commit = _pause_before_commit;
-        if let Some(secret) = secret {
-            let bytes: [u8; 32] = secret.as_slice().try_into().map_err(|_| {
-                to_pyerr(cas_core::Error::InvalidArgument(format!(
-                    "secret must be exactly 32 bytes, got {}",
-                    secret.len()
-                )))
-            })?;
-            config.secret = Some(bytes);
-        }
+        config.secret = secret.map(|s| key32("secret", &s)).transpose()?;
         let node = wait(py, None, cas_core::Node::start(config))?;
         Ok(Node { inner: Mutex::new(Some(node)), data_dir })
     }

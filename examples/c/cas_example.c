@@ -4,7 +4,12 @@
  *
  * Starts a node in DATA_DIR listening on 127.0.0.1 (a free port), joins
  * the node at PEER_ADDRESS if given, puts FILE, prints its key, gets it
- * back to FILE.copy and compares the two. Build: see Makefile here. */
+ * back to FILE.copy and compares the two. Build: see Makefile here.
+ *
+ * Only nodes holding the network's key can connect: the first node (no
+ * PEER_ADDRESS) creates DATA_DIR/network_key; copy that file into the data
+ * directory of a node before it joins (or set the key with
+ * cas_config_set_network_key). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

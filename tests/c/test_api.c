@@ -117,6 +117,15 @@ static void test_config_and_start(void) {
     CHECK_OK(cas_config_set_listen(config, "127.0.0.1:0"));
     CHECK_OK(cas_config_set_listen(config, NULL));
     CHECK_OK(cas_config_add_bootstrap(config, "127.0.0.1:9"));
+    uint8_t network_key[32] = {0};
+    CHECK_OK(cas_generate_network_key(network_key));
+    uint8_t zero[32] = {0};
+    CHECK(memcmp(network_key, zero, sizeof zero) != 0); /* random, not left as zeros */
+    CHECK_OK(cas_config_set_network_key(config, network_key, sizeof network_key));
+    CHECK_STATUS(cas_config_set_network_key(config, network_key, 31), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_OK(cas_config_set_network_key(config, NULL, 0));
+    CHECK_OK(cas_config_set_advertise(config, "192.0.2.7:7000"));
+    CHECK_OK(cas_config_set_advertise(config, NULL));
     CHECK_OK(cas_config_set_replicas(config, 2));
     CHECK_OK(cas_config_set_min_replicas(config, 0));
     CHECK_OK(cas_config_set_capacity(config, 1 << 30));
@@ -631,6 +640,9 @@ static void test_null_arguments(void) {
     CHECK_STATUS(cas_config_new("/tmp/x", NULL), CAS_ERR_NULL_ARGUMENT);
     CHECK_STATUS(cas_config_set_listen(NULL, "127.0.0.1:0"), CAS_ERR_NULL_ARGUMENT);
     CHECK_STATUS(cas_config_add_bootstrap(NULL, "127.0.0.1:1"), CAS_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(cas_config_set_advertise(NULL, "127.0.0.1:1"), CAS_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(cas_config_set_network_key(NULL, buf, 4), CAS_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(cas_generate_network_key(NULL), CAS_ERR_NULL_ARGUMENT);
     CHECK_STATUS(cas_config_set_replicas(NULL, 1), CAS_ERR_NULL_ARGUMENT);
     CHECK_STATUS(cas_config_set_min_replicas(NULL, 1), CAS_ERR_NULL_ARGUMENT);
     CHECK_STATUS(cas_config_set_chunk_size(NULL, CHUNK), CAS_ERR_NULL_ARGUMENT);

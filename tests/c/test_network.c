@@ -16,6 +16,8 @@ static char *keys[NODES]; /* the key of `files[i]`, put on node i */
 static unsigned char *files[NODES];
 static const size_t sizes[NODES] = {3 * CHUNK + 17, 1, 5 * CHUNK};
 
+static uint8_t network_key[32]; /* every node's, made by cas_generate_network_key */
+
 static cas_status start_node(int i, const char *bootstrap) {
     char name[16];
     snprintf(name, sizeof name, "node%d", i + 1);
@@ -23,6 +25,7 @@ static cas_status start_node(int i, const char *bootstrap) {
     cas_config *config = NULL;
     cas_status s = cas_config_new(data_dir, &config);
     if (s == CAS_OK) s = cas_config_set_listen(config, "127.0.0.1:0");
+    if (s == CAS_OK) s = cas_config_set_network_key(config, network_key, sizeof network_key);
     if (s == CAS_OK) s = cas_config_set_chunk_size(config, CHUNK);
     if (s == CAS_OK) s = cas_config_set_fsync(config, false);
     if (s == CAS_OK) s = cas_config_set_replicas(config, 2);
@@ -141,7 +144,8 @@ int main(void) {
     dir = harness_tempdir();
     int rc = 1;
     char *address = NULL;
-    cas_status s = start_node(0, NULL);
+    cas_status s = cas_generate_network_key(network_key);
+    if (s == CAS_OK) s = start_node(0, NULL);
     if (s == CAS_OK) s = cas_node_address(nodes[0], &address);
     if (s != CAS_OK) {
         printf("  FAIL  starting node 1: %s: %s\n", cas_status_str(s), cas_last_error());

@@ -104,6 +104,14 @@ def nodes(tmp_path: Path) -> Iterator[Callable[..., cas.Node]]:
 # ---- the command line ----------------------------------------------------------------------
 
 
+def network_key_file(directory: Path) -> Path:
+    """A new network key made by `cas keygen`, in `directory`."""
+    path = directory / "network.key"
+    if not path.exists():
+        run_cas("keygen", path)
+    return path
+
+
 def cas_command() -> List[str]:
     """The `cas` console script installed beside this interpreter."""
     script = Path(sys.executable).parent / "cas"

@@ -12,7 +12,7 @@ from typing import Callable, List
 import pytest
 
 import cas
-from conftest import Server, cas_json, sha256_of, wait_until
+from conftest import Server, cas_json, network_key_file, sha256_of, wait_until
 
 pytestmark = pytest.mark.network
 
@@ -27,8 +27,11 @@ def alive_peers(node: cas.Node) -> int:
 def start_network(nodes: Callable[..., cas.Node]) -> List[cas.Node]:
     first = nodes("n0", listen="127.0.0.1:0", chunk_size=CHUNK)
     assert first.address, "a node started with listen= must have an address"
+    # The first node of a network creates its key; the others get a copy.
+    key = (Path(first.data_dir) / "network_key").read_bytes()
     rest = [
-        nodes(f"n{i}", listen="127.0.0.1:0", bootstrap=[first.address], chunk_size=CHUNK) for i in range(1, NODES)
+        nodes(f"n{i}", listen="127.0.0.1:0", bootstrap=[first.address], chunk_size=CHUNK, network_key=key)
+        for i in range(1, NODES)
     ]
     network = [first, *rest]
     wait_until(
@@ -84,13 +87,12 @@ def test_concurrent_puts_on_a_network(nodes) -> None:
         assert network[(i + 2) % NODES].get_bytes(key) == payload
 
 
-def start_serve_network(serve) -> List[Server]:
-    first = serve("s0", "--listen", "127.0.0.1:0", "--chunk-size", CHUNK)
+def start_serve_network(serve, tmp_path: Path) -> List[Server]:
+    key = network_key_file(tmp_path)
+    common = ("--listen", "127.0.0.1:0", "--network-key", key, "--chunk-size", CHUNK)
+    first = serve("s0", *common)
     assert first.address, "cas status --json must report the address of a node started with --listen"
-    rest = [
-        serve(f"s{i}", "--listen", "127.0.0.1:0", "--bootstrap", first.address, "--chunk-size", CHUNK)
-        for i in range(1, NODES)
-    ]
+    rest = [serve(f"s{i}", *common, "--bootstrap", first.address) for i in range(1, NODES)]
     servers = [first, *rest]
 
     def everyone_sees_everyone() -> bool:
@@ -105,7 +107,7 @@ def start_serve_network(serve) -> List[Server]:
 
 
 def test_serve_network_survives_kill_9(serve, make_file, tmp_path: Path) -> None:
-    servers = start_serve_network(serve)
+    servers = start_serve_network(serve, tmp_path)
     by_id = {s.id: s for s in servers}
     src = make_file(3 << 20)
     owner = servers[0]

@@ -17,10 +17,11 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, Message, Request, Response, MAGIC, PROTOCOL_VERSION};
+use super::frame::{self, Message, Request, Response};
+use super::secure::{self, Credentials, HandshakeError};
 use super::transport::BoxStream;
 use crate::error::Error;
-use crate::node::NodeId;
+use crate::identity::NodeId;
 
 /// Frames waiting to be written on one connection.
 const OUTBOX_FRAMES: usize = 16;
@@ -57,48 +58,28 @@ pub(crate) struct Connection {
     closed: CancellationToken,
 }
 
-type FramedStream = Framed<BoxStream, LengthDelimitedCodec>;
+pub(crate) type FramedStream = Framed<BoxStream, LengthDelimitedCodec>;
 
-/// Exchanges hellos. Returns the framed stream and the peer's id and listen address.
+/// Runs the secure handshake on a fresh stream (as the dialer when
+/// `outbound`, expecting `expected` if given), then frames the secure
+/// stream. Returns the framed stream and the peer as it proved itself.
 pub(crate) async fn handshake(
     stream: BoxStream,
-    me: NodeId,
-    my_listen: SocketAddr,
-) -> Result<(FramedStream, NodeId, SocketAddr), String> {
-    let mut framed = Framed::new(stream, frame::codec());
-    let hello = Message::Hello { magic: MAGIC, version: PROTOCOL_VERSION, node_id: me, listen: my_listen };
-    let exchange = async {
-        framed.send(frame::encode(&hello)).await.map_err(|e| format!("sending hello: {e}"))?;
-        let first = framed.next().await.ok_or("closed before its hello")?.map_err(|e| format!("reading hello: {e}"))?;
-        match frame::decode(&first)? {
-            Message::Hello { magic, .. } if magic != MAGIC => Err("not a CAS peer (bad magic)".to_string()),
-            Message::Hello { version, .. } if version != PROTOCOL_VERSION => {
-                Err(format!("protocol version {version}, this node speaks {PROTOCOL_VERSION}"))
-            }
-            Message::Hello { node_id, .. } if node_id == me => Err("connected to itself".to_string()),
-            Message::Hello { node_id, listen, .. } => Ok((node_id, listen)),
-            Message::Goodbye { reason } => Err(format!("peer refused: {reason}")),
-            other => Err(format!("expected a hello, got {}", variant_name(&other))),
+    me: &Credentials,
+    outbound: bool,
+    expected: Option<NodeId>,
+) -> Result<(FramedStream, secure::Peer), HandshakeError> {
+    let run = async {
+        if outbound {
+            secure::initiate(stream, me, expected).await
+        } else {
+            secure::respond(stream, me).await
         }
     };
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
-        Ok(Ok((peer, listen))) => Ok((framed, peer, listen)),
-        Ok(Err(reason)) => {
-            let bye = Message::Goodbye { reason: reason.clone() };
-            let _ = tokio::time::timeout(Duration::from_millis(200), framed.send(frame::encode(&bye))).await;
-            Err(reason)
-        }
-        Err(_) => Err("handshake timed out".into()),
-    }
-}
-
-fn variant_name(msg: &Message) -> &'static str {
-    match msg {
-        Message::Hello { .. } => "hello",
-        Message::Goodbye { .. } => "goodbye",
-        Message::Request { .. } => "request",
-        Message::Response { .. } => "response",
-    }
+    let (stream, peer) = tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await.map_err(|_| {
+        HandshakeError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))
+    })??;
+    Ok((Framed::new(Box::new(stream) as BoxStream, frame::codec()), peer))
 }
 
 impl Connection {
@@ -231,7 +212,6 @@ async fn read_loop(
                 tracing::debug!(peer = %conn.peer_listen, "peer closed the connection: {reason}");
                 break None;
             }
-            Ok(Message::Hello { .. }) => break Some("unexpected second hello".into()),
             Err(e) => break Some(format!("malformed message: {e}")),
         }
     };

@@ -9,12 +9,8 @@ use serde::{Deserialize, Serialize};
 use tokio_util::codec::LengthDelimitedCodec;
 
 use crate::format::{BlobId, MAX_BLOB_LEN};
-use crate::node::NodeId;
+use crate::identity::NodeId;
 
-/// Bumped on any incompatible change of [`Message`].
-pub const PROTOCOL_VERSION: u32 = 1;
-/// Fixed first bytes of the handshake, so a stray client is told apart from a peer.
-pub const MAGIC: [u8; 4] = *b"CASP";
 /// The largest frame: the largest blob plus room for its envelope.
 pub const MAX_FRAME_LEN: usize = MAX_BLOB_LEN + 4096;
 /// Most blob ids in one `HasBlobs` request.
@@ -34,13 +30,6 @@ pub struct PeerRecord {
 /// Everything that crosses a connection.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Message {
-    /// First frame each way.
-    Hello {
-        magic: [u8; 4],
-        version: u32,
-        node_id: NodeId,
-        listen: SocketAddr,
-    },
     /// Sent before closing a connection on purpose.
     Goodbye {
         reason: String,

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::frame::PeerRecord;
-use crate::node::{NodeId, PeerInfo, PeerState};
+use crate::identity::{NodeId, PeerInfo, PeerState};
 
 /// Most peers a table holds (tombstones included): gossip from a faulty or
 /// hostile peer cannot grow it without bound.

@@ -7,6 +7,7 @@ mod membership;
 pub mod memory;
 pub mod placement;
 mod repair;
+pub mod secure;
 mod service;
 pub mod transport;
 
@@ -21,15 +22,18 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use rand::seq::IndexedRandom;
 use tokio_util::sync::CancellationToken;
 
-use self::conn::{handshake, Connection};
+use self::conn::{handshake, Connection, FramedStream};
+use self::secure::Credentials;
 use self::frame::{PeerRecord, Request, Response, MAX_HAS_BATCH};
 use self::membership::{PeerTable, Timing};
 use self::placement::rank_nodes;
 use self::transport::{BoxStream, Transport};
+use crate::identity::Identity;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::BlobId;
-use crate::node::{blocking, NodeId, PeerInfo, PeerState};
+use crate::blocking::blocking;
+use crate::identity::{NodeId, PeerInfo, PeerState};
 use crate::store::{BlobStore, VerifiedBlob};
 
 /// Peers each gossip round talks to.
@@ -52,8 +56,18 @@ pub(crate) struct NetStats {
     pub request_timeouts: AtomicU64,
 }
 
+/// What a node brings to the network besides its configuration.
+pub(crate) struct Keys {
+    pub identity: Identity,
+    pub network_key: [u8; 32],
+    /// This start's incarnation (see `DataDir::next_incarnation`).
+    pub incarnation: u64,
+}
+
 pub(crate) struct Network {
     me: NodeId,
+    /// What this node proves in each handshake.
+    creds: Credentials,
     /// The address peers dial us at.
     advertised: SocketAddr,
     config: Config,
@@ -69,7 +83,7 @@ pub(crate) struct Network {
     cancel: CancellationToken,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -78,7 +92,7 @@ impl Network {
     pub(crate) async fn start(
         config: &Config,
         listen: &str,
-        me: NodeId,
+        keys: Keys,
         store: BlobStore,
         transport: Arc<dyn Transport>,
         cancel: CancellationToken,
@@ -88,24 +102,18 @@ impl Network {
             .await
             .map_err(|e| Error::Network(format!("cannot listen on {listen}: {e} (is the port in use?)")))?;
         let bound = listener.local_addr().map_err(|e| Error::io("reading the listen address", e))?;
-        let mut advertised = bound;
-        if bound.ip().is_unspecified() {
-            // Peers cannot dial 0.0.0.0; loopback is the one address sure to reach us.
-            advertised.set_ip(if bound.is_ipv4() {
-                [127, 0, 0, 1].into()
-            } else {
-                std::net::Ipv6Addr::LOCALHOST.into()
-            });
-            tracing::warn!(%bound, %advertised, "listening on all interfaces; advertising loopback");
-        }
+        let advertised = advertised_address(config.advertise.as_deref(), bound).await?;
+        let me = keys.identity.id();
+        let creds = Credentials::new(keys.network_key, keys.identity, advertised, config.faults.plaintext_transport);
         let timing = Timing {
             suspect_after: config.suspect_after,
             dead_after: config.dead_after,
             forget_after: config.forget_after,
         };
-        let me_record = PeerRecord { id: me, addr: advertised, incarnation: now_ms(), heartbeat: 0 };
+        let me_record = PeerRecord { id: me, addr: advertised, incarnation: keys.incarnation, heartbeat: 0 };
         let net = Arc::new(Network {
             me,
+            creds,
             advertised,
             config: config.clone(),
             transport,
@@ -179,8 +187,8 @@ impl Network {
 
     /// Handshakes an incoming stream; the connection, if it is kept.
     async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr) -> Option<Arc<Connection>> {
-        match handshake(stream, self.me, self.advertised).await {
-            Ok((framed, peer, listen)) => Some(self.register(framed, peer, listen, false).1),
+        match handshake(stream, &self.creds, false, None).await {
+            Ok((framed, peer)) => Some(self.register(framed, peer.id, peer.listen, false).1),
             Err(reason) => {
                 tracing::warn!(%remote, "refused a connection: {reason}");
                 None
@@ -193,7 +201,7 @@ impl Network {
     /// kept for the peer, and the one just made (closed if it lost).
     fn register(
         self: &Arc<Self>,
-        framed: tokio_util::codec::Framed<BoxStream, tokio_util::codec::LengthDelimitedCodec>,
+        framed: FramedStream,
         peer: NodeId,
         listen: SocketAddr,
         outbound: bool,
@@ -220,8 +228,9 @@ impl Network {
         }
     }
 
-    /// Dials an address, handshakes and registers the connection.
-    async fn dial(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Connection>> {
+    /// Dials an address, handshakes and registers the connection. With
+    /// `expected`, a node proving another id there is dropped unregistered.
+    async fn dial(self: &Arc<Self>, addr: SocketAddr, expected: Option<NodeId>) -> Result<Arc<Connection>> {
         if addr == self.advertised {
             return Err(Error::Network(format!("{addr} is this node's own address")));
         }
@@ -229,10 +238,13 @@ impl Network {
             .await
             .map_err(|_| Error::Timeout(format!("connecting to {addr}")))?
             .map_err(|e| Error::Network(format!("cannot connect to {addr}: {e}")))?;
-        let (framed, peer, listen) = handshake(stream, self.me, self.advertised)
-            .await
-            .map_err(|reason| Error::Network(format!("handshake with {addr} failed: {reason}")))?;
-        Ok(self.register(framed, peer, listen, true).0)
+        let (framed, peer) = handshake(stream, &self.creds, true, expected).await.map_err(|e| match e {
+            secure::HandshakeError::NetworkKey(_) => Error::Network(format!(
+                "{addr} refused this node's network key: {e} (every node of a network needs the same key)"
+            )),
+            e => Error::Network(format!("handshake with {addr} failed: {e}")),
+        })?;
+        Ok(self.register(framed, peer.id, peer.listen, true).0)
     }
 
     /// The live connection to `peer`, dialing its advertised address if needed.
@@ -249,11 +261,7 @@ impl Network {
             return Ok(c);
         }
         let addr = self.table.addr_of(&peer).ok_or_else(|| Error::Network(format!("unknown peer {peer}")))?;
-        let conn = self.dial(addr).await?;
-        if conn.peer != peer {
-            return Err(Error::Network(format!("{addr} is now node {}, not {peer}", conn.peer)));
-        }
-        Ok(conn)
+        self.dial(addr, Some(peer)).await
     }
 
     /// One request to a peer; retried once on a fresh connection if the old one had closed.
@@ -321,7 +329,7 @@ impl Network {
         if sock == self.advertised || self.table.knows_addr(sock) {
             return Ok(false);
         }
-        let conn = self.dial(sock).await?;
+        let conn = self.dial(sock, None).await?;
         tracing::info!(%addr, peer = %conn.peer, "joined through bootstrap node");
         let pull = conn.request(Request::Gossip { peers: self.table.gossip_records() }, self.config.request_timeout);
         if let Ok(Response::Gossip { peers }) = pull.await {
@@ -473,4 +481,36 @@ impl Network {
         }
         out
     }
+}
+
+/// The address peers are told to dial: `advertise` if given (its port 0
+/// meaning the bound port), else the bound address, which must then be a
+/// specific one. Never loopback for a node bound beyond loopback.
+async fn advertised_address(advertise: Option<&str>, bound: SocketAddr) -> Result<SocketAddr> {
+    let Some(given) = advertise else {
+        if bound.ip().is_unspecified() {
+            return Err(Error::InvalidArgument(format!(
+                "listening on {bound} (every interface), peers need an address to dial: set advertise \
+                 (cas serve --advertise HOST:PORT) to this machine's address as the peers see it"
+            )));
+        }
+        return Ok(bound);
+    };
+    let mut addr = tokio::net::lookup_host(given)
+        .await
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| Error::InvalidArgument(format!("advertise address {given:?} is not HOST:PORT or does not resolve")))?;
+    if addr.port() == 0 {
+        addr.set_port(bound.port());
+    }
+    if addr.ip().is_unspecified() {
+        return Err(Error::InvalidArgument(format!("advertise address {given} is not one peers can dial")));
+    }
+    if addr.ip().is_loopback() && !bound.ip().is_loopback() {
+        return Err(Error::InvalidArgument(format!(
+            "advertise address {given} is loopback but the node listens on {bound}: peers on other machines could not reach it"
+        )));
+    }
+    Ok(addr)
 }

@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::format::BlobId;
-use crate::node::NodeId;
+use crate::identity::NodeId;
 
 /// The rendezvous score of `node` for `blob`.
 pub fn score(blob: &BlobId, node: &NodeId) -> u64 {

@@ -13,7 +13,8 @@ use super::frame::{Request, Response, MAX_HAS_BATCH};
 use super::placement::rank_nodes;
 use super::Network;
 use crate::format::BlobId;
-use crate::node::{blocking, NodeId, PeerState};
+use crate::blocking::blocking;
+use crate::identity::{NodeId, PeerState};
 
 impl Network {
     pub(crate) async fn repair_loop(self: Arc<Self>) {

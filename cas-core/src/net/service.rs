@@ -9,7 +9,8 @@ use super::conn::Handler;
 use super::frame::{Request, Response, MAX_HAS_BATCH};
 use super::Network;
 use crate::error::Error;
-use crate::node::{blocking, NodeId};
+use crate::blocking::blocking;
+use crate::identity::NodeId;
 use crate::store::VerifiedBlob;
 
 pub(crate) struct Service(pub Arc<Network>);

@@ -6,13 +6,13 @@ mod get;
 mod put;
 mod reader;
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
+pub(crate) use crate::blocking::blocking;
+pub use crate::identity::{NodeId, PeerInfo, PeerState};
 pub use cancel::Cancel;
 pub use get::StatInfo;
 pub use put::PutReport;
@@ -23,44 +23,9 @@ use crate::error::{Error, Result};
 use crate::format::{BlobId, Manifest};
 use crate::key::Key;
 use crate::net::transport::{TcpTransport, Transport};
-use crate::net::Network;
+use crate::net::{Keys, Network};
 use crate::store::{BlobStore, DataDir, VerifiedBlob};
 use tokio_util::sync::{CancellationToken, DropGuard};
-
-/// How a peer looks from here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PeerState {
-    /// Heartbeats advance: used for placement.
-    Alive,
-    /// Heartbeats stopped recently: not chosen for new replicas, still asked on get.
-    Suspect,
-    /// Silent for long: out of placement; forgotten later.
-    Dead,
-}
-
-impl PeerState {
-    /// `"alive"`, `"suspect"` or `"dead"`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            PeerState::Alive => "alive",
-            PeerState::Suspect => "suspect",
-            PeerState::Dead => "dead",
-        }
-    }
-}
-
-/// One entry of the peer table.
-#[derive(Debug, Clone)]
-pub struct PeerInfo {
-    /// The peer's persistent id.
-    pub id: NodeId,
-    /// Its advertised listen address.
-    pub address: SocketAddr,
-    /// Alive, suspect or dead.
-    pub state: PeerState,
-    /// Time since its heartbeat last advanced.
-    pub last_seen: Duration,
-}
 
 /// Counters of a node since it started (the store figures are current).
 #[derive(Debug, Clone, Default)]
@@ -89,20 +54,20 @@ pub struct Stats {
 /// A progress callback: `(bytes done, bytes total)`; total is 0 when unknown.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
-/// A node's persistent random identity.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-pub struct NodeId(pub [u8; 32]);
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+/// The network key: given, else `<data_dir>/network_key` (created by the
+/// first node of a network, the one without bootstrap addresses).
+fn network_key(config: &Config, dir: &DataDir) -> Result<[u8; 32]> {
+    if let Some(key) = config.network_key {
+        return Ok(key);
     }
-}
-
-impl fmt::Debug for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NodeId({})", &hex::encode(self.0)[..12])
-    }
+    dir.network_key(config.bootstrap.is_empty())?.ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "no network key: a node joining a network needs the network's key. Copy the file `network_key` from \
+             the data directory of the network's first node and pass it (cas serve --network-key FILE, \
+             Node(network_key=...)), or place it at {}",
+            dir.path().join(crate::store::NETWORK_KEY_FILE).display()
+        ))
+    })
 }
 
 /// A running node. Cheap to clone: clones share the node, and every method
@@ -141,11 +106,16 @@ impl Node {
             Ok::<_, Error>((dir, store))
         })
         .await?;
-        let id = NodeId(dir.node_id);
+        let id = dir.identity.id();
         let cancel = CancellationToken::new();
         let net = match &config.listen {
             Some(listen) => {
-                Some(Network::start(&config, listen, id, store.clone(), transport, cancel.child_token()).await?)
+                let keys = Keys {
+                    identity: dir.identity.clone(),
+                    network_key: network_key(&config, &dir)?,
+                    incarnation: dir.next_incarnation(crate::net::now_ms())?,
+                };
+                Some(Network::start(&config, listen, keys, store.clone(), transport, cancel.child_token()).await?)
             }
             None => None,
         };
@@ -272,13 +242,5 @@ impl Node {
         let km = key.manifest_key;
         let manifest = blocking(move || Manifest::open(blob.bytes(), &km)).await?;
         Ok(manifest)
-    }
-}
-
-/// Runs blocking work on the blocking pool, propagating a panic as a panic.
-pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
     }
 }

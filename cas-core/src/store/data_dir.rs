@@ -1,5 +1,5 @@
 //! What a data directory holds besides blobs: the lock, the convergence
-//! secret and the node id.
+//! secret, the identity key, the network key and the last incarnation.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Write};
@@ -8,6 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::identity::Identity;
+
+/// The node's ed25519 secret seed, in the data directory.
+pub const IDENTITY_FILE: &str = "identity.key";
+/// The network key, in the data directory, when none is given.
+pub const NETWORK_KEY_FILE: &str = "network_key";
 
 const LOCK_RETRIES: u32 = 20;
 const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
@@ -18,8 +24,8 @@ pub struct DataDir {
     lock: Mutex<Option<File>>,
     /// The convergence secret (FORMAT.md "Secret").
     pub secret: [u8; 32],
-    /// This node's persistent random id.
-    pub node_id: [u8; 32],
+    /// This node's key pair (`identity.key`).
+    pub identity: Identity,
 }
 
 impl DataDir {
@@ -58,8 +64,45 @@ impl DataDir {
             Some(s) => s,
             None => load_or_create(&path.join("secret"))?,
         };
-        let node_id = load_or_create(&path.join("node_id"))?;
-        Ok(DataDir { path: path.to_path_buf(), lock: Mutex::new(Some(lock)), secret, node_id })
+        let identity_path = path.join(IDENTITY_FILE);
+        let identity = Identity::from_seed(&load_or_create(&identity_path)?);
+        warn_if_shared(&identity_path);
+        Ok(DataDir { path: path.to_path_buf(), lock: Mutex::new(Some(lock)), secret, identity })
+    }
+
+    /// The network key stored in the directory; with `create`, a new random
+    /// one is stored if there is none. `None` if absent and not created.
+    pub fn network_key(&self, create: bool) -> Result<Option<[u8; 32]>> {
+        let path = self.path.join(NETWORK_KEY_FILE);
+        if !create && !path.exists() {
+            return Ok(None);
+        }
+        let existed = path.exists();
+        let key = load_or_create(&path)?;
+        if existed {
+            warn_if_shared(&path);
+        } else {
+            tracing::warn!(
+                path = %path.display(),
+                "created a new network key: every node that joins this network needs a copy of this file \
+                 (cas serve --network-key FILE)"
+            );
+        }
+        Ok(Some(key))
+    }
+
+    /// This start's incarnation: `now_ms`, or one past the last one stored
+    /// if the clock went back, so that a restart always outranks the past.
+    pub fn next_incarnation(&self, now_ms: u64) -> Result<u64> {
+        let path = self.path.join("incarnation");
+        let last = match fs::read(&path) {
+            Ok(b) => b.as_slice().try_into().map_or(0, u64::from_be_bytes),
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let next = now_ms.max(last.saturating_add(1));
+        write_new(&path, &next.to_be_bytes(), true)?;
+        Ok(next)
     }
 
     /// The directory.
@@ -89,13 +132,33 @@ fn load_or_create(path: &Path) -> Result<[u8; 32]> {
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     }
     let value: [u8; 32] = rand::random();
-    let ctx = |e| Error::io(format!("creating {}", path.display()), e);
+    write_new(path, &value, false)?;
+    Ok(value)
+}
+
+/// Writes `bytes` to `path` atomically, owner-only (replacing any file with `replace`).
+fn write_new(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
+    let ctx = |e| Error::io(format!("writing {}", path.display()), e);
     let dir = path.parent().expect("file in a directory");
     let mut tmp = tempfile::Builder::new().prefix(".new").tempfile_in(dir).map_err(ctx)?;
-    tmp.write_all(&value).map_err(ctx)?;
+    tmp.write_all(bytes).map_err(ctx)?;
     tmp.as_file().sync_all().map_err(ctx)?;
     // tempfile creates files with mode 0600 already: owner-only.
-    tmp.persist_noclobber(path).map_err(|e| ctx(e.error))?;
+    if replace {
+        tmp.persist(path).map_err(|e| ctx(e.error))?;
+    } else {
+        tmp.persist_noclobber(path).map_err(|e| ctx(e.error))?;
+    }
     super::sync_dir(dir).map_err(ctx)?;
-    Ok(value)
+    Ok(())
+}
+
+/// Warns when a key file is readable by others than its owner.
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(path = %path.display(), "key file is readable by other users: chmod 600 it");
+        }
+    }
 }

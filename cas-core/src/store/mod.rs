@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-pub use data_dir::DataDir;
+pub use data_dir::{DataDir, IDENTITY_FILE, NETWORK_KEY_FILE};
 
 use crate::error::{is_disk_full, Error, Result};
 use crate::format::{BlobId, MAX_BLOB_LEN};

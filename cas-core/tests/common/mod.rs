@@ -191,10 +191,27 @@ pub fn assert_big_file(path: &Path, seed: u64, size: u64) {
     });
 }
 
+/// Dials `addr` and runs the secure handshake as a fresh node of the
+/// network of `key` would (for tests that speak the wire protocol by hand).
+pub async fn secure_connect(
+    addr: std::net::SocketAddr,
+    key: [u8; 32],
+) -> Result<(cas_core::net::secure::SecureStream, cas_core::net::secure::Peer), cas_core::net::secure::HandshakeError> {
+    use cas_core::identity::Identity;
+    use cas_core::net::secure::{initiate, Credentials};
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let creds = Credentials::new(key, Identity::generate(), ([127, 0, 0, 1], 9).into(), false);
+    initiate(Box::new(tcp), &creds, None).await
+}
+
+/// The network key of every test network.
+pub const TEST_NETWORK_KEY: [u8; 32] = [0x42; 32];
+
 /// A config for a networked test node: loopback, port 0, quick gossip.
 pub fn net_config(dir: &Path, bootstrap: &[&Node]) -> Config {
     let mut c = Config::new(dir);
     c.listen = Some("127.0.0.1:0".into());
+    c.network_key = Some(TEST_NETWORK_KEY);
     c.bootstrap = bootstrap.iter().map(|n| n.address().expect("networked").to_string()).collect();
     c.fsync = false;
     c.chunk_size = MIN_CHUNK as u32;

@@ -15,10 +15,10 @@ Every blocking call releases the GIL. Errors derive from `cas.CasError`
 
 from __future__ import annotations
 
-from ._cas import Cancel, Node, Peer, Stat, Stats, __version__
+from ._cas import Cancel, Node, Peer, Stat, Stats, __version__, generate_network_key
 from . import errors
 from .errors import *  # noqa: F403 (the exception hierarchy, listed in errors.__all__)
 from .file import File
 
-__all__ = ["Node", "Cancel", "File", "Stat", "Peer", "Stats", "__version__"]
+__all__ = ["Node", "Cancel", "File", "Stat", "Peer", "Stats", "generate_network_key", "__version__"]
 __all__ += errors.__all__

@@ -11,6 +11,9 @@ StrPath = Union[str, "os.PathLike[str]"]
 Progress = Callable[[int, int], object]
 """Called with (bytes done, bytes total); total is 0 when unknown."""
 
+def generate_network_key() -> bytes:
+    """A new random 32-byte network key; keep it secret."""
+
 class Node:
     """A CAS node on a data directory; a context manager, usable from many threads."""
 
@@ -26,6 +29,8 @@ class Node:
         capacity: Optional[int] = None,
         secret: Optional[bytes] = None,
         fsync: bool = True,
+        network_key: Optional[bytes] = None,
+        advertise: Optional[str] = None,
     ) -> None:
         """Opens (creating, owner-only) and locks `data_dir`, and starts a node.
 
@@ -36,6 +41,13 @@ class Node:
         `capacity` bounds the bytes of blobs stored here: None for no limit
         but the disk, 0 to store nothing. `secret` (32 bytes) replaces the
         convergence secret of `data_dir` for this run.
+
+        `network_key` (32 bytes, from `generate_network_key()`) is the key of
+        the network: only nodes holding the same key can connect. None reads
+        `<data_dir>/network_key`, which the first node of a network (no
+        `bootstrap`) creates; a node given `bootstrap` and no key fails to
+        start. `advertise` ("host:port") is the address peers dial, needed
+        when `listen` is "0.0.0.0:port".
         """
     def put(self, path: StrPath, progress: Optional[Progress] = None) -> str:
         """Stores the file at `path`; returns its key."""

@@ -58,7 +58,21 @@ def _parser() -> argparse.ArgumentParser:
         help="address for peers, host:port (default 127.0.0.1:0, a free port); 'none' for no networking",
     )
     serve.add_argument(
+        "--advertise",
+        default=None,
+        metavar="HOST:PORT",
+        help="the address peers dial (needed with --listen 0.0.0.0:PORT; default: the listen address)",
+    )
+    serve.add_argument(
         "--bootstrap", action="extend", nargs="+", default=[], metavar="ADDR", help="addresses of nodes to join"
+    )
+    serve.add_argument(
+        "--network-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the network's 32-byte key file (from 'cas keygen'; default: DATA_DIR/network_key, "
+        "created by the first node of a network, one started without --bootstrap)",
     )
     serve.add_argument("--replicas", type=int, default=3, help="copies of each blob on other nodes (default 3)")
     serve.add_argument("--min-replicas", type=int, default=0, help="fail a put below this many copies (default 0)")
@@ -69,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-fsync", action="store_true", help="do not fsync blobs (faster, less durable)")
     # A test hook: holds every get just before it commits (see cas_core Faults).
     serve.add_argument("--test-pause-before-commit", type=Path, default=None, help=argparse.SUPPRESS)
+
+    keygen = sub.add_parser("keygen", help="write a new network key to FILE (owner-only); give it to every node")
+    keygen.add_argument("file", type=Path, metavar="FILE")
+    keygen.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
+    keygen.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
 
     put = sub.add_parser("put", parents=[common], help="store a file; prints its key")
     put.add_argument("file", type=Path, metavar="FILE")
@@ -144,6 +163,39 @@ def _with_progress(description: str, run: Callable[[Optional[Callable[[int, int]
 # ---- subcommands ---------------------------------------------------------------------------
 
 
+def _read_network_key(path: Optional[Path]) -> Optional[bytes]:
+    if path is None:
+        return None
+    try:
+        key = path.read_bytes()
+    except OSError as e:
+        raise errors.InputError(f"cannot read the network key {path}: {e.strerror or e}") from None
+    if len(key) != 32:
+        raise errors.InvalidArgumentError(
+            f"{path} is not a network key: it holds {len(key)} bytes, a key is 32 (make one with 'cas keygen FILE')"
+        )
+    return key
+
+
+def _keygen(args: argparse.Namespace, data_dir: Path) -> int:
+    from ._cas import generate_network_key
+
+    path = args.file.absolute()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise errors.InvalidArgumentError(f"{path} exists already; not overwriting a key") from None
+    except OSError as e:
+        raise errors.DestinationError(f"cannot create {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(generate_network_key())
+    if args.json:
+        _print_json({"network_key": str(path)})
+    else:
+        print(f"cas: wrote a new network key to {path}; start every node of the network with --network-key {path}")
+    return 0
+
+
 def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     from ._cas import Node
 
@@ -151,6 +203,8 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     node = Node(
         data_dir,
         listen=listen,
+        advertise=args.advertise,
+        network_key=_read_network_key(args.network_key),
         bootstrap=args.bootstrap,
         replicas=args.replicas,
         min_replicas=args.min_replicas,
@@ -288,6 +342,7 @@ def _print_status(result: Dict[str, Any]) -> None:
 
 _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "serve": _serve,
+    "keygen": _keygen,
     "put": _put,
     "get": _get,
     "stat": _stat,

@@ -1,0 +1,471 @@
+//! The secure channel under every connection, whatever the transport: a
+//! Noise handshake (`Noise_XXpsk0_25519_AESGCM_SHA256`, by the `snow` crate)
+//! keyed by the network key, in which each side proves its node identity;
+//! then every byte each way travels in encrypted, authenticated records.
+//! PROTOCOL.md describes the bytes.
+//!
+//! - The network key is the Noise pre-shared key, mixed in before the first
+//!   message: a dialer without it fails on its first message, before the
+//!   listener has read anything from it but the 8-byte preamble.
+//! - Each process has a fresh Noise static key, signed by the node's ed25519
+//!   identity key; the handshake payload carries the identity public key and
+//!   that signature, so each side learns the other's node id and knows it
+//!   holds the key.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::transport::BoxStream;
+use crate::identity::{verify, Identity, NodeId};
+
+/// Bumped on any incompatible change of the handshake or the messages.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The dialer's first bytes, in clear: magic then the protocol version
+/// (big-endian). Also the Noise prologue, so both sides hash the same.
+pub const PREAMBLE: [u8; 8] = {
+    let v = PROTOCOL_VERSION.to_be_bytes();
+    [b'C', b'A', b'S', b'N', v[0], v[1], v[2], v[3]]
+};
+/// The Noise protocol name.
+pub const NOISE_PARAMS: &str = "Noise_XXpsk0_25519_AESGCM_SHA256";
+/// Largest Noise message (the Noise limit).
+pub const MAX_RECORD: usize = 65535;
+/// AES-GCM tag length.
+const TAG_LEN: usize = 16;
+/// Most plaintext bytes in one record.
+pub const MAX_RECORD_PLAINTEXT: usize = MAX_RECORD - TAG_LEN;
+/// Context of the signature binding a Noise static key to an identity.
+const STATIC_KEY_CONTEXT: &[u8] = b"cas-noise-static-v1\0";
+/// Length of the identity payload of handshake messages 2 and 3.
+const PAYLOAD_LEN: usize = 32 + 64 + 1 + 16 + 2 + 1;
+/// Flag bit: this side asks for the bench-only plaintext mode.
+const FLAG_PLAINTEXT: u8 = 1;
+/// Reject codes, sent by a listener as a zero-length message then one byte.
+const REJECT_NETWORK_KEY: u8 = 1;
+const REJECT_VERSION: u8 = 2;
+/// Encrypted bytes buffered for writing before a write waits for the socket.
+const WRITE_HIGH_WATER: usize = 4 * (MAX_RECORD + 2);
+
+/// What this process proves in every handshake.
+pub struct Credentials {
+    network_key: [u8; 32],
+    identity: Identity,
+    listen: SocketAddr,
+    plaintext: bool,
+    static_private: Vec<u8>,
+    /// The identity's signature of this process's Noise static public key.
+    proof: [u8; 64],
+}
+
+impl Credentials {
+    /// Credentials for a node with `identity`, advertising `listen`, in the
+    /// network of `network_key`; a fresh Noise static key for this process.
+    /// `plaintext` (bench only) turns encryption off after the handshake on
+    /// connections whose other side asks for it too.
+    pub fn new(network_key: [u8; 32], identity: Identity, listen: SocketAddr, plaintext: bool) -> Credentials {
+        let builder = snow::Builder::new(NOISE_PARAMS.parse().expect("valid Noise parameters"));
+        let keys = builder.generate_keypair().expect("the OS random source works");
+        let mut signed = STATIC_KEY_CONTEXT.to_vec();
+        signed.extend_from_slice(&keys.public);
+        let proof = identity.sign(&signed);
+        Credentials { network_key, identity, listen, plaintext, static_private: keys.private, proof }
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.identity.id()
+    }
+
+    fn payload(&self) -> [u8; PAYLOAD_LEN] {
+        let mut p = [0u8; PAYLOAD_LEN];
+        p[..32].copy_from_slice(&self.identity.public_key());
+        p[32..96].copy_from_slice(&self.proof);
+        match self.listen.ip() {
+            IpAddr::V4(ip) => {
+                p[96] = 4;
+                p[97..101].copy_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                p[96] = 6;
+                p[97..113].copy_from_slice(&ip.octets());
+            }
+        }
+        p[113..115].copy_from_slice(&self.listen.port().to_be_bytes());
+        p[115] = if self.plaintext { FLAG_PLAINTEXT } else { 0 };
+        p
+    }
+
+    fn builder(&self) -> snow::Builder<'_> {
+        snow::Builder::new(NOISE_PARAMS.parse().expect("valid Noise parameters"))
+            .local_private_key(&self.static_private)
+            .and_then(|b| b.psk(0, &self.network_key))
+            .and_then(|b| b.prologue(&PREAMBLE))
+            .expect("valid Noise keys")
+    }
+}
+
+/// Who the other side proved to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// Its node id (the hash of `public_key`).
+    pub id: NodeId,
+    /// Its ed25519 identity public key.
+    pub public_key: [u8; 32],
+    /// The address it says peers dial it at.
+    pub listen: SocketAddr,
+}
+
+/// Why a handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// The other side holds another network key (or none).
+    #[error("wrong or missing network key: {0}")]
+    NetworkKey(&'static str),
+    #[error("not a CAS peer (bad preamble)")]
+    NotCas,
+    #[error("the peer speaks protocol version {theirs}, this node speaks {PROTOCOL_VERSION}")]
+    Version { theirs: u32 },
+    #[error("the peer's identity proof is invalid")]
+    BadProof,
+    #[error("expected node {expected}, met node {found}")]
+    UnexpectedPeer { expected: NodeId, found: NodeId },
+    #[error("connected to itself")]
+    Itself,
+    #[error("one side only asked for the bench-only plaintext mode")]
+    PlaintextMismatch,
+    #[error("handshake failed: {0}")]
+    Noise(String),
+    #[error("connection failed during the handshake: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn noise_err(e: snow::Error) -> HandshakeError {
+    HandshakeError::Noise(e.to_string())
+}
+
+async fn send_msg(stream: &mut BoxStream, msg: &[u8]) -> io::Result<()> {
+    let mut out = Vec::with_capacity(2 + msg.len());
+    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    out.extend_from_slice(msg);
+    stream.write_all(&out).await?;
+    stream.flush().await
+}
+
+/// Reads one handshake message; `Ok(Err(code))` for a reject.
+async fn recv_msg(stream: &mut BoxStream, buf: &mut [u8; MAX_RECORD]) -> io::Result<Result<usize, u8>> {
+    let len = stream.read_u16().await? as usize;
+    if len == 0 {
+        return Ok(Err(stream.read_u8().await?));
+    }
+    stream.read_exact(&mut buf[..len]).await?;
+    Ok(Ok(len))
+}
+
+fn parse_payload(payload: &[u8], remote_static: Option<&[u8]>) -> Result<(Peer, bool), HandshakeError> {
+    let (Ok(p), Some(remote_static)) = (<&[u8; PAYLOAD_LEN]>::try_from(payload), remote_static) else {
+        return Err(HandshakeError::BadProof);
+    };
+    let public_key: [u8; 32] = p[..32].try_into().expect("32 bytes");
+    let proof: [u8; 64] = p[32..96].try_into().expect("64 bytes");
+    let mut signed = STATIC_KEY_CONTEXT.to_vec();
+    signed.extend_from_slice(remote_static);
+    if !verify(&public_key, &signed, &proof) {
+        return Err(HandshakeError::BadProof);
+    }
+    let ip: IpAddr = match p[96] {
+        4 => <[u8; 4]>::try_from(&p[97..101]).expect("4 bytes").into(),
+        6 => <[u8; 16]>::try_from(&p[97..113]).expect("16 bytes").into(),
+        _ => return Err(HandshakeError::BadProof),
+    };
+    let port = u16::from_be_bytes([p[113], p[114]]);
+    let peer = Peer { id: NodeId::of_public_key(&public_key), public_key, listen: SocketAddr::new(ip, port) };
+    Ok((peer, p[115] & FLAG_PLAINTEXT != 0))
+}
+
+fn finish(
+    stream: BoxStream,
+    state: snow::HandshakeState,
+    me: &Credentials,
+    peer: Peer,
+    plaintext: bool,
+) -> Result<(SecureStream, Peer), HandshakeError> {
+    if plaintext != me.plaintext {
+        return Err(HandshakeError::PlaintextMismatch);
+    }
+    let noise = state.into_transport_mode().map_err(noise_err)?;
+    Ok((SecureStream::new(stream, (!plaintext).then_some(noise)), peer))
+}
+
+/// The dialer's side. With `expected`, a peer proving another id is refused
+/// before this side sends its own proof.
+pub async fn initiate(
+    mut stream: BoxStream,
+    me: &Credentials,
+    expected: Option<NodeId>,
+) -> Result<(SecureStream, Peer), HandshakeError> {
+    let mut state = me.builder().build_initiator().map_err(noise_err)?;
+    let mut msg = Box::new([0u8; MAX_RECORD]);
+    let mut payload = vec![0u8; MAX_RECORD];
+    stream.write_all(&PREAMBLE).await?;
+    let n = state.write_message(&[], &mut msg[..]).map_err(noise_err)?;
+    send_msg(&mut stream, &msg[..n]).await?;
+    let n = match recv_msg(&mut stream, &mut msg).await {
+        Ok(Ok(n)) => n,
+        Ok(Err(REJECT_VERSION)) => return Err(HandshakeError::Version { theirs: 0 }),
+        Ok(Err(_)) => return Err(HandshakeError::NetworkKey("the peer refused this node's network key")),
+        // A peer of protocol 1 closes on our preamble.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(HandshakeError::Io(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the connection (an older CAS version, or not a CAS node)",
+            )))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let len = state.read_message(&msg[..n], &mut payload).map_err(noise_err)?;
+    let (peer, plaintext) = parse_payload(&payload[..len], state.get_remote_static())?;
+    if peer.id == me.id() {
+        return Err(HandshakeError::Itself);
+    }
+    if let Some(expected) = expected.filter(|e| *e != peer.id) {
+        return Err(HandshakeError::UnexpectedPeer { expected, found: peer.id });
+    }
+    let n = state.write_message(&me.payload(), &mut msg[..]).map_err(noise_err)?;
+    send_msg(&mut stream, &msg[..n]).await?;
+    finish(stream, state, me, peer, plaintext)
+}
+
+/// The listener's side.
+pub async fn respond(mut stream: BoxStream, me: &Credentials) -> Result<(SecureStream, Peer), HandshakeError> {
+    let mut preamble = [0u8; 8];
+    stream.read_exact(&mut preamble).await?;
+    if preamble[..4] != PREAMBLE[..4] {
+        return Err(HandshakeError::NotCas);
+    }
+    if preamble != PREAMBLE {
+        let _ = stream.write_all(&[0, 0, REJECT_VERSION]).await;
+        let theirs = u32::from_be_bytes(preamble[4..].try_into().expect("4 bytes"));
+        return Err(HandshakeError::Version { theirs });
+    }
+    let mut state = me.builder().build_responder().map_err(noise_err)?;
+    let mut msg = Box::new([0u8; MAX_RECORD]);
+    let mut payload = vec![0u8; MAX_RECORD];
+    let Ok(n) = recv_msg(&mut stream, &mut msg).await? else {
+        return Err(HandshakeError::Noise("a reject from the dialer".into()));
+    };
+    if state.read_message(&msg[..n], &mut payload).is_err() {
+        let _ = stream.write_all(&[0, 0, REJECT_NETWORK_KEY]).await;
+        let _ = stream.flush().await;
+        return Err(HandshakeError::NetworkKey("the dialer does not hold this network's key"));
+    }
+    let n = state.write_message(&me.payload(), &mut msg[..]).map_err(noise_err)?;
+    send_msg(&mut stream, &msg[..n]).await?;
+    let Ok(n) = recv_msg(&mut stream, &mut msg).await? else {
+        return Err(HandshakeError::Noise("a reject from the dialer".into()));
+    };
+    let len = state.read_message(&msg[..n], &mut payload).map_err(noise_err)?;
+    let (peer, plaintext) = parse_payload(&payload[..len], state.get_remote_static())?;
+    if peer.id == me.id() {
+        return Err(HandshakeError::Itself);
+    }
+    finish(stream, state, me, peer, plaintext)
+}
+
+/// A handshaken stream: what is written is sealed into records of at most
+/// [`MAX_RECORD_PLAINTEXT`] bytes (`u16` length, then ciphertext and tag),
+/// what is read is opened and checked. Memory is fixed per stream: one
+/// record's worth each way, plus a bounded write buffer.
+pub struct SecureStream {
+    inner: BoxStream,
+    /// `None` in the bench-only plaintext mode.
+    noise: Option<snow::TransportState>,
+    /// Raw bytes read: `raw[rstart..rend]` not yet opened.
+    raw: Box<[u8]>,
+    rstart: usize,
+    rend: usize,
+    /// Opened bytes not yet returned: `plain[pstart..pend]`.
+    plain: Box<[u8]>,
+    pstart: usize,
+    pend: usize,
+    /// Sealed records not yet written: `out[wpos..]`.
+    out: Vec<u8>,
+    wpos: usize,
+}
+
+impl SecureStream {
+    fn new(inner: BoxStream, noise: Option<snow::TransportState>) -> SecureStream {
+        let (raw, plain): (Box<[u8]>, Box<[u8]>) = if noise.is_some() {
+            (vec![0; 2 * (MAX_RECORD + 2)].into(), vec![0; MAX_RECORD].into())
+        } else {
+            (Box::default(), Box::default())
+        };
+        SecureStream { inner, noise, raw, rstart: 0, rend: 0, plain, pstart: 0, pend: 0, out: Vec::new(), wpos: 0 }
+    }
+
+    /// Writes out sealed records until none is left or the socket is full.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.wpos < self.out.len() {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.wpos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.wpos += n;
+        }
+        self.out.clear();
+        self.wpos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn bad_record(e: snow::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("a record failed authentication: {e}"))
+}
+
+impl AsyncRead for SecureStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let Some(noise) = this.noise.as_mut() else { return Pin::new(&mut this.inner).poll_read(cx, buf) };
+        loop {
+            if this.pstart < this.pend {
+                let n = (this.pend - this.pstart).min(buf.remaining());
+                buf.put_slice(&this.plain[this.pstart..this.pstart + n]);
+                this.pstart += n;
+                return Poll::Ready(Ok(()));
+            }
+            let have = this.rend - this.rstart;
+            if have >= 2 {
+                let len = u16::from_be_bytes([this.raw[this.rstart], this.raw[this.rstart + 1]]) as usize;
+                if have >= 2 + len {
+                    let record = &this.raw[this.rstart + 2..this.rstart + 2 + len];
+                    let n = noise.read_message(record, &mut this.plain).map_err(bad_record)?;
+                    this.rstart += 2 + len;
+                    (this.pstart, this.pend) = (0, n);
+                    continue;
+                }
+            }
+            if this.rstart == this.rend {
+                (this.rstart, this.rend) = (0, 0);
+            } else if this.raw.len() - this.rstart < 2 + MAX_RECORD {
+                // Make room for a whole record behind the partial one.
+                this.raw.copy_within(this.rstart..this.rend, 0);
+                (this.rstart, this.rend) = (0, have);
+            }
+            let mut rb = ReadBuf::new(&mut this.raw[this.rend..]);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut rb))?;
+            let got = rb.filled().len();
+            if got == 0 {
+                return Poll::Ready(if have == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed the connection mid-record"))
+                });
+            }
+            this.rend += got;
+        }
+    }
+}
+
+impl AsyncWrite for SecureStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.noise.is_none() {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        if this.out.len() - this.wpos >= WRITE_HIGH_WATER {
+            ready!(this.poll_drain(cx))?;
+        }
+        let noise = this.noise.as_mut().expect("checked above");
+        let n = buf.len().min(MAX_RECORD_PLAINTEXT);
+        let start = this.out.len();
+        this.out.resize(start + 2 + n + TAG_LEN, 0);
+        let sealed = noise
+            .write_message(&buf[..n], &mut this.out[start + 2..])
+            .map_err(|e| io::Error::other(format!("sealing a record: {e}")))?;
+        this.out[start..start + 2].copy_from_slice(&(sealed as u16).to_be_bytes());
+        this.out.truncate(start + 2 + sealed);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_drain(cx))?;
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::memory::MemoryTransport;
+    use crate::net::transport::Transport;
+
+    fn creds(key: u8, plaintext: bool) -> Credentials {
+        Credentials::new([key; 32], Identity::generate(), ([127, 0, 0, 1], 7000).into(), plaintext)
+    }
+
+    async fn pair() -> (BoxStream, BoxStream) {
+        let t = MemoryTransport::default();
+        let mut l = t.listen("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (a, b) = tokio::join!(t.dial(addr), l.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn records_carry_bytes_both_ways_and_ids_are_proved() {
+        let (a, b) = pair().await;
+        let (ca, cb) = (creds(1, false), creds(1, false));
+        let (ra, rb) = tokio::join!(initiate(a, &ca, Some(cb.id())), respond(b, &cb));
+        let ((mut sa, pa), (mut sb, pb)) = (ra.unwrap(), rb.unwrap());
+        assert_eq!((pa.id, pb.id), (cb.id(), ca.id()));
+        let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let (w, r) = tokio::join!(
+            async {
+                sa.write_all(&big).await.unwrap();
+                sa.shutdown().await.unwrap();
+            },
+            async {
+                let mut got = Vec::new();
+                sb.read_to_end(&mut got).await.unwrap();
+                got
+            }
+        );
+        let () = w;
+        assert_eq!(r, big);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_network_key_is_named_on_both_sides() {
+        let (a, b) = pair().await;
+        let (ca, cb) = (creds(1, false), creds(2, false));
+        let (ra, rb) = tokio::join!(initiate(a, &ca, None), respond(b, &cb));
+        assert!(matches!(ra, Err(HandshakeError::NetworkKey(_))), "{:?}", ra.err());
+        assert!(matches!(rb, Err(HandshakeError::NetworkKey(_))), "{:?}", rb.err());
+    }
+
+    #[tokio::test]
+    async fn a_dialer_expecting_another_node_stops_before_proving_itself() {
+        let (a, b) = pair().await;
+        let (ca, cb) = (creds(1, false), creds(1, false));
+        let other = Identity::generate().id();
+        let (ra, rb) = tokio::join!(initiate(a, &ca, Some(other)), respond(b, &cb));
+        assert!(matches!(ra, Err(HandshakeError::UnexpectedPeer { .. })));
+        assert!(rb.is_err(), "the listener never learns who dialed");
+    }
+
+    #[tokio::test]
+    async fn plaintext_needs_both_sides() {
+        let (a, b) = pair().await;
+        let (ca, cb) = (creds(1, true), creds(1, false));
+        let (ra, _) = tokio::join!(initiate(a, &ca, None), respond(b, &cb));
+        assert!(matches!(ra, Err(HandshakeError::PlaintextMismatch)));
+    }
+}
