@@ -102,7 +102,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: venv py test-py test-py-network test-repeat demo-py
+.PHONY: venv py netns-tools test-py test-py-network test-repeat demo-py
 
 venv: $(VENV)/.installed
 
@@ -115,8 +115,22 @@ $(VENV)/.installed:
 py: venv
 	$(VENV_PY) -m pip install --quiet --no-build-isolation --force-reinstall --no-deps ./cas-py
 
+## What the network-namespace tests (tests/python/test_multihost.py) need
+## besides root: `ip` and `nft`, installed with apt-get when missing and we
+## are root. If that cannot be done, carry on: those tests skip and say why.
+netns-tools:
+	@pkgs=""; \
+	command -v nft >/dev/null 2>&1 || pkgs="$$pkgs nftables"; \
+	command -v ip >/dev/null 2>&1 || pkgs="$$pkgs iproute2"; \
+	if [ -n "$$pkgs" ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing$$pkgs for the network-namespace tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q $$pkgs || { apt-get update -q && apt-get install -y -q $$pkgs; } || \
+			echo "could not install$$pkgs: tests/python/test_multihost.py will skip" >&2; \
+	fi
+
 ## pytest exits 5 when it collects no test: a failure here like any non-zero status.
-test-py: py
+test-py: py netns-tools
 	$(VENV_PY) -m pytest tests/python -q
 
 ## The tests that once failed by timing, each run REPEAT times in a row
@@ -127,7 +141,7 @@ test-repeat: py
 	$(VENV_PY) -m pytest tests/python -q -p no:randomly --repeat $(REPEAT) -k "$(REPEAT_TESTS)"
 
 ## Only the multi-node tests.
-test-py-network: py
+test-py-network: py netns-tools
 	$(VENV_PY) -m pytest tests/python -q -m network
 
 ## 5 `cas serve` processes, a 100 MB file, two nodes killed with SIGKILL.

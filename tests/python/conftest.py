@@ -27,7 +27,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "network: needs several nodes talking over TCP on 127.0.0.1")
+    config.addinivalue_line("markers", "network: needs several nodes talking over TCP")
+    config.addinivalue_line("markers", "netns: runs nodes in Linux network namespaces (root, ip and nft)")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
