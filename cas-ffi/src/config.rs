@@ -5,7 +5,8 @@ use std::ffi::c_char;
 use cas_core::Config;
 
 use crate::boundary::{
-    arg_bytes, arg_bytes_mut, arg_mut, arg_path, arg_str, ffi_boundary, ffi_boundary_void, free_handle, into_handle, Out,
+    arg_bytes, arg_bytes_mut, arg_mut, arg_path, arg_str, ffi_boundary, ffi_boundary_void, free_handle, into_handle,
+    Out,
 };
 use crate::error::FfiError;
 use crate::status::cas_status;
@@ -75,11 +76,7 @@ pub unsafe extern "C" fn cas_config_set_advertise(config: *mut cas_config, addre
 /// network (one without bootstrap addresses); a node with bootstrap
 /// addresses and no key fails to start (CAS_ERR_INVALID_ARGUMENT).
 #[no_mangle]
-pub unsafe extern "C" fn cas_config_set_network_key(
-    config: *mut cas_config,
-    key: *const u8,
-    len: usize,
-) -> cas_status {
+pub unsafe extern "C" fn cas_config_set_network_key(config: *mut cas_config, key: *const u8, len: usize) -> cas_status {
     ffi_boundary(|| {
         let config = unsafe { arg_mut(config, "config") }?;
         if key.is_null() && len == 0 {
@@ -88,10 +85,7 @@ pub unsafe extern "C" fn cas_config_set_network_key(
         }
         let bytes = unsafe { arg_bytes(key, len, "key") }?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| {
-            FfiError::new(
-                cas_status::CAS_ERR_INVALID_ARGUMENT,
-                format!("a network key is 32 bytes, not {len}"),
-            )
+            FfiError::new(cas_status::CAS_ERR_INVALID_ARGUMENT, format!("a network key is 32 bytes, not {len}"))
         })?;
         config.inner.network_key = Some(key);
         Ok(())

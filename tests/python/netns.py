@@ -45,15 +45,6 @@ PORT = 7000
 #: The nftables table `cut` adds in a host's namespace.
 CUT_TABLE = "casnt_cut"
 
-# ---- THE SWITCH FOR --advertise AND --network-key -----------------------------------------
-# False: each node listens on its own host address (`--listen 10.213.0.2:7000`),
-# which works with today's `cas serve`. Set it to True once `cas serve` has
-# `--advertise` and `--network-key` (and `cas keygen`): nodes then listen on
-# 0.0.0.0, advertise their host address and share one network key. Only
-# `serve_command` and `make_network_key` read it.
-USE_ADVERTISE_AND_NETWORK_KEY = False
-
-
 class NetnsError(RuntimeError):
     """A command that builds or tears down the test network failed."""
 
@@ -95,11 +86,8 @@ class Host:
 # ---- the `cas serve` command line --------------------------------------------------------
 
 
-def make_network_key(cas: Sequence[str], path: Path) -> Optional[Path]:
-    """The key file every node of a lab shares, made by `cas keygen`; None
-    while `cas serve` has no --network-key."""
-    if not USE_ADVERTISE_AND_NETWORK_KEY:
-        return None
+def make_network_key(cas: Sequence[str], path: Path) -> Path:
+    """The key file every node of a lab shares, made by `cas keygen`."""
     _run([*cas, "keygen", path])
     return path
 
@@ -108,13 +96,11 @@ def serve_command(
     cas: Sequence[str], host: Host, data_dir: Path, *extra: object, network_key: Optional[Path] = None
 ) -> List[str]:
     """The one place that builds a node's `cas serve` command line, run
-    inside `host`'s namespace (see USE_ADVERTISE_AND_NETWORK_KEY)."""
-    if USE_ADVERTISE_AND_NETWORK_KEY:
-        if network_key is None:
-            raise ValueError("nodes need a network key file: make one with make_network_key")
-        addressing = ["--listen", f"0.0.0.0:{PORT}", "--advertise", host.address, "--network-key", str(network_key)]
-    else:
-        addressing = ["--listen", host.address]
+    inside `host`'s namespace: bound to every interface, advertising the
+    host's address, in the network of `network_key`."""
+    if network_key is None:
+        raise ValueError("nodes need a network key file: make one with make_network_key")
+    addressing = ["--listen", f"0.0.0.0:{PORT}", "--advertise", host.address, "--network-key", str(network_key)]
     return host.command([*cas, "serve", "--data-dir", data_dir, "--no-fsync", *addressing, *extra])
 
 

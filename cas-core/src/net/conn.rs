@@ -76,9 +76,9 @@ pub(crate) async fn handshake(
             secure::respond(stream, me).await
         }
     };
-    let (stream, peer) = tokio::time::timeout(HANDSHAKE_TIMEOUT, run).await.map_err(|_| {
-        HandshakeError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))
-    })??;
+    let (stream, peer) = tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
+        .await
+        .map_err(|_| HandshakeError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
     Ok((Framed::new(Box::new(stream) as BoxStream, frame::codec()), peer))
 }
 

@@ -1,20 +1,38 @@
-//! The gossip peer table. Each node advances its own heartbeat every round;
-//! records merge by (incarnation, heartbeat), so news only moves forward. A
-//! peer whose heartbeat stops advancing turns suspect, then dead (out of
-//! placement), then is forgotten, its record kept as a tombstone so that
-//! stale gossip cannot bring it back; a restart (new incarnation) can.
+//! The gossip peer table. Each node advances its own heartbeat every round
+//! and signs its record; records merge by (incarnation, heartbeat), so news
+//! only moves forward, and only a record signed by the node it describes
+//! counts. A peer whose heartbeat stops advancing turns suspect, then dead
+//! (out of placement), then is forgotten; a restart (new incarnation) or a
+//! direct contact brings it back.
+//!
+//! Two tiers, so that a flood of ids cannot crowd out real nodes:
+//! - peers, met directly (a handshake proved their key): placement, fetches
+//!   and gossip use only these, at most [`MAX_PEERS`] not yet forgotten;
+//! - candidates, only heard of through gossip: at most [`MAX_CANDIDATES`],
+//!   [`MAX_NEW_CANDIDATES_PER_MESSAGE`] new ones from any one message; the
+//!   gossip loop dials a few each round, and a candidate that answers
+//!   becomes a peer, one that does not is dropped.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::frame::PeerRecord;
-use crate::identity::{NodeId, PeerInfo, PeerState};
+use rand::seq::IteratorRandom;
 
-/// Most peers a table holds (tombstones included): gossip from a faulty or
-/// hostile peer cannot grow it without bound.
+use super::frame::PeerRecord;
+use crate::identity::{Identity, NodeId, PeerInfo, PeerState};
+
+/// Most peers met directly that a table holds, forgotten ones not counted.
 pub(crate) const MAX_PEERS: usize = 10_000;
+/// Most peers heard of only through gossip, waiting to be dialed.
+pub(crate) const MAX_CANDIDATES: usize = 1_024;
+/// Most new candidates taken from one gossip message.
+pub(crate) const MAX_NEW_CANDIDATES_PER_MESSAGE: usize = 64;
+/// Most records of one gossip message looked at (the rest are ignored).
+pub(crate) const MAX_RECORDS_PER_MESSAGE: usize = MAX_PEERS + 1;
+/// A record whose incarnation is further ahead of this node's clock is refused.
+pub(crate) const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(600);
 
 /// When silence changes a peer's state.
 #[derive(Debug, Clone, Copy)]
@@ -25,20 +43,24 @@ pub(crate) struct Timing {
 }
 
 struct Entry {
-    record: PeerRecord,
-    /// When its heartbeat last advanced (or we first heard of it).
+    addr: SocketAddr,
+    /// Its newest signed record, once one has arrived.
+    record: Option<PeerRecord>,
+    /// When its heartbeat last advanced, or it was last met directly.
     changed: Instant,
 }
 
 /// What a node knows of its peers.
 pub(crate) struct PeerTable {
     timing: Timing,
+    identity: Identity,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
     me: PeerRecord,
     peers: HashMap<NodeId, Entry>,
+    candidates: HashMap<NodeId, PeerRecord>,
 }
 
 /// A peer's state after `elapsed` without news; `None` once forgotten.
@@ -54,21 +76,36 @@ fn state_after(timing: &Timing, elapsed: Duration) -> Option<PeerState> {
     }
 }
 
+fn newer(a: &PeerRecord, than: Option<&PeerRecord>) -> bool {
+    than.is_none_or(|b| (a.incarnation, a.heartbeat) > (b.incarnation, b.heartbeat))
+}
+
 impl PeerTable {
-    pub(crate) fn new(me: PeerRecord, timing: Timing) -> PeerTable {
-        PeerTable { timing, inner: Mutex::new(Inner { me, peers: HashMap::new() }) }
+    pub(crate) fn new(identity: Identity, addr: SocketAddr, incarnation: u64, timing: Timing) -> PeerTable {
+        let me = PeerRecord::sign(&identity, addr, incarnation, 0);
+        PeerTable {
+            timing,
+            identity,
+            inner: Mutex::new(Inner { me, peers: HashMap::new(), candidates: HashMap::new() }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Advances this node's heartbeat (once per gossip round).
-    pub(crate) fn tick(&self) {
-        self.lock().me.heartbeat += 1;
+    fn state(&self, e: &Entry, now: Instant) -> Option<PeerState> {
+        state_after(&self.timing, now.saturating_duration_since(e.changed))
     }
 
-    /// This node's record and every peer currently alive: what gossip carries.
+    /// Advances this node's heartbeat (once per gossip round) and signs it.
+    pub(crate) fn tick(&self) {
+        let mut inner = self.lock();
+        let me = &inner.me;
+        inner.me = PeerRecord::sign(&self.identity, me.addr, me.incarnation, me.heartbeat + 1);
+    }
+
+    /// This node's record and every alive peer's newest record: what gossip carries.
     pub(crate) fn gossip_records(&self) -> Vec<PeerRecord> {
         let now = Instant::now();
         let inner = self.lock();
@@ -77,101 +114,170 @@ impl PeerTable {
             inner
                 .peers
                 .values()
-                .filter(|e| state_after(&self.timing, now - e.changed) == Some(PeerState::Alive))
-                .map(|e| e.record.clone()),
+                .filter(|e| self.state(e, now) == Some(PeerState::Alive))
+                .filter_map(|e| e.record.clone()),
         );
         out
     }
 
-    /// Merges gossip. Returns the ids heard of for the first time (or again after being forgotten).
-    pub(crate) fn merge(&self, records: Vec<PeerRecord>) -> Vec<NodeId> {
+    /// Merges gossip: records not signed by the node they describe, or from
+    /// an incarnation too far in the future, are ignored. Returns the ids
+    /// heard of for the first time (as candidates) or again after being forgotten.
+    pub(crate) fn merge(&self, records: Vec<PeerRecord>, now_ms: u64) -> Vec<NodeId> {
         let now = Instant::now();
+        let latest = now_ms.saturating_add(MAX_CLOCK_AHEAD.as_millis() as u64);
         let mut inner = self.lock();
         let me = inner.me.id;
-        let mut learned = Vec::new();
-        for r in records {
+        let (mut learned, mut new_candidates, mut refused) = (Vec::new(), 0, 0usize);
+        for r in records.into_iter().take(MAX_RECORDS_PER_MESSAGE) {
             if r.id == me {
                 continue;
             }
-            let full = inner.peers.len() >= MAX_PEERS;
-            match inner.peers.get_mut(&r.id) {
-                Some(e) => {
-                    if (r.incarnation, r.heartbeat) > (e.record.incarnation, e.record.heartbeat) {
-                        if state_after(&self.timing, now - e.changed).is_none() {
-                            learned.push(r.id);
-                        }
-                        e.record = r;
-                        e.changed = now;
-                    }
-                }
-                None if full => tracing::debug!(peer = %r.id, "peer table full; not adding a gossiped peer"),
-                None => {
-                    learned.push(r.id);
-                    inner.peers.insert(r.id, Entry { record: r, changed: now });
-                }
+            if r.incarnation > latest {
+                refused += 1;
+                continue;
             }
+            if let Some(e) = inner.peers.get(&r.id) {
+                if !newer(&r, e.record.as_ref()) || !r.verify() {
+                    continue;
+                }
+                let forgotten = self.state(e, now).is_none();
+                let e = inner.peers.get_mut(&r.id).expect("present");
+                if forgotten {
+                    learned.push(r.id);
+                }
+                e.addr = r.addr;
+                e.record = Some(r);
+                e.changed = now;
+            } else if let Some(c) = inner.candidates.get(&r.id) {
+                if newer(&r, Some(c)) && r.verify() {
+                    inner.candidates.insert(r.id, r);
+                }
+            } else {
+                if new_candidates == MAX_NEW_CANDIDATES_PER_MESSAGE || !r.verify() {
+                    continue;
+                }
+                if inner.candidates.len() >= MAX_CANDIDATES {
+                    // Make room at random: a flood cannot keep a real node
+                    // out, since honest peers gossip it again every round.
+                    let victim = *inner.candidates.keys().choose(&mut rand::rng()).expect("full");
+                    inner.candidates.remove(&victim);
+                }
+                new_candidates += 1;
+                learned.push(r.id);
+                inner.candidates.insert(r.id, r);
+            }
+        }
+        if refused > 0 {
+            tracing::debug!("ignored {refused} gossip records with incarnations in the future");
         }
         learned
     }
 
-    /// Records a peer met directly (a handshake): alive now, at its advertised address.
+    /// Records a peer met directly (a handshake proved its key): alive now,
+    /// at the address it gave. When the table is full, forgotten then dead
+    /// peers make room; if all are alive or suspect, the newcomer is not added.
     pub(crate) fn observe(&self, id: NodeId, addr: SocketAddr) {
         let now = Instant::now();
         let mut inner = self.lock();
-        if id == inner.me.id || (inner.peers.len() >= MAX_PEERS && !inner.peers.contains_key(&id)) {
+        if id == inner.me.id {
             return;
         }
-        let e = inner
-            .peers
-            .entry(id)
-            .or_insert_with(|| Entry { record: PeerRecord { id, addr, incarnation: 0, heartbeat: 0 }, changed: now });
-        e.record.addr = addr;
-        e.changed = now;
+        if let Some(e) = inner.peers.get_mut(&id) {
+            e.addr = addr;
+            e.changed = now;
+            return;
+        }
+        if inner.peers.len() >= MAX_PEERS {
+            inner.peers.retain(|_, e| self.state(e, now).is_some());
+        }
+        if inner.peers.len() >= MAX_PEERS {
+            inner.peers.retain(|_, e| self.state(e, now) != Some(PeerState::Dead));
+        }
+        if inner.peers.len() >= MAX_PEERS {
+            tracing::debug!(peer = %id, "peer table full of live peers; not adding {id}");
+            return;
+        }
+        let record = inner.candidates.remove(&id);
+        inner.peers.insert(id, Entry { addr, record, changed: now });
     }
 
-    /// Peers in `states`, with their addresses.
+    /// Marks a peer that just answered a request alive.
+    pub(crate) fn touch(&self, id: &NodeId) {
+        if let Some(e) = self.lock().peers.get_mut(id) {
+            e.changed = Instant::now();
+        }
+    }
+
+    /// Up to `n` candidates to dial, and one dead peer to try again, at random.
+    pub(crate) fn to_probe(&self, n: usize) -> Vec<NodeId> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let mut rng = rand::rng();
+        let mut out: Vec<NodeId> = inner.candidates.keys().copied().sample(&mut rng, n);
+        let dead = inner.peers.iter().filter(|(_, e)| self.state(e, now) == Some(PeerState::Dead));
+        out.extend(dead.map(|(id, _)| *id).choose(&mut rng));
+        out
+    }
+
+    /// Every candidate (peers heard of through gossip, not yet met).
+    pub(crate) fn candidate_ids(&self) -> Vec<NodeId> {
+        self.lock().candidates.keys().copied().collect()
+    }
+
+    /// Drops a candidate that could not be reached.
+    pub(crate) fn drop_candidate(&self, id: &NodeId) {
+        self.lock().candidates.remove(id);
+    }
+
+    /// Peers in `states`, with their addresses (candidates never).
     pub(crate) fn peers_in(&self, states: &[PeerState]) -> Vec<(NodeId, SocketAddr)> {
         let now = Instant::now();
         self.lock()
             .peers
-            .values()
-            .filter(|e| state_after(&self.timing, now - e.changed).is_some_and(|s| states.contains(&s)))
-            .map(|e| (e.record.id, e.record.addr))
+            .iter()
+            .filter(|(_, e)| self.state(e, now).is_some_and(|s| states.contains(&s)))
+            .map(|(id, e)| (*id, e.addr))
             .collect()
     }
 
-    /// The advertised address of a peer not yet forgotten.
+    /// The advertised address of a peer not yet forgotten, or of a candidate.
     pub(crate) fn addr_of(&self, id: &NodeId) -> Option<SocketAddr> {
         let now = Instant::now();
         let inner = self.lock();
-        let e = inner.peers.get(id)?;
-        state_after(&self.timing, now - e.changed).map(|_| e.record.addr)
+        match inner.peers.get(id) {
+            Some(e) => self.state(e, now).map(|_| e.addr),
+            None => inner.candidates.get(id).map(|r| r.addr),
+        }
     }
 
     /// Whether some known (not forgotten) peer advertises `addr`.
     pub(crate) fn knows_addr(&self, addr: SocketAddr) -> bool {
         let now = Instant::now();
-        self.lock()
-            .peers
-            .values()
-            .any(|e| e.record.addr == addr && state_after(&self.timing, now - e.changed).is_some())
+        self.lock().peers.values().any(|e| e.addr == addr && self.state(e, now).is_some())
     }
 
-    /// The table as the public API shows it (forgotten peers left out).
+    /// The table as the public API shows it (forgotten peers and candidates left out).
     pub(crate) fn info(&self) -> Vec<PeerInfo> {
         let now = Instant::now();
         let inner = self.lock();
         let mut out: Vec<PeerInfo> = inner
             .peers
-            .values()
-            .filter_map(|e| {
-                let last_seen = now - e.changed;
-                let state = state_after(&self.timing, last_seen)?;
-                Some(PeerInfo { id: e.record.id, address: e.record.addr, state, last_seen })
+            .iter()
+            .filter_map(|(id, e)| {
+                let last_seen = now.saturating_duration_since(e.changed);
+                let state = self.state(e, now)?;
+                Some(PeerInfo { id: *id, address: e.addr, state, last_seen })
             })
             .collect();
         out.sort_by_key(|p| p.address);
         out
+    }
+
+    /// How many candidates wait to be dialed.
+    #[cfg(test)]
+    fn candidates(&self) -> usize {
+        self.candidate_ids().len()
     }
 }
 
@@ -179,17 +285,22 @@ impl PeerTable {
 mod tests {
     use super::*;
 
+    const NOW_MS: u64 = 1_000_000;
+
+    fn ident(n: u8) -> Identity {
+        Identity::from_seed(&[n; 32])
+    }
+
+    fn addr(n: u8) -> SocketAddr {
+        ([127, 0, 0, 1], 1000 + n as u16).into()
+    }
+
     fn rec(n: u8, inc: u64, hb: u64) -> PeerRecord {
-        PeerRecord {
-            id: NodeId([n; 32]),
-            addr: ([127, 0, 0, 1], 1000 + n as u16).into(),
-            incarnation: inc,
-            heartbeat: hb,
-        }
+        PeerRecord::sign(&ident(n), addr(n), inc, hb)
     }
 
     fn table(timing: Timing) -> PeerTable {
-        PeerTable::new(rec(0, 1, 0), timing)
+        PeerTable::new(ident(0), addr(0), 1, timing)
     }
 
     const SLOW: Timing = Timing {
@@ -199,49 +310,105 @@ mod tests {
     };
 
     #[test]
-    fn merge_keeps_newest_and_ignores_self() {
+    fn gossip_makes_candidates_and_a_direct_contact_makes_a_peer() {
         let t = table(SLOW);
-        assert_eq!(t.merge(vec![rec(0, 9, 9), rec(1, 1, 5)]), vec![NodeId([1; 32])]);
-        assert!(t.merge(vec![rec(1, 1, 3)]).is_empty());
-        t.merge(vec![rec(1, 1, 7)]);
+        assert_eq!(t.merge(vec![rec(0, 9, 9), rec(1, 1, 5)], NOW_MS), vec![ident(1).id()], "self ignored");
+        assert!(t.info().is_empty() && t.peers_in(&[PeerState::Alive]).is_empty(), "heard of is not met");
+        assert_eq!(t.addr_of(&ident(1).id()), Some(addr(1)), "a candidate can be dialed");
+        t.observe(ident(1).id(), addr(1));
+        assert_eq!(t.info().len(), 1);
+        assert_eq!(t.candidates(), 0);
+        assert!(t.merge(vec![rec(1, 1, 3)], NOW_MS).is_empty());
+        t.merge(vec![rec(1, 1, 7)], NOW_MS);
         let gossip = t.gossip_records();
-        assert_eq!(gossip.len(), 2);
-        assert_eq!(gossip[1].heartbeat, 7);
+        assert_eq!((gossip.len(), gossip[1].heartbeat), (2, 7));
         // A restart outranks any heartbeat of the old incarnation.
-        t.merge(vec![rec(1, 2, 0)]);
+        t.merge(vec![rec(1, 2, 0)], NOW_MS);
         assert_eq!(t.gossip_records()[1].incarnation, 2);
+        assert!(t.gossip_records().iter().all(PeerRecord::verify));
     }
 
     #[test]
-    fn gossip_cannot_grow_the_table_past_its_bound() {
+    fn records_not_signed_by_their_node_or_from_the_future_do_not_count() {
         let t = table(SLOW);
-        let flood: Vec<PeerRecord> = (0..MAX_PEERS as u32 + 50)
+        t.observe(ident(1).id(), addr(1));
+        t.merge(vec![rec(1, 5, 5)], NOW_MS);
+        // Someone else's signature over node 1's id, with a huge heartbeat.
+        let mut forged = PeerRecord::sign(&ident(9), addr(9), u64::MAX, u64::MAX);
+        forged.id = ident(1).id();
+        let mut tampered = rec(1, 5, 6);
+        tampered.heartbeat = u64::MAX;
+        let future = rec(1, NOW_MS + 3_600_000, 0);
+        t.merge(vec![forged, tampered, future], NOW_MS);
+        let r = &t.gossip_records()[1];
+        assert_eq!((r.incarnation, r.heartbeat), (5, 5), "none of them replaced the genuine record");
+        assert!(t.merge(vec![rec(1, 6, 0)], NOW_MS).is_empty());
+        assert_eq!(t.gossip_records()[1].incarnation, 6, "the node's own restart still counts");
+    }
+
+    #[test]
+    fn a_flood_of_ids_is_bounded_and_cannot_lock_out_a_newcomer() {
+        let t = table(SLOW);
+        let flood: Vec<PeerRecord> = (0..2000u32)
             .map(|i| {
-                let mut id = [0u8; 32];
-                id[..4].copy_from_slice(&(i + 1).to_le_bytes());
-                PeerRecord { id: NodeId(id), addr: ([127, 0, 0, 1], 2000).into(), incarnation: 1, heartbeat: 1 }
+                let mut seed = [0u8; 32];
+                seed[..4].copy_from_slice(&(i + 1000).to_le_bytes());
+                PeerRecord::sign(&Identity::from_seed(&seed), addr(3), 1, 1)
             })
             .collect();
-        assert_eq!(t.merge(flood).len(), MAX_PEERS);
-        assert_eq!(t.info().len(), MAX_PEERS);
-        t.observe(NodeId([0xee; 32]), ([127, 0, 0, 1], 9).into());
-        assert_eq!(t.info().len(), MAX_PEERS, "a direct contact does not break the bound either");
+        assert_eq!(t.merge(flood.clone(), NOW_MS).len(), MAX_NEW_CANDIDATES_PER_MESSAGE, "quota per message");
+        for chunk in flood.chunks(MAX_NEW_CANDIDATES_PER_MESSAGE) {
+            t.merge(chunk.to_vec(), NOW_MS);
+        }
+        assert_eq!(t.candidates(), MAX_CANDIDATES, "candidates are bounded");
+        assert!(t.info().is_empty(), "and none of them is a peer");
+        // A real node gossiped by an honest peer still gets in as a candidate...
+        assert_eq!(t.merge(vec![rec(7, 1, 1)], NOW_MS), vec![ident(7).id()]);
+        // ...and a node met directly becomes a peer whatever the flood.
+        t.observe(ident(8).id(), addr(8));
+        assert_eq!(t.info().len(), 1);
     }
 
     #[test]
-    fn silence_turns_a_peer_dead_then_forgotten_and_stale_news_does_not_revive_it() {
-        let zero = Timing { suspect_after: Duration::ZERO, dead_after: Duration::ZERO, forget_after: Duration::ZERO };
-        let t = table(zero);
-        t.merge(vec![rec(1, 1, 5)]);
-        assert!(t.info().is_empty(), "forgotten at once with zero thresholds");
-        assert!(t.merge(vec![rec(1, 1, 5)]).is_empty(), "same heartbeat: tombstone holds");
-        assert_eq!(t.merge(vec![rec(1, 1, 6)]), vec![NodeId([1; 32])], "a newer heartbeat revives it");
+    fn a_full_table_makes_room_for_a_direct_contact_from_forgotten_and_dead_peers() {
         let dead =
             Timing { suspect_after: Duration::ZERO, dead_after: Duration::ZERO, forget_after: Duration::from_secs(60) };
         let t = table(dead);
-        t.merge(vec![rec(1, 1, 5)]);
+        for i in 0..MAX_PEERS as u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&(i + 1).to_le_bytes());
+            t.observe(NodeId(id), addr(2));
+        }
+        assert_eq!(t.info().len(), MAX_PEERS);
+        t.observe(ident(5).id(), addr(5));
+        assert_eq!(t.info().len(), 1, "dead peers made room for the newcomer (itself dead at once here)");
+        let alive = table(SLOW);
+        for i in 0..MAX_PEERS as u32 {
+            let mut id = [0u8; 32];
+            id[..4].copy_from_slice(&(i + 1).to_le_bytes());
+            alive.observe(NodeId(id), addr(2));
+        }
+        alive.observe(ident(5).id(), addr(5));
+        assert_eq!(alive.info().len(), MAX_PEERS, "live peers are not evicted");
+    }
+
+    #[test]
+    fn silence_turns_a_peer_dead_then_forgotten_and_its_news_revives_it() {
+        let zero = Timing { suspect_after: Duration::ZERO, dead_after: Duration::ZERO, forget_after: Duration::ZERO };
+        let t = table(zero);
+        t.observe(ident(1).id(), addr(1));
+        t.merge(vec![rec(1, 1, 5)], NOW_MS);
+        assert!(t.info().is_empty(), "forgotten at once with zero thresholds");
+        assert!(t.merge(vec![rec(1, 1, 5)], NOW_MS).is_empty(), "same heartbeat: nothing new");
+        assert_eq!(t.merge(vec![rec(1, 1, 6)], NOW_MS), vec![ident(1).id()], "a newer heartbeat revives it");
+        let dead =
+            Timing { suspect_after: Duration::ZERO, dead_after: Duration::ZERO, forget_after: Duration::from_secs(60) };
+        let t = table(dead);
+        t.observe(ident(1).id(), addr(1));
         assert_eq!(t.info()[0].state, PeerState::Dead);
         assert!(t.peers_in(&[PeerState::Alive]).is_empty());
         assert_eq!(t.gossip_records().len(), 1, "dead peers are not gossiped");
+        assert_eq!(t.to_probe(3), vec![ident(1).id()], "a dead peer is tried again");
+        t.touch(&ident(1).id());
     }
 }

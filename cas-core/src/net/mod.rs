@@ -23,21 +23,25 @@ use rand::seq::IndexedRandom;
 use tokio_util::sync::CancellationToken;
 
 use self::conn::{handshake, Connection, FramedStream};
-use self::secure::Credentials;
-use self::frame::{PeerRecord, Request, Response, MAX_HAS_BATCH};
+use self::frame::{Request, Response, MAX_HAS_BATCH};
 use self::membership::{PeerTable, Timing};
 use self::placement::rank_nodes;
+use self::secure::Credentials;
 use self::transport::{BoxStream, Transport};
-use crate::identity::Identity;
+use crate::blocking::blocking;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::BlobId;
-use crate::blocking::blocking;
+use crate::identity::Identity;
 use crate::identity::{NodeId, PeerInfo, PeerState};
 use crate::store::{BlobStore, VerifiedBlob};
 
 /// Peers each gossip round talks to.
 const GOSSIP_FANOUT: usize = 3;
+/// Nodes only heard of (not yet met) a fetch asks, after every peer.
+const FETCH_CANDIDATES: usize = 8;
+/// Candidates (peers heard of, not yet met) each gossip round dials.
+const PROBES_PER_ROUND: usize = 3;
 /// Most inbound connections served at once; more are refused at accept.
 const MAX_INBOUND_CONNECTIONS: usize = 1024;
 /// How long a peer that let a request time out is asked last by fetches.
@@ -104,20 +108,20 @@ impl Network {
         let bound = listener.local_addr().map_err(|e| Error::io("reading the listen address", e))?;
         let advertised = advertised_address(config.advertise.as_deref(), bound).await?;
         let me = keys.identity.id();
-        let creds = Credentials::new(keys.network_key, keys.identity, advertised, config.faults.plaintext_transport);
         let timing = Timing {
             suspect_after: config.suspect_after,
             dead_after: config.dead_after,
             forget_after: config.forget_after,
         };
-        let me_record = PeerRecord { id: me, addr: advertised, incarnation: keys.incarnation, heartbeat: 0 };
+        let table = PeerTable::new(keys.identity.clone(), advertised, keys.incarnation, timing);
+        let creds = Credentials::new(keys.network_key, keys.identity, advertised, config.faults.plaintext_transport);
         let net = Arc::new(Network {
             me,
             creds,
             advertised,
             config: config.clone(),
             transport,
-            table: PeerTable::new(me_record, timing),
+            table,
             conns: Mutex::default(),
             dialing: Default::default(),
             store,
@@ -308,10 +312,21 @@ impl Network {
                 tokio::spawn(async move {
                     match net.request(peer, || Request::Gossip { peers: net.table.gossip_records() }).await {
                         Ok(Response::Gossip { peers }) => {
-                            net.table.merge(peers);
+                            net.table.merge(peers, now_ms());
                         }
                         Ok(other) => tracing::debug!(%peer, "unexpected gossip answer {other:?}"),
                         Err(e) => tracing::debug!(%peer, "gossip failed: {e}"),
+                    }
+                });
+            }
+            // Candidates heard of through gossip become peers by answering;
+            // a dead peer is tried again now and then (a healed partition).
+            for peer in self.table.to_probe(PROBES_PER_ROUND) {
+                let net = self.clone();
+                tokio::spawn(async move {
+                    match net.request(peer, || Request::Ping).await {
+                        Ok(Response::Pong) => net.table.touch(&peer),
+                        _ => net.table.drop_candidate(&peer),
                     }
                 });
             }
@@ -333,7 +348,15 @@ impl Network {
         tracing::info!(%addr, peer = %conn.peer, "joined through bootstrap node");
         let pull = conn.request(Request::Gossip { peers: self.table.gossip_records() }, self.config.request_timeout);
         if let Ok(Response::Gossip { peers }) = pull.await {
-            self.table.merge(peers);
+            // Meet at once the nodes the bootstrap node knows.
+            for peer in self.table.merge(peers, now_ms()) {
+                let net = self.clone();
+                tokio::spawn(async move {
+                    if !matches!(net.request(peer, || Request::Ping).await, Ok(Response::Pong)) {
+                        net.table.drop_candidate(&peer);
+                    }
+                });
+            }
         }
         Ok(true)
     }
@@ -433,6 +456,11 @@ impl Network {
         candidates.extend(self.ranked(&id, &[PeerState::Suspect, PeerState::Dead]));
         // A peer that just let a request time out is asked last (stable: rank order otherwise).
         candidates.sort_by_key(|p| self.recently_slow(p));
+        // Then the best-ranked few of the nodes only heard of (a node that
+        // just joined has met only its bootstrap node).
+        let mut heard_of = self.table.candidate_ids();
+        rank_nodes(&id, &mut heard_of, |p| *p);
+        candidates.extend(heard_of.into_iter().take(FETCH_CANDIDATES));
         for peer in candidates {
             match self.request(peer, || Request::GetBlob { id }).await {
                 Ok(Response::Blob { data }) => {
@@ -496,11 +524,9 @@ async fn advertised_address(advertise: Option<&str>, bound: SocketAddr) -> Resul
         }
         return Ok(bound);
     };
-    let mut addr = tokio::net::lookup_host(given)
-        .await
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| Error::InvalidArgument(format!("advertise address {given:?} is not HOST:PORT or does not resolve")))?;
+    let mut addr = tokio::net::lookup_host(given).await.ok().and_then(|mut a| a.next()).ok_or_else(|| {
+        Error::InvalidArgument(format!("advertise address {given:?} is not HOST:PORT or does not resolve"))
+    })?;
     if addr.port() == 0 {
         addr.set_port(bound.port());
     }

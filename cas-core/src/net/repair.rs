@@ -12,8 +12,8 @@ use std::sync::Arc;
 use super::frame::{Request, Response, MAX_HAS_BATCH};
 use super::placement::rank_nodes;
 use super::Network;
-use crate::format::BlobId;
 use crate::blocking::blocking;
+use crate::format::BlobId;
 use crate::identity::{NodeId, PeerState};
 
 impl Network {

@@ -8,8 +8,8 @@ use futures::future::BoxFuture;
 use super::conn::Handler;
 use super::frame::{Request, Response, MAX_HAS_BATCH};
 use super::Network;
-use crate::error::Error;
 use crate::blocking::blocking;
+use crate::error::Error;
 use crate::identity::NodeId;
 use crate::store::VerifiedBlob;
 
@@ -23,7 +23,7 @@ impl Handler for Service {
             match request {
                 Request::Ping => Response::Pong,
                 Request::Gossip { peers } => {
-                    net.table.merge(peers);
+                    net.table.merge(peers, super::now_ms());
                     Response::Gossip { peers: net.table.gossip_records() }
                 }
                 Request::StoreBlob { id, data } => store_blob(&net, from, id, data).await,
