@@ -165,17 +165,26 @@ impl Network {
         let first = futures::future::join_all(config.bootstrap.iter().map(|addr| {
             let net = net.clone();
             async move {
-                let attempt = tokio::time::timeout(conn::HANDSHAKE_TIMEOUT, net.join_through(addr)).await;
-                let failed = !matches!(attempt, Ok(Ok(_)));
-                if failed {
-                    tracing::info!(%addr, "bootstrap node not reachable yet; will keep trying");
+                match tokio::time::timeout(conn::HANDSHAKE_TIMEOUT, net.join_through(addr)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) if is_key_refusal(&e) => Err(Some(e)),
+                    _ => {
+                        tracing::info!(%addr, "bootstrap node not reachable yet; will keep trying");
+                        Err(None)
+                    }
                 }
-                failed
             }
         }))
         .await;
-        for (addr, failed) in config.bootstrap.iter().zip(first) {
-            tokio::spawn(net.clone().bootstrap_loop(addr.clone(), failed));
+        // Every bootstrap node refused our key: this node is not of that
+        // network, and retrying will not change it.
+        if !first.is_empty() && first.iter().all(|r| matches!(r, Err(Some(_)))) {
+            net.cancel.cancel();
+            let Some(Err(Some(e))) = first.into_iter().next() else { unreachable!("checked above") };
+            return Err(e);
+        }
+        for (addr, attempt) in config.bootstrap.iter().zip(first) {
+            tokio::spawn(net.clone().bootstrap_loop(addr.clone(), attempt.is_err()));
         }
         tracing::info!(node = %me, %advertised, "listening");
         Ok(net)
@@ -243,9 +252,7 @@ impl Network {
             .map_err(|_| Error::Timeout(format!("connecting to {addr}")))?
             .map_err(|e| Error::Network(format!("cannot connect to {addr}: {e}")))?;
         let (framed, peer) = handshake(stream, &self.creds, true, expected).await.map_err(|e| match e {
-            secure::HandshakeError::NetworkKey(_) => Error::Network(format!(
-                "{addr} refused this node's network key: {e} (every node of a network needs the same key)"
-            )),
+            secure::HandshakeError::NetworkKey(_) => Error::Network(format!("{addr}: {e}{KEY_REFUSAL_HINT}")),
             e => Error::Network(format!("handshake with {addr} failed: {e}")),
         })?;
         Ok(self.register(framed, peer.id, peer.listen, true).0)
@@ -509,6 +516,14 @@ impl Network {
         }
         out
     }
+}
+
+/// Ends the message of a dial refused for the network key.
+const KEY_REFUSAL_HINT: &str = " (every node of a network needs the same network key: copy the network_key \
+     file of the network's first node and start this node with it)";
+
+fn is_key_refusal(e: &Error) -> bool {
+    matches!(e, Error::Network(m) if m.ends_with(KEY_REFUSAL_HINT))
 }
 
 /// The address peers are told to dial: `advertise` if given (its port 0
