@@ -1,0 +1,86 @@
+"""The network key and the advertised address, from Python and the command
+line: only holders of a network's key join it, and errors say what to do."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import cas
+from conftest import cas_command, cas_json, network_key_file, run_cas, wait_until
+
+
+def test_generate_network_key_is_32_fresh_bytes() -> None:
+    a, b = cas.generate_network_key(), cas.generate_network_key()
+    assert isinstance(a, bytes) and len(a) == 32 and a != b
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"listen": "127.0.0.1:0", "network_key": b"short"}, "network_key must be exactly 32 bytes"),
+        ({"listen": "0.0.0.0:0"}, "advertise"),
+        ({"listen": "0.0.0.0:0", "advertise": "127.0.0.1:0"}, "loopback"),
+        ({"listen": "127.0.0.1:0", "bootstrap": ["127.0.0.1:9"]}, "network key"),
+    ],
+)
+def test_bad_network_settings(tmp_path: Path, kwargs: dict, match: str) -> None:
+    with pytest.raises(cas.InvalidArgumentError, match=match):
+        cas.Node(tmp_path / "n", fsync=False, **kwargs)
+
+
+def test_the_first_node_makes_the_key_and_others_join_with_it(nodes, tmp_path: Path) -> None:
+    first = nodes("first", listen="127.0.0.1:0")
+    key_file = Path(first.data_dir) / "network_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_bytes()
+    with pytest.raises(cas.NetworkError, match="wrong or missing network key"):
+        nodes("stranger", listen="127.0.0.1:0", bootstrap=[first.address], network_key=cas.generate_network_key())
+    member = nodes("member", listen="127.0.0.1:0", bootstrap=[first.address], network_key=key)
+    wait_until(lambda: len(first.peers()) == 1 and len(member.peers()) == 1, what="the member to join")
+    assert member.get_bytes(first.put_bytes(b"for members")) == b"for members"
+
+
+def test_cas_keygen_writes_an_owner_only_key_and_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "net.key"
+    assert cas_json("keygen", path) == {"network_key": str(path)}
+    assert len(path.read_bytes()) == 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    before = path.read_bytes()
+    again = run_cas("keygen", path, check=False)
+    assert again.returncode == 1 and "exists already" in again.stderr
+    assert path.read_bytes() == before
+
+
+def serve_exits_with(args: list, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*cas_command(), "serve", "--data-dir", str(tmp_path / "joiner"), "--no-fsync", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cas_serve_refuses_to_join_without_the_right_key(serve, tmp_path: Path) -> None:
+    key = network_key_file(tmp_path)
+    first = serve("first", "--listen", "127.0.0.1:0", "--network-key", key)
+
+    missing = serve_exits_with(["--bootstrap", first.address], tmp_path)
+    assert missing.returncode == 1
+    assert "no network key" in missing.stderr and "--network-key" in missing.stderr
+
+    wrong = tmp_path / "wrong.key"
+    run_cas("keygen", wrong)
+    refused = serve_exits_with(["--bootstrap", first.address, "--network-key", wrong], tmp_path)
+    assert refused.returncode == 1 and "wrong or missing network key" in refused.stderr
+
+    short = tmp_path / "short.key"
+    short.write_bytes(b"0123456789")
+    bad = serve_exits_with(["--bootstrap", first.address, "--network-key", short], tmp_path)
+    assert bad.returncode == 1 and "holds 10 bytes" in bad.stderr
+
+    joined = serve("joiner", "--listen", "127.0.0.1:0", "--bootstrap", first.address, "--network-key", key)
+    wait_until(lambda: len(cas_json("peers", "--data-dir", joined.data_dir)["peers"]) == 1, what="the join")
