@@ -25,8 +25,17 @@ pub struct Measured {
 /// BOOTSTRAP, the child's node listens on 127.0.0.1, joins through that
 /// address and waits until it sees PEERS alive peers before timing.
 pub fn run(args: &[&str]) -> Measured {
+    run_with(args, false)
+}
+
+/// [`run`], with encryption off after the handshake when `plaintext`.
+pub fn run_with(args: &[&str], plaintext: bool) -> Measured {
     let exe = std::env::current_exe().expect("own executable");
-    let out = Command::new(exe).arg(SUBCOMMAND).args(args).output().expect("start measured child");
+    let mut cmd = Command::new(exe);
+    if plaintext {
+        cmd.env(PLAINTEXT_ENV, "1");
+    }
+    let out = cmd.arg(SUBCOMMAND).args(args).output().expect("start measured child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "measured child {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     let field = |name: &str| stdout.split_whitespace().find_map(|w| w.strip_prefix(name)).map(str::to_owned);
@@ -46,11 +55,14 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(data_dir: &Path, bootstrap: Option<&str>) -> Server {
+    pub fn start(data_dir: &Path, bootstrap: Option<&str>, plaintext: bool) -> Server {
         use std::io::BufRead;
         use std::process::Stdio;
         let exe = std::env::current_exe().expect("own executable");
         let mut cmd = Command::new(exe);
+        if plaintext {
+            cmd.env(PLAINTEXT_ENV, "1");
+        }
         cmd.arg(SUBCOMMAND).arg("serve").arg(data_dir).args(bootstrap);
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start a node process");
         let mut line = String::new();

@@ -40,6 +40,8 @@ const CEILING_TIME: Duration = Duration::from_secs(1);
 /// ceiling, and peak RSS under this many MiB.
 const TARGET_RATIO: f64 = 0.8;
 const TARGET_RSS_MIB: f64 = 150.0;
+/// The secure transport may cost at most this share of network throughput.
+const TARGET_TRANSPORT_COST: f64 = 0.10;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -200,38 +202,29 @@ fn row(operation: String, runs: &[child::Measured], crypto: Option<f64>, io: Opt
 
 /// Network put and get on a loopback cluster of node processes: a put from
 /// a fifth node (3 replicas), then a get on a sixth that holds nothing.
-/// Fresh cluster per run, fsync off everywhere.
+/// Fresh cluster per run, fsync off everywhere. Each run is done twice, over
+/// the secure transport and with encryption off after the handshake (a
+/// bench-only mode), back to back so that both see the same machine.
 fn network(work: &Path, input: &Path, input_digest: &[u8; 32], local_put: f64, local_get: f64) -> Vec<Row> {
-    let (mut puts, mut gets, mut server_peak) = (Vec::new(), Vec::new(), 0u64);
+    let (mut puts, mut gets, mut server_peak) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()], 0u64);
     for run in 0..RUNS {
-        eprintln!("network: run {} of {RUNS} ({CLUSTER_NODES} node processes)...", run + 1);
-        let dir = work.join(format!("cluster-{run}"));
-        let first = child::Server::start(&dir.join("node0"), None);
-        let boot = first.address.clone();
-        let mut servers = vec![first];
-        for i in 1..CLUSTER_NODES {
-            servers.push(child::Server::start(&dir.join(format!("node{i}")), Some(&boot)));
+        for (mode, plaintext) in [false, true].into_iter().enumerate() {
+            let what = if plaintext { "plaintext" } else { "secure" };
+            eprintln!("network: run {} of {RUNS}, {what} ({CLUSTER_NODES} node processes)...", run + 1);
+            let (put, get, peak) = cluster_run(&work.join(format!("cluster-{run}-{what}")), input, input_digest, plaintext);
+            puts[mode].push(put);
+            gets[mode].push(get);
+            server_peak = server_peak.max(peak);
         }
-        let peers = CLUSTER_NODES.to_string();
-        sync();
-        let put = child::run(&["put", path_str(&dir.join("owner")), path_str(input), "no-fsync", &boot, &peers]);
-        let key = put.key.clone().expect("put reports the key");
-        sync();
-        // The owner is gone; the getter holds nothing: every byte crosses the network.
-        let dest = dir.join("out.bin");
-        let get = child::run(&["get", path_str(&dir.join("getter")), &key, path_str(&dest), "no-fsync", &boot, &peers]);
-        assert!(digest(&dest) == *input_digest, "network get returned other bytes than were put");
-        for s in servers {
-            server_peak = server_peak.max(s.stop());
-        }
-        std::fs::remove_dir_all(&dir).expect("remove cluster directory");
-        puts.push(put);
-        gets.push(get);
     }
     let size = format!("{} GiB", FILE_SIZE >> 30);
+    let put_name = format!("network put {size}, 3 replicas, {CLUSTER_NODES}+1 processes");
+    let get_name = format!("network get {size}, from non-owners");
     let mut rows = vec![
-        row(format!("network put {size}, 3 replicas, {CLUSTER_NODES}+1 processes"), &puts, None, None, Some(local_put)),
-        row(format!("network get {size}, from non-owners"), &gets, None, None, Some(local_get)),
+        row(put_name.clone(), &puts[0], None, None, Some(local_put)),
+        row(get_name.clone(), &gets[0], None, None, Some(local_get)),
+        row(format!("{put_name}, encryption off (bench only)"), &puts[1], None, None, Some(local_put)),
+        row(format!("{get_name}, encryption off (bench only)"), &gets[1], None, None, Some(local_get)),
     ];
     rows.push(Row {
         operation: "cluster node process (largest of all)".into(),
@@ -242,6 +235,56 @@ fn network(work: &Path, input: &Path, input_digest: &[u8; 32], local_put: f64, l
         peak_rss_mib: Some(server_peak as f64 / 1024.0),
     });
     rows
+}
+
+/// One fresh cluster: the put, the get, and the largest node peak RSS (KiB).
+fn cluster_run(
+    dir: &Path,
+    input: &Path,
+    input_digest: &[u8; 32],
+    plaintext: bool,
+) -> (child::Measured, child::Measured, u64) {
+    let first = child::Server::start(&dir.join("node0"), None, plaintext);
+    let boot = first.address.clone();
+    let mut servers = vec![first];
+    for i in 1..CLUSTER_NODES {
+        servers.push(child::Server::start(&dir.join(format!("node{i}")), Some(&boot), plaintext));
+    }
+    let peers = CLUSTER_NODES.to_string();
+    sync();
+    let owner = dir.join("owner");
+    let put = child::run_with(&["put", path_str(&owner), path_str(input), "no-fsync", &boot, &peers], plaintext);
+    let key = put.key.clone().expect("put reports the key");
+    sync();
+    // The owner is gone; the getter holds nothing: every byte crosses the network.
+    let (getter, dest) = (dir.join("getter"), dir.join("out.bin"));
+    let get =
+        child::run_with(&["get", path_str(&getter), &key, path_str(&dest), "no-fsync", &boot, &peers], plaintext);
+    assert!(digest(&dest) == *input_digest, "network get returned other bytes than were put");
+    let peak = servers.into_iter().map(child::Server::stop).max().unwrap_or(0);
+    std::fs::remove_dir_all(dir).expect("remove cluster directory");
+    (put, get, peak)
+}
+
+/// What the secure transport costs: 1 - secure / plaintext throughput.
+fn transport_cost(rows: &[Row]) -> Option<String> {
+    let find = |suffix: &str, op: &str| {
+        rows.iter().find(|r| r.operation.starts_with(op) && r.operation.ends_with(suffix)).map(|r| r.mb_per_s)
+    };
+    let cost = |op: &str| {
+        let secure = rows.iter().find(|r| r.operation.starts_with(op) && !r.operation.contains("encryption off"))?;
+        Some(1.0 - secure.mb_per_s / find("(bench only)", op)?)
+    };
+    let (put, get) = (cost("network put")?, cost("network get")?);
+    let ok = put <= TARGET_TRANSPORT_COST && get <= TARGET_TRANSPORT_COST;
+    Some(format!(
+        "Secure transport cost (1 - secure/plaintext throughput, same run): put {:.0}%, get {:.0}%; \
+         target <= {:.0}%: {}.",
+        put * 100.0,
+        get * 100.0,
+        TARGET_TRANSPORT_COST * 100.0,
+        if ok { "met" } else { "MISSED" }
+    ))
 }
 
 fn render(rows: &[Row], cores: usize) -> String {
@@ -293,6 +336,9 @@ fn render(rows: &[Row], cores: usize) -> String {
         verdict(rss_ok)
     )
     .unwrap();
+    if let Some(line) = transport_cost(rows) {
+        writeln!(out, "\n{line}").unwrap();
+    }
     out
 }
 
