@@ -136,7 +136,7 @@ test-py: py netns-tools
 ## The tests that once failed by timing, each run REPEAT times in a row
 ## (default 200): they must never fail.
 REPEAT ?= 200
-REPEAT_TESTS ?= leaves_nothing or too_late or stops_it_at_once
+REPEAT_TESTS ?= leaves_nothing or too_late or stops_it_at_once or goes_away
 test-repeat: py
 	$(VENV_PY) -m pytest tests/python -q -p no:randomly --repeat $(REPEAT) -k "$(REPEAT_TESTS)"
 

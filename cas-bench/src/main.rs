@@ -211,7 +211,8 @@ fn network(work: &Path, input: &Path, input_digest: &[u8; 32], local_put: f64, l
         for (mode, plaintext) in [false, true].into_iter().enumerate() {
             let what = if plaintext { "plaintext" } else { "secure" };
             eprintln!("network: run {} of {RUNS}, {what} ({CLUSTER_NODES} node processes)...", run + 1);
-            let (put, get, peak) = cluster_run(&work.join(format!("cluster-{run}-{what}")), input, input_digest, plaintext);
+            let (put, get, peak) =
+                cluster_run(&work.join(format!("cluster-{run}-{what}")), input, input_digest, plaintext);
             puts[mode].push(put);
             gets[mode].push(get);
             server_peak = server_peak.max(peak);
@@ -258,8 +259,7 @@ fn cluster_run(
     sync();
     // The owner is gone; the getter holds nothing: every byte crosses the network.
     let (getter, dest) = (dir.join("getter"), dir.join("out.bin"));
-    let get =
-        child::run_with(&["get", path_str(&getter), &key, path_str(&dest), "no-fsync", &boot, &peers], plaintext);
+    let get = child::run_with(&["get", path_str(&getter), &key, path_str(&dest), "no-fsync", &boot, &peers], plaintext);
     assert!(digest(&dest) == *input_digest, "network get returned other bytes than were put");
     let peak = servers.into_iter().map(child::Server::stop).max().unwrap_or(0);
     std::fs::remove_dir_all(dir).expect("remove cluster directory");

@@ -6,12 +6,14 @@
 //! direct contact brings it back.
 //!
 //! Two tiers, so that a flood of ids cannot crowd out real nodes:
-//! - peers, met directly (a handshake proved their key): placement, fetches
-//!   and gossip use only these, at most [`MAX_PEERS`] not yet forgotten;
-//! - candidates, only heard of through gossip: at most [`MAX_CANDIDATES`],
-//!   [`MAX_NEW_CANDIDATES_PER_MESSAGE`] new ones from any one message; the
-//!   gossip loop dials a few each round, and a candidate that answers
-//!   becomes a peer, one that does not is dropped.
+//! - peers, reached by this node (it dialed them, or they answered its
+//!   ping): placement, fetches and gossip use only these, at most
+//!   [`MAX_PEERS`] not yet forgotten;
+//! - candidates, heard of through gossip or met only by their dialing in:
+//!   at most [`MAX_CANDIDATES`], [`MAX_NEW_CANDIDATES_PER_MESSAGE`] new ones
+//!   from any one message; the gossip loop pings a few each round, and a
+//!   candidate that answers becomes a peer, one that does not is dropped.
+//!   Throwaway identities that dial in and leave never become peers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -60,7 +62,25 @@ pub(crate) struct PeerTable {
 struct Inner {
     me: PeerRecord,
     peers: HashMap<NodeId, Entry>,
-    candidates: HashMap<NodeId, PeerRecord>,
+    candidates: HashMap<NodeId, Candidate>,
+}
+
+struct Candidate {
+    addr: SocketAddr,
+    /// Its newest signed record, if it came through gossip.
+    record: Option<PeerRecord>,
+}
+
+impl Inner {
+    fn add_candidate(&mut self, id: NodeId, candidate: Candidate) {
+        if self.candidates.len() >= MAX_CANDIDATES && !self.candidates.contains_key(&id) {
+            // Make room at random: a flood cannot keep a real node out,
+            // since honest peers gossip it again every round.
+            let victim = *self.candidates.keys().choose(&mut rand::rng()).expect("full");
+            self.candidates.remove(&victim);
+        }
+        self.candidates.insert(id, candidate);
+    }
 }
 
 /// A peer's state after `elapsed` without news; `None` once forgotten.
@@ -150,22 +170,16 @@ impl PeerTable {
                 e.record = Some(r);
                 e.changed = now;
             } else if let Some(c) = inner.candidates.get(&r.id) {
-                if newer(&r, Some(c)) && r.verify() {
-                    inner.candidates.insert(r.id, r);
+                if newer(&r, c.record.as_ref()) && r.verify() {
+                    inner.candidates.insert(r.id, Candidate { addr: r.addr, record: Some(r) });
                 }
             } else {
                 if new_candidates == MAX_NEW_CANDIDATES_PER_MESSAGE || !r.verify() {
                     continue;
                 }
-                if inner.candidates.len() >= MAX_CANDIDATES {
-                    // Make room at random: a flood cannot keep a real node
-                    // out, since honest peers gossip it again every round.
-                    let victim = *inner.candidates.keys().choose(&mut rand::rng()).expect("full");
-                    inner.candidates.remove(&victim);
-                }
                 new_candidates += 1;
                 learned.push(r.id);
-                inner.candidates.insert(r.id, r);
+                inner.add_candidate(r.id, Candidate { addr: r.addr, record: Some(r) });
             }
         }
         if refused > 0 {
@@ -174,10 +188,11 @@ impl PeerTable {
         learned
     }
 
-    /// Records a peer met directly (a handshake proved its key): alive now,
-    /// at the address it gave. When the table is full, forgotten then dead
-    /// peers make room; if all are alive or suspect, the newcomer is not added.
-    pub(crate) fn observe(&self, id: NodeId, addr: SocketAddr) {
+    /// Records a node met through a handshake (which proved its key), at the
+    /// address it gave. A known peer is alive now. A new node becomes a peer
+    /// if this node dialed it (`outbound`), else a candidate until it
+    /// answers a ping.
+    pub(crate) fn observe(&self, id: NodeId, addr: SocketAddr, outbound: bool) {
         let now = Instant::now();
         let mut inner = self.lock();
         if id == inner.me.id {
@@ -186,8 +201,18 @@ impl PeerTable {
         if let Some(e) = inner.peers.get_mut(&id) {
             e.addr = addr;
             e.changed = now;
-            return;
+        } else if outbound {
+            let record = inner.candidates.remove(&id).and_then(|c| c.record);
+            self.add_peer(&mut inner, id, addr, record, now);
+        } else {
+            let record = inner.candidates.remove(&id).and_then(|c| c.record);
+            inner.add_candidate(id, Candidate { addr, record });
         }
+    }
+
+    /// Adds a peer. When the table is full, forgotten then dead peers make
+    /// room; if all are alive or suspect, the newcomer is not added.
+    fn add_peer(&self, inner: &mut Inner, id: NodeId, addr: SocketAddr, record: Option<PeerRecord>, now: Instant) {
         if inner.peers.len() >= MAX_PEERS {
             inner.peers.retain(|_, e| self.state(e, now).is_some());
         }
@@ -198,12 +223,23 @@ impl PeerTable {
             tracing::debug!(peer = %id, "peer table full of live peers; not adding {id}");
             return;
         }
-        let record = inner.candidates.remove(&id);
         inner.peers.insert(id, Entry { addr, record, changed: now });
     }
 
-    /// Marks a peer that just answered a request alive.
+    /// A node that just answered this node's request: alive now, and a
+    /// peer if it was a candidate.
     pub(crate) fn touch(&self, id: &NodeId) {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        if let Some(e) = inner.peers.get_mut(id) {
+            e.changed = now;
+        } else if let Some(c) = inner.candidates.remove(id) {
+            self.add_peer(&mut inner, *id, c.addr, c.record, now);
+        }
+    }
+
+    /// Marks a peer (not a candidate) alive now: it just sent a request.
+    pub(crate) fn refresh(&self, id: &NodeId) {
         if let Some(e) = self.lock().peers.get_mut(id) {
             e.changed = Instant::now();
         }
@@ -247,7 +283,7 @@ impl PeerTable {
         let inner = self.lock();
         match inner.peers.get(id) {
             Some(e) => self.state(e, now).map(|_| e.addr),
-            None => inner.candidates.get(id).map(|r| r.addr),
+            None => inner.candidates.get(id).map(|c| c.addr),
         }
     }
 
@@ -315,7 +351,7 @@ mod tests {
         assert_eq!(t.merge(vec![rec(0, 9, 9), rec(1, 1, 5)], NOW_MS), vec![ident(1).id()], "self ignored");
         assert!(t.info().is_empty() && t.peers_in(&[PeerState::Alive]).is_empty(), "heard of is not met");
         assert_eq!(t.addr_of(&ident(1).id()), Some(addr(1)), "a candidate can be dialed");
-        t.observe(ident(1).id(), addr(1));
+        t.observe(ident(1).id(), addr(1), true);
         assert_eq!(t.info().len(), 1);
         assert_eq!(t.candidates(), 0);
         assert!(t.merge(vec![rec(1, 1, 3)], NOW_MS).is_empty());
@@ -331,7 +367,7 @@ mod tests {
     #[test]
     fn records_not_signed_by_their_node_or_from_the_future_do_not_count() {
         let t = table(SLOW);
-        t.observe(ident(1).id(), addr(1));
+        t.observe(ident(1).id(), addr(1), true);
         t.merge(vec![rec(1, 5, 5)], NOW_MS);
         // Someone else's signature over node 1's id, with a huge heartbeat.
         let mut forged = PeerRecord::sign(&ident(9), addr(9), u64::MAX, u64::MAX);
@@ -365,7 +401,7 @@ mod tests {
         // A real node gossiped by an honest peer still gets in as a candidate...
         assert_eq!(t.merge(vec![rec(7, 1, 1)], NOW_MS), vec![ident(7).id()]);
         // ...and a node met directly becomes a peer whatever the flood.
-        t.observe(ident(8).id(), addr(8));
+        t.observe(ident(8).id(), addr(8), true);
         assert_eq!(t.info().len(), 1);
     }
 
@@ -377,18 +413,18 @@ mod tests {
         for i in 0..MAX_PEERS as u32 {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&(i + 1).to_le_bytes());
-            t.observe(NodeId(id), addr(2));
+            t.observe(NodeId(id), addr(2), true);
         }
         assert_eq!(t.info().len(), MAX_PEERS);
-        t.observe(ident(5).id(), addr(5));
+        t.observe(ident(5).id(), addr(5), true);
         assert_eq!(t.info().len(), 1, "dead peers made room for the newcomer (itself dead at once here)");
         let alive = table(SLOW);
         for i in 0..MAX_PEERS as u32 {
             let mut id = [0u8; 32];
             id[..4].copy_from_slice(&(i + 1).to_le_bytes());
-            alive.observe(NodeId(id), addr(2));
+            alive.observe(NodeId(id), addr(2), true);
         }
-        alive.observe(ident(5).id(), addr(5));
+        alive.observe(ident(5).id(), addr(5), true);
         assert_eq!(alive.info().len(), MAX_PEERS, "live peers are not evicted");
     }
 
@@ -396,7 +432,7 @@ mod tests {
     fn silence_turns_a_peer_dead_then_forgotten_and_its_news_revives_it() {
         let zero = Timing { suspect_after: Duration::ZERO, dead_after: Duration::ZERO, forget_after: Duration::ZERO };
         let t = table(zero);
-        t.observe(ident(1).id(), addr(1));
+        t.observe(ident(1).id(), addr(1), true);
         t.merge(vec![rec(1, 1, 5)], NOW_MS);
         assert!(t.info().is_empty(), "forgotten at once with zero thresholds");
         assert!(t.merge(vec![rec(1, 1, 5)], NOW_MS).is_empty(), "same heartbeat: nothing new");
@@ -404,11 +440,23 @@ mod tests {
         let dead =
             Timing { suspect_after: Duration::ZERO, dead_after: Duration::ZERO, forget_after: Duration::from_secs(60) };
         let t = table(dead);
-        t.observe(ident(1).id(), addr(1));
+        t.observe(ident(1).id(), addr(1), true);
         assert_eq!(t.info()[0].state, PeerState::Dead);
         assert!(t.peers_in(&[PeerState::Alive]).is_empty());
         assert_eq!(t.gossip_records().len(), 1, "dead peers are not gossiped");
         assert_eq!(t.to_probe(3), vec![ident(1).id()], "a dead peer is tried again");
         t.touch(&ident(1).id());
+    }
+
+    #[test]
+    fn a_node_that_only_dialed_in_is_a_candidate_until_it_answers() {
+        let t = table(SLOW);
+        t.observe(ident(1).id(), addr(1), false);
+        assert!(t.info().is_empty(), "dialing in proves the key, not that the node is reachable");
+        assert_eq!(t.to_probe(3), vec![ident(1).id()]);
+        t.touch(&ident(1).id());
+        assert_eq!(t.info().len(), 1, "answering a ping makes it a peer");
+        t.observe(ident(1).id(), addr(2), false);
+        assert_eq!(t.info()[0].address, addr(2), "a known peer dialing in is alive at its new address");
     }
 }

@@ -219,7 +219,7 @@ impl Network {
         listen: SocketAddr,
         outbound: bool,
     ) -> (Arc<Connection>, Arc<Connection>) {
-        self.table.observe(peer, listen);
+        self.table.observe(peer, listen, outbound);
         let service: Arc<dyn conn::Handler> = Arc::new(service::Service(self.clone()));
         let new = Connection::spawn(framed, peer, listen, outbound, service, &self.cancel);
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
@@ -283,6 +283,10 @@ impl Network {
             Err(Error::Network(_)) if conn.is_closed() => self.connection(peer).await?.request(body(), timeout).await,
             other => other,
         };
+        if result.is_ok() {
+            // An answer is news that the peer lives, whatever gossip says.
+            self.table.refresh(&peer);
+        }
         if let Err(Error::Timeout(_)) = &result {
             self.stats.request_timeouts.fetch_add(1, Ordering::Relaxed);
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, Instant::now());
@@ -359,8 +363,9 @@ impl Network {
             for peer in self.table.merge(peers, now_ms()) {
                 let net = self.clone();
                 tokio::spawn(async move {
-                    if !matches!(net.request(peer, || Request::Ping).await, Ok(Response::Pong)) {
-                        net.table.drop_candidate(&peer);
+                    match net.request(peer, || Request::Ping).await {
+                        Ok(Response::Pong) => net.table.touch(&peer),
+                        _ => net.table.drop_candidate(&peer),
                     }
                 });
             }

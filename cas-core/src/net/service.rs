@@ -20,6 +20,9 @@ impl Handler for Service {
         let net = self.0.clone();
         Box::pin(async move {
             net.stats.requests_served.fetch_add(1, Ordering::Relaxed);
+            // A request is news that its sender lives, whatever gossip says
+            // (its heartbeats may queue behind large frames).
+            net.table.refresh(&from);
             match request {
                 Request::Ping => Response::Pong,
                 Request::Gossip { peers } => {
