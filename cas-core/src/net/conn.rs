@@ -14,10 +14,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, Message, Request, Response, MAGIC, PROTOCOL_VERSION};
+use super::frame::{self, FrameCodec, Message, Request, Response, MAGIC, PROTOCOL_VERSION};
 use super::transport::BoxStream;
 use crate::error::Error;
 use crate::node::NodeId;
@@ -57,7 +57,8 @@ pub(crate) struct Connection {
     closed: CancellationToken,
 }
 
-type FramedStream = Framed<BoxStream, LengthDelimitedCodec>;
+/// A stream with the framing of the protocol.
+pub(crate) type FramedStream = Framed<BoxStream, FrameCodec>;
 
 /// Exchanges hellos. Returns the framed stream and the peer's id and listen address.
 pub(crate) async fn handshake(

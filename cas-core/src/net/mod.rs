@@ -21,7 +21,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use rand::seq::IndexedRandom;
 use tokio_util::sync::CancellationToken;
 
-use self::conn::{handshake, Connection};
+use self::conn::{handshake, Connection, FramedStream};
 use self::frame::{PeerRecord, Request, Response, MAX_HAS_BATCH};
 use self::membership::{PeerTable, Timing};
 use self::placement::rank_nodes;
@@ -193,7 +193,7 @@ impl Network {
     /// kept for the peer, and the one just made (closed if it lost).
     fn register(
         self: &Arc<Self>,
-        framed: tokio_util::codec::Framed<BoxStream, tokio_util::codec::LengthDelimitedCodec>,
+        framed: FramedStream,
         peer: NodeId,
         listen: SocketAddr,
         outbound: bool,
