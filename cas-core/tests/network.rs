@@ -444,3 +444,31 @@ async fn a_peer_flooding_requests_it_never_reads_is_disconnected() {
     let b = start(&dir, "b", &[&a]).await;
     assert!(b.get_bytes(&report.key).await.unwrap() == content(19, 1 << 20));
 }
+
+fn entries(node: &Node) -> cas_core::net::NetEntries {
+    node.debug_net_entries().expect("networked")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_connections_and_finished_dials_leave_no_entries_behind() {
+    let dir = TempDir::new().unwrap();
+    let a = start(&dir, "a", &[]).await;
+    let b = start(&dir, "b", &[&a]).await;
+    let c = start(&dir, "c", &[&b]).await;
+    for n in [&a, &b, &c] {
+        wait_for("every node to see the two others", Duration::from_secs(20), || alive(n) == 2).await;
+        wait_for("one connection per peer and no dial in progress", Duration::from_secs(10), || {
+            let e = entries(n);
+            e.connections == 2 && e.dialing == 0
+        })
+        .await;
+    }
+    c.shutdown().await;
+    for n in [&a, &b] {
+        wait_for("the stopped node's connection and failed dials to leave", Duration::from_secs(20), || {
+            let e = entries(n);
+            e.connections == 1 && e.dialing == 0
+        })
+        .await;
+    }
+}

@@ -60,13 +60,48 @@ pub(crate) struct Network {
     transport: Arc<dyn Transport>,
     table: PeerTable,
     conns: Mutex<HashMap<NodeId, Arc<Connection>>>,
-    /// One dial at a time per peer, so a pair never opens two connections from one side.
-    dialing: tokio::sync::Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
+    /// One dial at a time per peer, so a pair never opens two connections
+    /// from one side; an entry lives while someone dials or waits to.
+    dialing: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     store: BlobStore,
     pub(crate) stats: NetStats,
     /// Peers whose last request timed out, and when.
     slow: Mutex<HashMap<NodeId, Instant>>,
     cancel: CancellationToken,
+}
+
+/// How many entries the maps of the network side hold (for tests: closed
+/// connections and finished dials must leave none behind).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetEntries {
+    pub connections: usize,
+    pub dialing: usize,
+    pub slow: usize,
+}
+
+/// A place in the `dialing` map, removed when its last user leaves.
+struct DialSlot<'a> {
+    net: &'a Network,
+    peer: NodeId,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> DialSlot<'a> {
+    fn enter(net: &'a Network, peer: NodeId) -> DialSlot<'a> {
+        let lock = net.dialing.lock().unwrap_or_else(|e| e.into_inner()).entry(peer).or_default().clone();
+        DialSlot { net, peer, lock }
+    }
+}
+
+impl Drop for DialSlot<'_> {
+    fn drop(&mut self) {
+        let mut dialing = self.net.dialing.lock().unwrap_or_else(|e| e.into_inner());
+        // Clones are taken under this lock: two means the map's and ours.
+        if Arc::strong_count(&self.lock) == 2 && dialing.get(&self.peer).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) {
+            dialing.remove(&self.peer);
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -177,6 +212,14 @@ impl Network {
         self.table.info()
     }
 
+    pub(crate) fn entries(&self) -> NetEntries {
+        NetEntries {
+            connections: self.conns.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            dialing: self.dialing.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            slow: self.slow.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        }
+    }
+
     /// Handshakes an incoming stream; the connection, if it is kept.
     async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr) -> Option<Arc<Connection>> {
         match handshake(stream, self.me, self.advertised).await {
@@ -213,11 +256,26 @@ impl Network {
             if let Some(old) = conns.insert(peer, new.clone()) {
                 old.close();
             }
+            self.forget_when_closed(new.clone());
             (new.clone(), new)
         } else {
             new.close();
             (conns[&peer].clone(), new)
         }
+    }
+
+    /// Removes a connection from `conns` once it closes (unless replaced).
+    fn forget_when_closed(self: &Arc<Self>, conn: Arc<Connection>) {
+        let net = Arc::downgrade(self);
+        tokio::spawn(async move {
+            conn.closed().await;
+            if let Some(net) = net.upgrade() {
+                let mut conns = net.conns.lock().unwrap_or_else(|e| e.into_inner());
+                if conns.get(&conn.peer).is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                    conns.remove(&conn.peer);
+                }
+            }
+        });
     }
 
     /// Dials an address, handshakes and registers the connection.
@@ -243,8 +301,8 @@ impl Network {
         if let Some(c) = live(self) {
             return Ok(c);
         }
-        let lock = self.dialing.lock().await.entry(peer).or_default().clone();
-        let _guard = lock.lock().await;
+        let slot = DialSlot::enter(self, peer);
+        let _guard = slot.lock.lock().await;
         if let Some(c) = live(self) {
             return Ok(c);
         }
@@ -293,6 +351,7 @@ impl Network {
                 _ = self.cancel.cancelled() => break,
             }
             self.table.tick();
+            self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
             let candidates = self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]);
             let targets: Vec<NodeId> = candidates.sample(&mut rand::rng(), GOSSIP_FANOUT).map(|(id, _)| *id).collect();
             for peer in targets {
