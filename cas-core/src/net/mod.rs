@@ -3,6 +3,7 @@
 
 mod conn;
 pub mod frame;
+mod log_limit;
 mod membership;
 pub mod memory;
 pub mod placement;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::conn::{handshake, Connection, FramedStream};
 use self::frame::{PeerRecord, Request, Response, MAX_HAS_BATCH};
+use self::log_limit::LogLimit;
 use self::membership::{PeerTable, Timing};
 use self::placement::rank_nodes;
 use self::transport::{BoxStream, Transport};
@@ -40,6 +42,9 @@ const MAX_INBOUND_CONNECTIONS: usize = 1024;
 const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
 /// Longest wait between two attempts at an unreachable bootstrap address.
 const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(30);
+/// Refused connections logged per REFUSALS_LOG_WINDOW at most; the rest are counted.
+const REFUSALS_LOGGED: u32 = 20;
+const REFUSALS_LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// Traffic counters.
 #[derive(Default)]
@@ -67,6 +72,8 @@ pub(crate) struct Network {
     pub(crate) stats: NetStats,
     /// Peers whose last request timed out, and when.
     slow: Mutex<HashMap<NodeId, Instant>>,
+    /// Bounds the warnings about refused connections, which anyone can cause.
+    refusals: LogLimit,
     cancel: CancellationToken,
 }
 
@@ -150,6 +157,7 @@ impl Network {
             store,
             stats: NetStats::default(),
             slow: Mutex::default(),
+            refusals: LogLimit::new(REFUSALS_LOGGED, REFUSALS_LOG_WINDOW),
             cancel,
         });
         let n = net.clone();
@@ -163,7 +171,7 @@ impl Network {
                 match accepted {
                     Ok((stream, remote)) => {
                         let Ok(permit) = inbound.clone().try_acquire_owned() else {
-                            tracing::warn!(%remote, "refused a connection: {MAX_INBOUND_CONNECTIONS} already open");
+                            n.log_refusal(remote, &format!("{MAX_INBOUND_CONNECTIONS} already open"));
                             continue;
                         };
                         let n = n.clone();
@@ -220,12 +228,22 @@ impl Network {
         }
     }
 
+    /// Logs a refused connection, at a bounded rate.
+    fn log_refusal(&self, remote: SocketAddr, reason: &str) {
+        if let Some(skipped) = self.refusals.admit() {
+            if skipped > 0 {
+                tracing::warn!("{skipped} more refused connections not logged");
+            }
+            tracing::warn!(%remote, "refused a connection: {reason}");
+        }
+    }
+
     /// Handshakes an incoming stream; the connection, if it is kept.
     async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr) -> Option<Arc<Connection>> {
         match handshake(stream, self.me, self.advertised).await {
             Ok((framed, peer, listen)) => Some(self.register(framed, peer, listen, false).1),
             Err(reason) => {
-                tracing::warn!(%remote, "refused a connection: {reason}");
+                self.log_refusal(remote, &reason);
                 None
             }
         }
@@ -352,6 +370,10 @@ impl Network {
             }
             self.table.tick();
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
+            let skipped = self.refusals.take_skipped();
+            if skipped > 0 {
+                tracing::warn!("{skipped} more refused connections not logged");
+            }
             let candidates = self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]);
             let targets: Vec<NodeId> = candidates.sample(&mut rand::rng(), GOSSIP_FANOUT).map(|(id, _)| *id).collect();
             for peer in targets {
