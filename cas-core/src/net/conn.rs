@@ -1,8 +1,9 @@
 //! One connection to a peer: the handshake, then many concurrent requests
 //! each way, matched to responses by request id. Queues are bounded (our
 //! requests in flight, frames waiting to be written, requests served at
-//! once); every request has a timeout; a malformed frame or a flood closes
-//! this connection only.
+//! once); every request has a timeout; a connection on which no complete
+//! frame arrives for the idle timeout is closed; a malformed frame or a
+//! flood closes this connection only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,6 +35,13 @@ pub(crate) const MAX_REQUESTS_IN_FLIGHT: usize = 32;
 pub(crate) const MAX_SERVED_IN_FLIGHT: usize = 2 * MAX_REQUESTS_IN_FLIGHT;
 /// How long the handshake may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Limits of one connection, from the node's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Closes a connection on which no complete frame arrived for this long.
+    pub idle_timeout: Duration,
+}
 
 /// Serves requests arriving from peers.
 pub(crate) trait Handler: Send + Sync + 'static {
@@ -111,6 +119,7 @@ impl Connection {
         outbound: bool,
         handler: Arc<dyn Handler>,
         parent: &CancellationToken,
+        limits: Limits,
     ) -> Arc<Connection> {
         let (out, rx) = mpsc::channel(OUTBOX_FRAMES);
         let conn = Arc::new(Connection {
@@ -125,7 +134,7 @@ impl Connection {
         });
         let (sink, stream) = framed.split();
         tokio::spawn(write_loop(sink, rx, conn.closed.clone()));
-        tokio::spawn(read_loop(stream, conn.clone(), handler));
+        tokio::spawn(read_loop(stream, conn.clone(), handler, limits));
         conn
     }
 
@@ -194,26 +203,42 @@ async fn write_loop(
     let _ = sink.close().await;
 }
 
+/// Why the reader stopped.
+enum Stop {
+    /// The peer closed, said goodbye, or this side closed the connection.
+    Quiet,
+    /// No complete frame arrived for the idle timeout.
+    Idle,
+    /// The peer broke the protocol.
+    Bad(String),
+}
+
 async fn read_loop(
     mut stream: futures::stream::SplitStream<FramedStream>,
     conn: Arc<Connection>,
     handler: Arc<dyn Handler>,
+    limits: Limits,
 ) {
     let serving = Arc::new(AtomicUsize::new(0));
-    let reason = loop {
+    // Runs from the last complete frame: bytes of a frame that never
+    // completes (a trickle) do not keep the connection.
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
+    let stop = loop {
         let next = tokio::select! {
             n = stream.next() => n,
-            _ = conn.closed.cancelled() => break None,
+            _ = conn.closed.cancelled() => break Stop::Quiet,
+            _ = &mut idle => break Stop::Idle,
         };
         let frame = match next {
-            None => break None,
+            None => break Stop::Quiet,
             Some(Ok(f)) => f,
-            Some(Err(e)) => break Some(format!("bad frame: {e}")),
+            Some(Err(e)) => break Stop::Bad(format!("bad frame: {e}")),
         };
         match frame::decode(&frame) {
             Ok(Message::Request { id, body }) => {
                 if serving.fetch_add(1, Ordering::SeqCst) >= MAX_SERVED_IN_FLIGHT {
-                    break Some(format!("more than {MAX_SERVED_IN_FLIGHT} requests in flight"));
+                    break Stop::Bad(format!("more than {MAX_SERVED_IN_FLIGHT} requests in flight"));
                 }
                 let (handler, out, peer, serving) = (handler.clone(), conn.out.clone(), conn.peer, serving.clone());
                 tokio::spawn(async move {
@@ -230,14 +255,26 @@ async fn read_loop(
             }
             Ok(Message::Goodbye { reason }) => {
                 tracing::debug!(peer = %conn.peer_listen, "peer closed the connection: {reason}");
-                break None;
+                break Stop::Quiet;
             }
-            Ok(Message::Hello { .. }) => break Some("unexpected second hello".into()),
-            Err(e) => break Some(format!("malformed message: {e}")),
+            Ok(Message::Hello { .. }) => break Stop::Bad("unexpected second hello".into()),
+            Err(e) => break Stop::Bad(format!("malformed message: {e}")),
+        }
+        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+    };
+    let goodbye = match stop {
+        Stop::Quiet => None,
+        Stop::Idle => {
+            // Routine between honest nodes too: the next request dials again.
+            tracing::debug!(peer = %conn.peer_listen, "closing a connection idle for {:?}", limits.idle_timeout);
+            Some(format!("no frame for {:?}", limits.idle_timeout))
+        }
+        Stop::Bad(reason) => {
+            tracing::warn!(peer = %conn.peer_listen, "closing connection: {reason}");
+            Some(reason)
         }
     };
-    if let Some(reason) = reason {
-        tracing::warn!(peer = %conn.peer_listen, "closing connection: {reason}");
+    if let Some(reason) = goodbye {
         let _ = conn.out.try_send(frame::encode(&Message::Goodbye { reason }));
     }
     conn.closed.cancel();

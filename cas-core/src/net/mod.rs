@@ -261,7 +261,8 @@ impl Network {
     ) -> (Arc<Connection>, Arc<Connection>) {
         self.table.observe(peer, listen);
         let service: Arc<dyn conn::Handler> = Arc::new(service::Service(self.clone()));
-        let new = Connection::spawn(framed, peer, listen, outbound, service, &self.cancel);
+        let limits = conn::Limits { idle_timeout: self.config.idle_timeout };
+        let new = Connection::spawn(framed, peer, listen, outbound, service, &self.cancel, limits);
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         let keep_new = match conns.get(&peer) {
             Some(old) if !old.is_closed() && old.outbound != outbound => {

@@ -1,0 +1,208 @@
+//! A peer that completed the handshake and then misbehaves on the wire can
+//! neither make a node hold memory at will nor keep a connection forever:
+//! frames it declares and does not send, a frame it trickles.
+//!
+//! The node runs in this process and memory is its peak RSS growth, so these
+//! tests have their own binary and run one at a time (a process-wide lock).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cas_core::net::frame::{self, decode, encode, FrameCodec, Message, MAGIC, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use cas_core::{Node, NodeId};
+use common::{net_config, wait_for};
+use futures::{SinkExt, StreamExt};
+use tempfile::TempDir;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// The idle timeout of the nodes under attack.
+const IDLE: Duration = Duration::from_secs(1);
+/// How much the node's peak RSS may grow during an attack.
+const RSS_LIMIT_MIB: u64 = 100;
+/// How much the memory the process has mapped for data, touched or not, may
+/// grow (allocator arenas of new threads are part of it).
+const MAPPED_LIMIT_MIB: u64 = 512;
+
+/// Connects to a node and completes the handshake as a peer would. The one
+/// place these tests know how the handshake is done.
+async fn attacker_connect(addr: SocketAddr) -> Framed<TcpStream, FrameCodec> {
+    // Each attacking connection is a different peer: a node keeps one
+    // connection per peer id.
+    static NEXT_ID: AtomicU8 = AtomicU8::new(1);
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let mut framed = Framed::new(stream, frame::codec());
+    let hello = Message::Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION,
+        node_id: NodeId([id; 32]),
+        listen: "127.0.0.1:9".parse().unwrap(),
+    };
+    framed.send(encode(&hello)).await.unwrap();
+    let reply = framed.next().await.expect("the node's hello").unwrap();
+    assert!(matches!(decode(&reply), Ok(Message::Hello { .. })), "the node answers with its hello");
+    framed
+}
+
+/// One test at a time: RSS is the whole process's.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+async fn start(dir: &TempDir, chunk_size: u32) -> Node {
+    let mut config = net_config(&dir.path().join("node"), &[]);
+    config.idle_timeout = IDLE;
+    config.chunk_size = chunk_size;
+    Node::start(config).await.unwrap()
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in /proc/self/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Growth of this process's peak RSS from a starting point.
+struct RssPeak {
+    base_kib: u64,
+}
+
+impl RssPeak {
+    fn start() -> RssPeak {
+        // "5" resets the peak (VmHWM) to the current RSS.
+        std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS (Linux 4.0 or later)");
+        RssPeak { base_kib: proc_status_kib("VmRSS:") }
+    }
+
+    fn growth_mib(&self) -> u64 {
+        proc_status_kib("VmHWM:").saturating_sub(self.base_kib) / 1024
+    }
+}
+
+/// The largest growth of VmData, the memory mapped for data whether touched
+/// or not (a reservation that RSS does not show), sampled until `finish`.
+struct MappedPeak {
+    stop: Arc<AtomicBool>,
+    sampler: std::thread::JoinHandle<u64>,
+    base_kib: u64,
+}
+
+impl MappedPeak {
+    fn start() -> MappedPeak {
+        let stop = Arc::new(AtomicBool::new(false));
+        let base_kib = proc_status_kib("VmData:");
+        let sampler = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                let mut peak = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    peak = peak.max(proc_status_kib("VmData:"));
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                peak
+            }
+        });
+        MappedPeak { stop, sampler, base_kib }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sampler.join().unwrap().saturating_sub(self.base_kib) / 1024
+    }
+}
+
+/// Reads (a goodbye, say) until the node closes the connection; fails if it
+/// stays open for `limit`.
+async fn assert_closed_within(conn: &mut Framed<TcpStream, FrameCodec>, limit: Duration) {
+    let closed = tokio::time::timeout(limit, async { while let Some(Ok(_)) = conn.next().await {} }).await;
+    assert!(closed.is_ok(), "the node kept the connection open for {limit:?}");
+}
+
+fn connections(node: &Node) -> usize {
+    node.debug_net_entries().expect("networked").connections
+}
+
+#[test]
+fn declared_frames_never_sent_pin_no_memory_and_are_closed_when_idle() {
+    let _serial = serial();
+    cas_core::logging::init();
+    runtime().block_on(async {
+        let dir = TempDir::new().unwrap();
+        let node = start(&dir, 1 << 20).await;
+        let rss = RssPeak::start();
+        let mapped = MappedPeak::start();
+        let mut conns = Vec::new();
+        let mut last_declared = Instant::now();
+        for _ in 0..200 {
+            let mut conn = attacker_connect(node.address().unwrap()).await;
+            // The header of the largest frame allowed, and none of its body.
+            conn.get_mut().write_all(&frame::header(MAX_FRAME_LEN).unwrap()).await.unwrap();
+            last_declared = Instant::now();
+            conns.push(conn);
+        }
+        for conn in &mut conns {
+            assert_closed_within(conn, Duration::from_secs(20)).await;
+        }
+        let open_for = last_declared.elapsed();
+        let (growth, mapped) = (rss.growth_mib(), mapped.finish());
+        println!(
+            "200 declared frames of {MAX_FRAME_LEN} bytes: peak RSS grew {growth} MiB, mapped memory {mapped} MiB; \
+             closed after {open_for:?}"
+        );
+        assert!(open_for >= IDLE / 2, "closed after {open_for:?}: a frame of the largest size is allowed");
+        assert!(growth < RSS_LIMIT_MIB, "peak RSS grew {growth} MiB, limit {RSS_LIMIT_MIB} MiB");
+        assert!(mapped < MAPPED_LIMIT_MIB, "mapped memory grew {mapped} MiB, limit {MAPPED_LIMIT_MIB} MiB");
+        wait_for("closed connections to leave the node's map", Duration::from_secs(10), || connections(&node) == 0)
+            .await;
+    });
+}
+
+#[test]
+fn a_peer_trickling_a_frame_is_cut_off_after_the_idle_timeout() {
+    let _serial = serial();
+    cas_core::logging::init();
+    runtime().block_on(async {
+        let dir = TempDir::new().unwrap();
+        let node = start(&dir, 1 << 20).await;
+        let mut conn = attacker_connect(node.address().unwrap()).await;
+        conn.get_mut().write_all(&frame::header(1000).unwrap()).await.unwrap();
+        let started = Instant::now();
+        let mut sent = 0;
+        // One byte of the frame every 100 ms, while the node listens: each
+        // byte arrives well within the idle timeout, the frame never does.
+        let cut_off = loop {
+            let pause = tokio::time::sleep(Duration::from_millis(100));
+            tokio::pin!(pause);
+            let closed = loop {
+                tokio::select! {
+                    // The node's own requests (gossip) and its goodbye are ignored.
+                    frame = conn.next() => if !matches!(frame, Some(Ok(_))) { break true },
+                    _ = &mut pause => break false,
+                }
+            };
+            if closed {
+                break true;
+            }
+            if sent == 100 || conn.get_mut().write_all(&[0]).await.is_err() {
+                break false;
+            }
+            sent += 1;
+        };
+        let open_for = started.elapsed();
+        println!("a trickle of {sent} bytes was cut off after {open_for:?}");
+        assert!(cut_off, "the node still reads a frame trickled for {open_for:?}");
+        assert!(open_for >= IDLE / 2, "cut off after {open_for:?}, before the idle timeout");
+        assert!(sent < 50, "{sent} bytes trickled before the cut");
+    });
+}
