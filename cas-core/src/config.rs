@@ -41,7 +41,8 @@ pub struct Config {
     /// How long one request to a peer may take.
     pub request_timeout: Duration,
     /// A connection on which no complete frame has arrived for this long is
-    /// closed (the bytes of a frame that never completes do not count).
+    /// closed (the bytes of a frame that never completes do not count), and
+    /// so is one whose peer leaves this node's answers unread this long.
     /// Gossip keeps most connections between live nodes busy; one that goes
     /// quiet is closed like any other and dialed again by the next request
     /// (a request that meets a connection as it closes is retried once on a
@@ -70,6 +71,8 @@ pub struct Faults {
     pub corrupt_served_blobs: bool,
     /// Wait this long before serving a blob to a peer.
     pub delay_served_blobs: Option<Duration>,
+    /// Wait this long before storing a blob a peer sends.
+    pub delay_stored_blobs: Option<Duration>,
     /// Hold every get between its last byte and its commit (see
     /// `Node::get_file_cancellable`): the get creates `<dir>/paused` and
     /// waits for `<dir>/release`.

@@ -1,6 +1,7 @@
 //! A peer that completed the handshake and then misbehaves on the wire can
 //! neither make a node hold memory at will nor keep a connection forever:
-//! frames it declares and does not send, a frame it trickles.
+//! frames it declares and does not send, answers it does not read, large
+//! requests sent faster than they are served, a frame it trickles.
 //!
 //! The node runs in this process and memory is its peak RSS growth, so these
 //! tests have their own binary and run one at a time (a process-wide lock).
@@ -12,12 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cas_core::net::frame::{self, decode, encode, FrameCodec, Message, MAGIC, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use cas_core::format::{BlobId, MAX_BLOB_LEN};
+use cas_core::net::frame::{
+    self, decode, encode, FrameCodec, Message, Request, MAGIC, MAX_FRAME_LEN, PROTOCOL_VERSION,
+};
 use cas_core::{Node, NodeId};
-use common::{net_config, wait_for};
+use common::{content, net_config, wait_for};
 use futures::{SinkExt, StreamExt};
 use tempfile::TempDir;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -165,6 +169,81 @@ fn declared_frames_never_sent_pin_no_memory_and_are_closed_when_idle() {
         assert!(mapped < MAPPED_LIMIT_MIB, "mapped memory grew {mapped} MiB, limit {MAPPED_LIMIT_MIB} MiB");
         wait_for("closed connections to leave the node's map", Duration::from_secs(10), || connections(&node) == 0)
             .await;
+    });
+}
+
+#[test]
+fn a_peer_that_never_reads_its_blobs_is_cut_off_in_bounded_memory() {
+    let _serial = serial();
+    cas_core::logging::init();
+    runtime().block_on(async {
+        let dir = TempDir::new().unwrap();
+        let node = start(&dir, 16 << 20).await;
+        let report = node.put_bytes(&content(3, 16 << 20)).await.unwrap();
+        let stat = node.stat(&report.key).await.unwrap();
+        let (chunk, _) = *stat.holders.last().unwrap();
+        assert_ne!(chunk, stat.manifest_id);
+
+        let rss = RssPeak::start();
+        let mut conn = attacker_connect(node.address().unwrap()).await;
+        for id in 0..64 {
+            conn.feed(encode(&Message::Request { id, body: Request::GetBlob { id: chunk } })).await.unwrap();
+        }
+        conn.flush().await.unwrap();
+        // The answers are not read until the node has dropped the connection.
+        wait_for("the node to register the connection", Duration::from_secs(10), || connections(&node) == 1).await;
+        wait_for("the node to drop the connection", Duration::from_secs(20), || connections(&node) == 0).await;
+        let growth = rss.growth_mib();
+        let mut drained = Vec::new();
+        let eof = tokio::time::timeout(Duration::from_secs(10), conn.get_mut().read_to_end(&mut drained)).await;
+        println!("64 unread requests for a 16 MiB blob: peak RSS grew {growth} MiB; {} bytes were sent", drained.len());
+        assert!(eof.is_ok(), "the socket is closed once the node dropped the connection");
+        assert!(drained.len() > 16 << 20, "the node served the blob until the peer's unread answers filled its budget");
+        assert!(growth < RSS_LIMIT_MIB, "peak RSS grew {growth} MiB, limit {RSS_LIMIT_MIB} MiB");
+    });
+}
+
+#[test]
+fn a_peer_sending_many_large_blobs_at_once_is_served_in_bounded_memory() {
+    const STORES: usize = 16;
+    let _serial = serial();
+    cas_core::logging::init();
+    runtime().block_on(async {
+        let dir = TempDir::new().unwrap();
+        let mut config = net_config(&dir.path().join("node"), &[]);
+        config.idle_timeout = IDLE;
+        // A slow disk: blobs arrive faster than they are stored.
+        config.faults.delay_stored_blobs = Some(Duration::from_millis(300));
+        let node = Node::start(config).await.unwrap();
+        let mut conn = attacker_connect(node.address().unwrap()).await;
+        // The largest blob, under an id it does not hash to: each is read
+        // whole and verified before it is refused.
+        let store = Request::StoreBlob { id: BlobId([9; 32]), data: vec![1u8; MAX_BLOB_LEN].into() };
+        let body = encode(&Message::Request { id: 1, body: store });
+        let mut frame = frame::header(body.len()).unwrap().to_vec();
+        frame.extend_from_slice(&body);
+        drop(body);
+
+        let rss = RssPeak::start();
+        // Answers are small: the node never waits for them to be read.
+        for _ in 0..STORES {
+            conn.get_mut().write_all(&frame).await.unwrap();
+        }
+        let mut answered = 0;
+        while answered < STORES {
+            match conn.next().await {
+                Some(Ok(f)) => answered += matches!(decode(&f), Ok(Message::Response { .. })) as usize,
+                other => panic!("the node closed the connection: {other:?}"),
+            }
+        }
+        let growth = rss.growth_mib();
+        println!("{STORES} requests to store a {MAX_BLOB_LEN}-byte blob: peak RSS grew {growth} MiB");
+        // Two frames at most are being served (one stored, one waiting), but
+        // each is held three times on its way in (gathered, joined, decoded),
+        // with allocator slack: about 110 MiB. Unbounded, all 16 were read
+        // at once: 336 MiB.
+        const LIMIT_MIB: u64 = 192;
+        assert!(growth < LIMIT_MIB, "peak RSS grew {growth} MiB, limit {LIMIT_MIB} MiB");
     });
 }
 
