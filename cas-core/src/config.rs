@@ -49,6 +49,12 @@ pub struct Config {
     /// new one). Keep it above `request_timeout`: a peer slow to answer is
     /// silent meanwhile.
     pub idle_timeout: Duration,
+    /// The largest file [`crate::Node::get_bytes`] (or one
+    /// [`crate::FileReader::read_range`]) returns in memory: a larger one
+    /// fails with [`crate::Error::InvalidArgument`] before any chunk is
+    /// fetched, whatever size its manifest claims. `get_file` and `open`
+    /// stream files of any size.
+    pub max_get_bytes: u64,
     /// A peer silent (heartbeat not advancing) this long is suspect.
     pub suspect_after: Duration,
     /// ... this long is dead: out of placement.
@@ -98,6 +104,7 @@ impl Config {
             gossip_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            max_get_bytes: 1 << 30,
             suspect_after: Duration::from_secs(5),
             dead_after: Duration::from_secs(10),
             forget_after: Duration::from_secs(120),
