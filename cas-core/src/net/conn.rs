@@ -32,8 +32,9 @@ pub(crate) const MAX_REQUESTS_IN_FLIGHT: usize = 32;
 /// A peer with more requests than this in flight on one connection is
 /// flooding it (an honest one keeps to MAX_REQUESTS_IN_FLIGHT, with room for
 /// requests it gave up on that we still serve): the connection is closed.
-/// The reader never waits on the handlers, so two busy peers can never wedge
-/// a connection by each waiting for the other to read.
+/// The reader never waits on a handler that waits on the peer (it waits only
+/// for REQUEST_BUDGET, held across local work), so two busy peers can never
+/// wedge a connection by each waiting for the other to read.
 pub(crate) const MAX_SERVED_IN_FLIGHT: usize = 2 * MAX_REQUESTS_IN_FLIGHT;
 /// How long the handshake may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,18 +45,18 @@ const ANSWER_BUDGET: usize = 2 * MAX_FRAME_LEN;
 /// Bytes of request frames being served at once, per connection (one
 /// frame of the largest size; more wait for it to be served).
 ///
-/// The reader waits for this budget, which the reader of this module must
-/// otherwise never do (see MAX_SERVED_IN_FLIGHT). It is safe because only
-/// handlers of requests that need nothing from the peer hold it (storing a
-/// blob, answering gossip, a ping or which blobs we hold: local work that
-/// finishes whatever the peer does), and they release it before queueing
-/// their answer, so a full outbox does not hold it either. A GetBlob, whose
+/// The reader waits for this budget. That is safe because only handlers of
+/// requests that need nothing from the peer hold it (storing a blob,
+/// answering gossip, a ping or which blobs we hold: local work that finishes
+/// whatever the peer does), and they release it before queueing their
+/// answer, so a full outbox does not hold it either. A GetBlob, whose
 /// handler waits for the peer to read earlier answers (ANSWER_BUDGET), holds
 /// none: its frame is a few dozen bytes, and MAX_SERVED_IN_FLIGHT bounds how
 /// many wait. So the wait ends whatever the peer does, and meanwhile the
-/// peer's own reader is not waiting on us. Memory of request bodies on a
-/// connection stays under two frames: this budget in the handlers, and the
-/// one frame the waiting reader holds.
+/// peer's own reader is not waiting on us. Request bodies on a connection
+/// are at most two frames: this budget in the handlers, and the one frame
+/// the waiting reader holds (a frame is briefly held up to three times on
+/// its way in: gathered, joined, decoded).
 const REQUEST_BUDGET: usize = MAX_FRAME_LEN;
 
 /// Limits of one connection, from the node's configuration.
