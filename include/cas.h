@@ -524,7 +524,8 @@ cas_status cas_node_get_file(const struct cas_node *node,
 
 /**
  * Gets the whole file of `key` into memory (use a cas_reader for large
- * files).
+ * files: one over 1 GiB fails with CAS_ERR_INVALID_ARGUMENT before anything
+ * is fetched).
  *
  * `key`, `data_out` and `len_out` must not be NULL. On success `*data_out`
  * receives a buffer of `*len_out` bytes the caller owns and frees with

@@ -49,6 +49,21 @@ pub struct Config {
     pub gossip_interval: Duration,
     /// How long one request to a peer may take.
     pub request_timeout: Duration,
+    /// A connection on which no complete frame has arrived for this long is
+    /// closed (the bytes of a frame that never completes do not count), and
+    /// so is one whose peer leaves this node's answers unread this long.
+    /// Gossip keeps most connections between live nodes busy; one that goes
+    /// quiet is closed like any other and dialed again by the next request
+    /// (a request that meets a connection as it closes is retried once on a
+    /// new one). Keep it above `request_timeout`: a peer slow to answer is
+    /// silent meanwhile.
+    pub idle_timeout: Duration,
+    /// The largest file [`crate::Node::get_bytes`] (or one
+    /// [`crate::FileReader::read_range`]) returns in memory: a larger one
+    /// fails with [`crate::Error::InvalidArgument`] before any chunk is
+    /// fetched, whatever size its manifest claims. `get_file` and `open`
+    /// stream files of any size.
+    pub max_get_bytes: u64,
     /// A peer silent (heartbeat not advancing) this long is suspect.
     pub suspect_after: Duration,
     /// ... this long is dead: out of placement.
@@ -71,6 +86,8 @@ pub struct Faults {
     pub corrupt_served_blobs: bool,
     /// Wait this long before serving a blob to a peer.
     pub delay_served_blobs: Option<Duration>,
+    /// Wait this long before storing a blob a peer sends.
+    pub delay_stored_blobs: Option<Duration>,
     /// Hold every get between its last byte and its commit (see
     /// `Node::get_file_cancellable`): the get creates `<dir>/paused` and
     /// waits for `<dir>/release`.
@@ -101,6 +118,8 @@ impl Config {
             parallelism: 0,
             gossip_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_get_bytes: 1 << 30,
             suspect_after: Duration::from_secs(5),
             dead_after: Duration::from_secs(10),
             forget_after: Duration::from_secs(120),
@@ -130,9 +149,13 @@ impl Config {
                 self.chunk_size as usize + TAG_LEN
             )));
         }
-        if self.gossip_interval.is_zero() || self.request_timeout.is_zero() || self.repair_interval.is_zero() {
+        if self.gossip_interval.is_zero()
+            || self.request_timeout.is_zero()
+            || self.idle_timeout.is_zero()
+            || self.repair_interval.is_zero()
+        {
             return Err(Error::InvalidArgument(
-                "gossip_interval, request_timeout and repair_interval must be positive".into(),
+                "gossip_interval, request_timeout, idle_timeout and repair_interval must be positive".into(),
             ));
         }
         if !(self.suspect_after <= self.dead_after && self.dead_after <= self.forget_after) {

@@ -117,6 +117,11 @@ async fn bad_configuration() {
     let err = Node::start(config).await.err().expect("min_replicas above replicas refused");
     assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
     assert!(err.to_string().contains("min_replicas"), "{err}");
+    let mut config = Config::new(s.data_dir());
+    config.idle_timeout = std::time::Duration::ZERO;
+    let err = Node::start(config).await.err().expect("a zero idle_timeout refused");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("idle_timeout"), "{err}");
     // A bad config is refused before the data directory is touched.
     assert!(!s.data_dir().exists());
 }

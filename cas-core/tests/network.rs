@@ -439,3 +439,62 @@ async fn a_peer_flooding_requests_it_never_reads_is_disconnected() {
     let b = start(&dir, "b", &[&a]).await;
     assert!(b.get_bytes(&report.key).await.unwrap() == content(19, 1 << 20));
 }
+
+fn entries(node: &Node) -> cas_core::net::NetEntries {
+    node.debug_net_entries().expect("networked")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_idle_connection_is_closed_and_the_next_request_dials_again() {
+    let dir = TempDir::new().unwrap();
+    let quiet = |mut c: Config| {
+        // Gossip rounds further apart than the idle timeout: the connection
+        // goes quiet between them.
+        c.gossip_interval = Duration::from_millis(1500);
+        c.idle_timeout = Duration::from_millis(300);
+        c.suspect_after = Duration::from_secs(20);
+        c.dead_after = Duration::from_secs(30);
+        c
+    };
+    let a = Node::start(quiet(net_config(&dir.path().join("a"), &[]))).await.unwrap();
+    let b = Node::start(quiet(net_config(&dir.path().join("b"), &[&a]))).await.unwrap();
+    wait_for("a and b to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    let closed_both_sides = || entries(&a).connections == 0 && entries(&b).connections == 0;
+    wait_for("the quiet connection to close on both sides", Duration::from_secs(10), closed_both_sides).await;
+    // Each put dials again if the connection went idle; some meet it as it
+    // closes, and are retried on a new one.
+    for i in 0..12u64 {
+        if i % 3 == 0 {
+            wait_for("the connection to go idle again", Duration::from_secs(10), closed_both_sides).await;
+        }
+        let data = content(300 + i, 1000 + i as usize);
+        let report = a.put_bytes(&data).await.unwrap();
+        assert_eq!(report.replicas, 1, "put {i} reached b");
+        assert!(b.get_bytes(&report.key).await.unwrap() == data);
+    }
+    assert_eq!(a.stats().request_timeouts + b.stats().request_timeouts, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_connections_and_finished_dials_leave_no_entries_behind() {
+    let dir = TempDir::new().unwrap();
+    let a = start(&dir, "a", &[]).await;
+    let b = start(&dir, "b", &[&a]).await;
+    let c = start(&dir, "c", &[&b]).await;
+    for n in [&a, &b, &c] {
+        wait_for("every node to see the two others", Duration::from_secs(20), || alive(n) == 2).await;
+        wait_for("one connection per peer and no dial in progress", Duration::from_secs(10), || {
+            let e = entries(n);
+            e.connections == 2 && e.dialing == 0
+        })
+        .await;
+    }
+    c.shutdown().await;
+    for n in [&a, &b] {
+        wait_for("the stopped node's connection and failed dials to leave", Duration::from_secs(20), || {
+            let e = entries(n);
+            e.connections == 1 && e.dialing == 0
+        })
+        .await;
+    }
+}

@@ -188,7 +188,8 @@ pub unsafe extern "C" fn cas_node_get_file(
 }
 
 /// Gets the whole file of `key` into memory (use a cas_reader for large
-/// files).
+/// files: one over 1 GiB fails with CAS_ERR_INVALID_ARGUMENT before anything
+/// is fetched).
 ///
 /// `key`, `data_out` and `len_out` must not be NULL. On success `*data_out`
 /// receives a buffer of `*len_out` bytes the caller owns and frees with

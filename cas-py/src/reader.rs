@@ -11,6 +11,9 @@ use tokio::sync::Mutex;
 use crate::errors::{closed, to_pyerr};
 use crate::wait::wait;
 
+/// Bytes a read makes room for at a time (the largest chunk).
+const READ_STEP: u64 = 16 * 1024 * 1024;
+
 /// A seekable reader over one stored file; fetches only the chunks it reads.
 /// A tokio mutex guards it so a read can hold it across `.await` while the
 /// GIL is released.
@@ -51,9 +54,13 @@ impl Reader {
             let Some(reader) = guard.as_mut() else { return Ok(None) };
             let left = self.size.saturating_sub(reader.position());
             let want = if size < 0 { left } else { left.min(size as u64) };
-            let mut buf = vec![0u8; want as usize];
-            let mut filled = 0;
-            while filled < buf.len() {
+            // Grown as bytes are read, never sized at once: the file's size
+            // is its manifest's claim.
+            let (mut buf, mut filled) = (Vec::new(), 0);
+            while (filled as u64) < want {
+                if filled == buf.len() {
+                    buf.resize(filled + (want - filled as u64).min(READ_STEP) as usize, 0);
+                }
                 match reader.read(&mut buf[filled..]).await? {
                     0 => break,
                     n => filled += n,

@@ -1,23 +1,26 @@
 //! One connection to a peer: the handshake, then many concurrent requests
 //! each way, matched to responses by request id. Queues are bounded (our
 //! requests in flight, frames waiting to be written, requests served at
-//! once); every request has a timeout; a malformed frame or a flood closes
-//! this connection only.
+//! once, bytes of requests being served, bytes of answers not yet written);
+//! every request has a timeout; a connection on which no complete frame
+//! arrives for the idle timeout is closed; a malformed frame or a flood
+//! closes this connection only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
-use futures::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use futures::StreamExt;
+use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, Message, Request, Response};
+use super::frame::{self, FrameCodec, Message, Request, Response, MAX_FRAME_LEN};
 use super::secure::{self, Credentials, HandshakeError};
 use super::transport::BoxStream;
 use crate::error::Error;
@@ -30,15 +33,112 @@ pub(crate) const MAX_REQUESTS_IN_FLIGHT: usize = 32;
 /// A peer with more requests than this in flight on one connection is
 /// flooding it (an honest one keeps to MAX_REQUESTS_IN_FLIGHT, with room for
 /// requests it gave up on that we still serve): the connection is closed.
-/// The reader never waits on the handlers, so two busy peers can never wedge
-/// a connection by each waiting for the other to read.
+/// The reader never waits on a handler that waits on the peer (it waits only
+/// for REQUEST_BUDGET, held across local work), so two busy peers can never
+/// wedge a connection by each waiting for the other to read.
 pub(crate) const MAX_SERVED_IN_FLIGHT: usize = 2 * MAX_REQUESTS_IN_FLIGHT;
 /// How long the handshake may take.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes of answers loaded and not yet written, per connection: a peer that
+/// does not read its answers cannot make us load more (two of the largest
+/// blobs, so one is loaded while the other is written).
+const ANSWER_BUDGET: usize = 2 * MAX_FRAME_LEN;
+/// Bytes of request frames being served at once, per connection (one
+/// frame of the largest size; more wait for it to be served).
+///
+/// The reader waits for this budget. That is safe because only handlers of
+/// requests that need nothing from the peer hold it (storing a blob,
+/// answering gossip, a ping or which blobs we hold: local work that finishes
+/// whatever the peer does), and they release it before queueing their
+/// answer, so a full outbox does not hold it either. A GetBlob, whose
+/// handler waits for the peer to read earlier answers (ANSWER_BUDGET), holds
+/// none: its frame is a few dozen bytes, and MAX_SERVED_IN_FLIGHT bounds how
+/// many wait. So the wait ends whatever the peer does, and meanwhile the
+/// peer's own reader is not waiting on us. Request bodies on a connection
+/// are at most two frames: this budget in the handlers, and the one frame
+/// the waiting reader holds (a frame is briefly held up to three times on
+/// its way in: gathered, joined, decoded).
+const REQUEST_BUDGET: usize = MAX_FRAME_LEN;
+
+/// Limits of one connection, from the node's configuration.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Closes a connection on which no complete frame arrived for this long,
+    /// or whose peer leaves answers unread this long.
+    pub idle_timeout: Duration,
+}
 
 /// Serves requests arriving from peers.
 pub(crate) trait Handler: Send + Sync + 'static {
-    fn handle(&self, from: NodeId, request: Request) -> BoxFuture<'static, Response>;
+    /// Answers `request`. An answer that may be large (a blob) first takes
+    /// its size from `answers`; the permit goes back with the response and
+    /// is released once that response is written.
+    fn handle(&self, from: NodeId, request: Request, answers: AnswerBudget) -> BoxFuture<'static, Answer>;
+}
+
+/// A response, and the budget its bytes hold until written.
+pub(crate) struct Answer {
+    pub body: Response,
+    pub permit: Option<AnswerPermit>,
+}
+
+impl From<Response> for Answer {
+    fn from(body: Response) -> Answer {
+        Answer { body, permit: None }
+    }
+}
+
+/// The bytes of answers a connection may hold unwritten.
+#[derive(Clone)]
+pub(crate) struct AnswerBudget {
+    bytes: Arc<Semaphore>,
+    wait: Duration,
+    out: mpsc::Sender<OutFrame>,
+    closed: CancellationToken,
+    /// Set by the first answer that gave up waiting (it says why, once).
+    gave_up: Arc<AtomicBool>,
+}
+
+/// Budget held by one answer until it is written.
+pub(crate) struct AnswerPermit(#[allow(dead_code, reason = "held for its drop")] OwnedSemaphorePermit);
+
+impl AnswerBudget {
+    /// Reserves `len` bytes for an answer, waiting while earlier answers are
+    /// unwritten. If the peer does not read them within the idle timeout,
+    /// the connection is closed and `None` returned.
+    pub(crate) async fn reserve(&self, len: usize) -> Option<AnswerPermit> {
+        let n = len.min(ANSWER_BUDGET) as u32;
+        let acquire = self.bytes.clone().acquire_many_owned(n);
+        tokio::select! {
+            permit = tokio::time::timeout(self.wait, acquire) => match permit {
+                Ok(Ok(permit)) => return Some(AnswerPermit(permit)),
+                Ok(Err(_)) => {}
+                Err(_) => {
+                    if !self.gave_up.swap(true, Ordering::SeqCst) {
+                        let reason =
+                            format!("peer does not read its answers (one waited {:?} for room)", self.wait);
+                        tracing::warn!("closing connection: {reason}");
+                        let _ = self.out.try_send(frame::encode(&Message::Goodbye { reason }).into());
+                    }
+                    self.closed.cancel();
+                }
+            },
+            _ = self.closed.cancelled() => {}
+        }
+        None
+    }
+}
+
+/// A frame to write, with the answer budget it releases once written.
+struct OutFrame {
+    body: Bytes,
+    _permit: Option<AnswerPermit>,
+}
+
+impl From<Bytes> for OutFrame {
+    fn from(body: Bytes) -> OutFrame {
+        OutFrame { body, _permit: None }
+    }
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
@@ -50,7 +150,7 @@ pub(crate) struct Connection {
     pub peer_listen: SocketAddr,
     /// Whether this side dialed.
     pub outbound: bool,
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<OutFrame>,
     /// Bounds our requests in flight.
     slots: Semaphore,
     pending: Pending,
@@ -58,7 +158,8 @@ pub(crate) struct Connection {
     closed: CancellationToken,
 }
 
-pub(crate) type FramedStream = Framed<BoxStream, LengthDelimitedCodec>;
+/// A stream with the framing of the protocol.
+pub(crate) type FramedStream = Framed<BoxStream, FrameCodec>;
 
 /// Runs the secure handshake on a fresh stream (as the dialer when
 /// `outbound`, expecting `expected` if given), then frames the secure
@@ -91,6 +192,7 @@ impl Connection {
         outbound: bool,
         handler: Arc<dyn Handler>,
         parent: &CancellationToken,
+        limits: Limits,
     ) -> Arc<Connection> {
         let (out, rx) = mpsc::channel(OUTBOX_FRAMES);
         let conn = Arc::new(Connection {
@@ -103,9 +205,18 @@ impl Connection {
             next_id: AtomicU64::new(1),
             closed: parent.child_token(),
         });
-        let (sink, stream) = framed.split();
-        tokio::spawn(write_loop(sink, rx, conn.closed.clone()));
-        tokio::spawn(read_loop(stream, conn.clone(), handler));
+        // Frames are written straight from their buffers (a framed sink
+        // would copy each into a write buffer that keeps the size of the
+        // largest frame ever sent). The reader keeps what the handshake read
+        // past the hello, and decodes it before reading more.
+        let parts = framed.into_parts();
+        debug_assert!(parts.write_buf.is_empty(), "the handshake flushes what it sends");
+        let (read_half, write_half) = tokio::io::split(parts.io);
+        let mut reader_parts = FramedParts::new::<Bytes>(read_half, parts.codec);
+        reader_parts.read_buf = parts.read_buf;
+        let reader = Framed::from_parts(reader_parts);
+        tokio::spawn(write_loop(write_half, rx, conn.closed.clone()));
+        tokio::spawn(read_loop(reader, conn.clone(), handler, limits));
         conn
     }
 
@@ -135,7 +246,7 @@ impl Connection {
         let frame = frame::encode(&Message::Request { id, body });
         let result = tokio::time::timeout(timeout, async {
             let _slot = self.slots.acquire().await.map_err(|_| ())?;
-            self.out.send(frame).await.map_err(|_| ())?;
+            self.out.send(frame.into()).await.map_err(|_| ())?;
             rx.await.map_err(|_| ())
         })
         .await;
@@ -148,57 +259,117 @@ impl Connection {
     }
 }
 
-async fn write_loop(
-    mut sink: futures::stream::SplitSink<FramedStream, Bytes>,
-    mut rx: mpsc::Receiver<Bytes>,
-    closed: CancellationToken,
-) {
+async fn write_loop(mut io: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<OutFrame>, closed: CancellationToken) {
+    const GRACE: Duration = Duration::from_millis(200);
     loop {
         let frame = tokio::select! {
-            f = rx.recv() => f,
+            biased;
             _ = closed.cancelled() => {
                 // Flush what is queued (a goodbye, say), briefly, then stop.
                 while let Ok(f) = rx.try_recv() {
-                    if tokio::time::timeout(Duration::from_millis(200), sink.send(f)).await.is_err() { break; }
+                    if !matches!(tokio::time::timeout(GRACE, write_frame(&mut io, &f.body)).await, Ok(Ok(()))) {
+                        break;
+                    }
                 }
                 None
             }
+            f = rx.recv() => f,
         };
         let Some(frame) = frame else { break };
-        if let Err(e) = sink.send(frame).await {
+        // A peer that does not read blocks the write: closing the
+        // connection must still end it, after a brief grace.
+        let written = {
+            let write = write_frame(&mut io, &frame.body);
+            tokio::pin!(write);
+            tokio::select! {
+                w = &mut write => w,
+                _ = closed.cancelled() => match tokio::time::timeout(GRACE, &mut write).await {
+                    Ok(w) => w,
+                    Err(_) => break,
+                },
+            }
+        };
+        drop(frame); // written: its answer budget is free
+        if let Err(e) = written {
             tracing::debug!("write failed: {e}");
             break;
         }
     }
     closed.cancel();
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(GRACE, io.shutdown()).await;
+}
+
+/// Writes one frame, header and body together, without copying the body.
+async fn write_frame(io: &mut WriteHalf<BoxStream>, body: &Bytes) -> std::io::Result<()> {
+    let header = frame::header(body.len())?;
+    io.write_all_buf(&mut (&header[..]).chain(&body[..])).await?;
+    io.flush().await
+}
+
+/// Why the reader stopped.
+enum Stop {
+    /// The peer closed, said goodbye, or this side closed the connection.
+    Quiet,
+    /// No complete frame arrived for the idle timeout.
+    Idle,
+    /// The peer broke the protocol.
+    Bad(String),
 }
 
 async fn read_loop(
-    mut stream: futures::stream::SplitStream<FramedStream>,
+    mut stream: Framed<ReadHalf<BoxStream>, FrameCodec>,
     conn: Arc<Connection>,
     handler: Arc<dyn Handler>,
+    limits: Limits,
 ) {
     let serving = Arc::new(AtomicUsize::new(0));
-    let reason = loop {
+    let request_bytes = Arc::new(Semaphore::new(REQUEST_BUDGET));
+    let answers = AnswerBudget {
+        bytes: Arc::new(Semaphore::new(ANSWER_BUDGET)),
+        wait: limits.idle_timeout,
+        out: conn.out.clone(),
+        closed: conn.closed.clone(),
+        gave_up: Arc::default(),
+    };
+    // Runs from the last complete frame: bytes of a frame that never
+    // completes (a trickle) do not keep the connection.
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
+    let stop = loop {
         let next = tokio::select! {
             n = stream.next() => n,
-            _ = conn.closed.cancelled() => break None,
+            _ = conn.closed.cancelled() => break Stop::Quiet,
+            _ = &mut idle => break Stop::Idle,
         };
         let frame = match next {
-            None => break None,
+            None => break Stop::Quiet,
             Some(Ok(f)) => f,
-            Some(Err(e)) => break Some(format!("bad frame: {e}")),
+            Some(Err(e)) => break Stop::Bad(format!("bad frame: {e}")),
         };
+        let frame_len = frame.len();
         match frame::decode(&frame) {
             Ok(Message::Request { id, body }) => {
+                drop(frame);
                 if serving.fetch_add(1, Ordering::SeqCst) >= MAX_SERVED_IN_FLIGHT {
-                    break Some(format!("more than {MAX_SERVED_IN_FLIGHT} requests in flight"));
+                    break Stop::Bad(format!("more than {MAX_SERVED_IN_FLIGHT} requests in flight"));
                 }
-                let (handler, out, peer, serving) = (handler.clone(), conn.out.clone(), conn.peer, serving.clone());
+                // See REQUEST_BUDGET for why this wait cannot wedge the connection.
+                let held = if matches!(body, Request::GetBlob { .. }) {
+                    None
+                } else {
+                    let acquire = request_bytes.clone().acquire_many_owned(frame_len.min(REQUEST_BUDGET) as u32);
+                    tokio::select! {
+                        permit = acquire => permit.ok(),
+                        _ = conn.closed.cancelled() => break Stop::Quiet,
+                    }
+                };
+                let (handler, out, peer, serving, answers) =
+                    (handler.clone(), conn.out.clone(), conn.peer, serving.clone(), answers.clone());
                 tokio::spawn(async move {
-                    let body = handler.handle(peer, body).await;
-                    let _ = out.send(frame::encode(&Message::Response { id, body })).await;
+                    let answer = handler.handle(peer, body, answers).await;
+                    drop(held);
+                    let frame = frame::encode(&Message::Response { id, body: answer.body });
+                    let _ = out.send(OutFrame { body: frame, _permit: answer.permit }).await;
                     serving.fetch_sub(1, Ordering::SeqCst);
                 });
             }
@@ -210,14 +381,26 @@ async fn read_loop(
             }
             Ok(Message::Goodbye { reason }) => {
                 tracing::debug!(peer = %conn.peer_listen, "peer closed the connection: {reason}");
-                break None;
+                break Stop::Quiet;
             }
-            Err(e) => break Some(format!("malformed message: {e}")),
+            Err(e) => break Stop::Bad(format!("malformed message: {e}")),
+        }
+        idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+    };
+    let goodbye = match stop {
+        Stop::Quiet => None,
+        Stop::Idle => {
+            // Routine between honest nodes too: the next request dials again.
+            tracing::debug!(peer = %conn.peer_listen, "closing a connection idle for {:?}", limits.idle_timeout);
+            Some(format!("no frame for {:?}", limits.idle_timeout))
+        }
+        Stop::Bad(reason) => {
+            tracing::warn!(peer = %conn.peer_listen, "closing connection: {reason}");
+            Some(reason)
         }
     };
-    if let Some(reason) = reason {
-        tracing::warn!(peer = %conn.peer_listen, "closing connection: {reason}");
-        let _ = conn.out.try_send(frame::encode(&Message::Goodbye { reason }));
+    if let Some(reason) = goodbye {
+        let _ = conn.out.try_send(frame::encode(&Message::Goodbye { reason }).into());
     }
     conn.closed.cancel();
     // Wake every waiter: their senders drop with the map entries.

@@ -1,12 +1,14 @@
 //! Wire messages and their framing: a 4-byte big-endian length, then a
 //! bincode-encoded [`Message`]. Frames over [`MAX_FRAME_LEN`] are refused
-//! before they are read.
+//! before they are read, and memory for a frame follows the bytes that
+//! arrive, never the length a peer declares.
 
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio_util::codec::LengthDelimitedCodec;
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::format::{BlobId, MAX_BLOB_LEN};
 use crate::identity::{verify, Identity, NodeId};
@@ -169,8 +171,133 @@ pub fn decode(frame: &[u8]) -> Result<Message, String> {
 }
 
 /// The length-prefixed framing with the size limit.
-pub fn codec() -> LengthDelimitedCodec {
-    LengthDelimitedCodec::builder().length_field_length(4).max_frame_length(MAX_FRAME_LEN).new_codec()
+pub fn codec() -> FrameCodec {
+    FrameCodec::default()
+}
+
+/// Bytes of a frame's header.
+pub const HEADER_LEN: usize = 4;
+/// A frame that has not fully arrived is held in segments of this size:
+/// at most this much is allocated beyond the bytes received.
+const SEGMENT_LEN: usize = 64 * 1024;
+
+/// The header of a frame of `len` bytes; an error over [`MAX_FRAME_LEN`].
+pub fn header(len: usize) -> io::Result<[u8; HEADER_LEN]> {
+    if len > MAX_FRAME_LEN {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a frame of {len} bytes is over the {MAX_FRAME_LEN}-byte limit"),
+        ));
+    }
+    Ok((len as u32).to_be_bytes())
+}
+
+/// The framing codec. A declared length over [`MAX_FRAME_LEN`] fails as soon
+/// as the header is read. A frame that does not arrive in one read is
+/// gathered in [`SEGMENT_LEN`] segments and joined once complete, so a peer
+/// that declares a large frame and sends little pins little (a general
+/// purpose length-delimited codec reserves the declared length at once).
+#[derive(Debug, Default)]
+pub struct FrameCodec {
+    partial: Option<PartialFrame>,
+}
+
+#[derive(Debug)]
+struct PartialFrame {
+    len: usize,
+    received: usize,
+    full: Vec<Vec<u8>>,
+    current: Vec<u8>,
+}
+
+impl PartialFrame {
+    /// Takes what `src` holds of the frame.
+    fn fill(&mut self, src: &mut BytesMut) {
+        while !src.is_empty() && self.received < self.len {
+            if self.current.len() == self.current.capacity() {
+                let next = Vec::with_capacity(SEGMENT_LEN.min(self.len - self.received));
+                let done = std::mem::replace(&mut self.current, next);
+                if !done.is_empty() {
+                    self.full.push(done);
+                }
+            }
+            let n = src.len().min(self.current.capacity() - self.current.len());
+            self.current.extend_from_slice(&src[..n]);
+            src.advance(n);
+            self.received += n;
+        }
+    }
+
+    fn join(self) -> Bytes {
+        if self.full.is_empty() {
+            return self.current.into();
+        }
+        let mut body = Vec::with_capacity(self.len);
+        for segment in self.full {
+            body.extend_from_slice(&segment);
+        }
+        body.extend_from_slice(&self.current);
+        body.into()
+    }
+
+    #[cfg(test)]
+    fn allocated(&self) -> usize {
+        self.full.iter().map(Vec::capacity).sum::<usize>() + self.current.capacity()
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Bytes;
+    type Error = io::Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> io::Result<Option<Bytes>> {
+        if self.partial.is_none() {
+            if src.len() < HEADER_LEN {
+                return Ok(None);
+            }
+            let len = u32::from_be_bytes(src[..HEADER_LEN].try_into().expect("4 bytes")) as usize;
+            if len > MAX_FRAME_LEN {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("peer declared a frame of {len} bytes, over the {MAX_FRAME_LEN}-byte limit"),
+                ));
+            }
+            src.advance(HEADER_LEN);
+            if src.len() >= len {
+                return Ok(Some(src.split_to(len).freeze()));
+            }
+            self.partial = Some(PartialFrame { len, received: 0, full: Vec::new(), current: Vec::new() });
+        }
+        let partial = self.partial.as_mut().expect("set above");
+        partial.fill(src);
+        if partial.received == partial.len {
+            return Ok(self.partial.take().map(PartialFrame::join));
+        }
+        // Let the next read bring up to a segment (the stream's buffer
+        // starts smaller); `src` is empty here, so this stays bounded.
+        src.reserve(SEGMENT_LEN.min(partial.len - partial.received));
+        Ok(None)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> io::Result<Option<Bytes>> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() && self.partial.is_none() => Ok(None),
+            None => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the connection closed in the middle of a frame")),
+        }
+    }
+}
+
+impl Encoder<Bytes> for FrameCodec {
+    type Error = io::Error;
+
+    fn encode(&mut self, body: Bytes, dst: &mut BytesMut) -> io::Result<()> {
+        let header = header(body.len())?;
+        dst.reserve(HEADER_LEN + body.len());
+        dst.put_slice(&header);
+        dst.put_slice(&body);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -189,5 +316,56 @@ mod tests {
         frame.push(0);
         assert!(decode(&frame).is_err());
         assert!(decode(&[0xff; 16]).is_err());
+    }
+
+    fn framed(body: &[u8]) -> Vec<u8> {
+        let mut out = header(body.len()).unwrap().to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    #[test]
+    fn frames_split_anywhere_come_out_whole() {
+        let bodies: Vec<Vec<u8>> =
+            vec![vec![], b"ping".to_vec(), (0..200_000u32).map(|i| i as u8).collect(), vec![7; SEGMENT_LEN]];
+        let wire: Vec<u8> = bodies.iter().flat_map(|b| framed(b)).collect();
+        for step in [1, 3, 4096, SEGMENT_LEN + 1, wire.len()] {
+            let (mut codec, mut src, mut got) = (FrameCodec::default(), BytesMut::new(), Vec::new());
+            for piece in wire.chunks(step) {
+                src.extend_from_slice(piece);
+                while let Some(frame) = codec.decode(&mut src).unwrap() {
+                    got.push(frame.to_vec());
+                }
+            }
+            assert_eq!(codec.decode_eof(&mut src).unwrap(), None);
+            assert!(got == bodies, "pieces of {step} bytes");
+        }
+    }
+
+    #[test]
+    fn an_oversized_length_is_refused_from_its_header() {
+        let mut src = BytesMut::from(&((MAX_FRAME_LEN + 1) as u32).to_be_bytes()[..]);
+        assert!(FrameCodec::default().decode(&mut src).is_err());
+        assert!(header(MAX_FRAME_LEN + 1).is_err());
+        let mut dst = BytesMut::new();
+        assert!(FrameCodec::default().encode(Bytes::from(vec![0; MAX_FRAME_LEN + 1]), &mut dst).is_err());
+    }
+
+    #[test]
+    fn memory_follows_the_bytes_that_arrive_not_the_declared_length() {
+        let mut codec = FrameCodec::default();
+        let mut src = BytesMut::with_capacity(8192);
+        src.extend_from_slice(&header(MAX_FRAME_LEN).unwrap());
+        assert_eq!(codec.decode(&mut src).unwrap(), None);
+        let held = |codec: &FrameCodec, src: &BytesMut| src.capacity() + codec.partial.as_ref().unwrap().allocated();
+        assert!(held(&codec, &src) <= 2 * SEGMENT_LEN, "{} bytes held for a declared frame", held(&codec, &src));
+        // A trickle: one byte at a time.
+        for _ in 0..1000 {
+            src.extend_from_slice(&[1]);
+            assert_eq!(codec.decode(&mut src).unwrap(), None);
+        }
+        assert!(held(&codec, &src) <= 1000 + 3 * SEGMENT_LEN, "{} bytes held for 1000 received", held(&codec, &src));
+        // A close in the middle of a frame is an error, not a clean end.
+        assert!(codec.decode_eof(&mut src).is_err());
     }
 }

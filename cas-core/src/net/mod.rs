@@ -3,6 +3,7 @@
 
 mod conn;
 pub mod frame;
+mod log_limit;
 mod membership;
 pub mod memory;
 pub mod placement;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::conn::{handshake, Connection, FramedStream};
 use self::frame::{Request, Response, MAX_HAS_BATCH};
+use self::log_limit::LogLimit;
 use self::membership::{PeerTable, Timing};
 use self::placement::rank_nodes;
 use self::secure::Credentials;
@@ -48,6 +50,9 @@ const MAX_INBOUND_CONNECTIONS: usize = 1024;
 const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
 /// Longest wait between two attempts at an unreachable bootstrap address.
 const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(30);
+/// Refused connections logged per REFUSALS_LOG_WINDOW at most; the rest are counted.
+const REFUSALS_LOGGED: u32 = 20;
+const REFUSALS_LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// Traffic counters.
 #[derive(Default)]
@@ -78,13 +83,50 @@ pub(crate) struct Network {
     transport: Arc<dyn Transport>,
     table: PeerTable,
     conns: Mutex<HashMap<NodeId, Arc<Connection>>>,
-    /// One dial at a time per peer, so a pair never opens two connections from one side.
-    dialing: tokio::sync::Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
+    /// One dial at a time per peer, so a pair never opens two connections
+    /// from one side; an entry lives while someone dials or waits to.
+    dialing: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     store: BlobStore,
     pub(crate) stats: NetStats,
     /// Peers whose last request timed out, and when.
     slow: Mutex<HashMap<NodeId, Instant>>,
+    /// Bounds the warnings about refused connections, which anyone can cause.
+    refusals: LogLimit,
     cancel: CancellationToken,
+}
+
+/// How many entries the maps of the network side hold (for tests: closed
+/// connections and finished dials must leave none behind).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetEntries {
+    pub connections: usize,
+    pub dialing: usize,
+    pub slow: usize,
+}
+
+/// A place in the `dialing` map, removed when its last user leaves.
+struct DialSlot<'a> {
+    net: &'a Network,
+    peer: NodeId,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> DialSlot<'a> {
+    fn enter(net: &'a Network, peer: NodeId) -> DialSlot<'a> {
+        let lock = net.dialing.lock().unwrap_or_else(|e| e.into_inner()).entry(peer).or_default().clone();
+        DialSlot { net, peer, lock }
+    }
+}
+
+impl Drop for DialSlot<'_> {
+    fn drop(&mut self) {
+        let mut dialing = self.net.dialing.lock().unwrap_or_else(|e| e.into_inner());
+        // Clones are taken under this lock: two means the map's and ours.
+        if Arc::strong_count(&self.lock) == 2 && dialing.get(&self.peer).is_some_and(|l| Arc::ptr_eq(l, &self.lock)) {
+            dialing.remove(&self.peer);
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -127,6 +169,7 @@ impl Network {
             store,
             stats: NetStats::default(),
             slow: Mutex::default(),
+            refusals: LogLimit::new(REFUSALS_LOGGED, REFUSALS_LOG_WINDOW),
             cancel,
         });
         let n = net.clone();
@@ -140,7 +183,7 @@ impl Network {
                 match accepted {
                     Ok((stream, remote)) => {
                         let Ok(permit) = inbound.clone().try_acquire_owned() else {
-                            tracing::warn!(%remote, "refused a connection: {MAX_INBOUND_CONNECTIONS} already open");
+                            n.log_refusal(remote, &format!("{MAX_INBOUND_CONNECTIONS} already open"));
                             continue;
                         };
                         let n = n.clone();
@@ -198,12 +241,30 @@ impl Network {
         self.table.info()
     }
 
+    pub(crate) fn entries(&self) -> NetEntries {
+        NetEntries {
+            connections: self.conns.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            dialing: self.dialing.lock().unwrap_or_else(|e| e.into_inner()).len(),
+            slow: self.slow.lock().unwrap_or_else(|e| e.into_inner()).len(),
+        }
+    }
+
+    /// Logs a refused connection, at a bounded rate.
+    fn log_refusal(&self, remote: SocketAddr, reason: &str) {
+        if let Some(skipped) = self.refusals.admit() {
+            if skipped > 0 {
+                tracing::warn!("{skipped} more refused connections not logged");
+            }
+            tracing::warn!(%remote, "refused a connection: {reason}");
+        }
+    }
+
     /// Handshakes an incoming stream; the connection, if it is kept.
     async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr) -> Option<Arc<Connection>> {
         match handshake(stream, &self.creds, false, None).await {
             Ok((framed, peer)) => Some(self.register(framed, peer.id, peer.listen, false).1),
             Err(reason) => {
-                tracing::warn!(%remote, "refused a connection: {reason}");
+                self.log_refusal(remote, &reason.to_string());
                 None
             }
         }
@@ -221,7 +282,8 @@ impl Network {
     ) -> (Arc<Connection>, Arc<Connection>) {
         self.table.observe(peer, listen, outbound);
         let service: Arc<dyn conn::Handler> = Arc::new(service::Service(self.clone()));
-        let new = Connection::spawn(framed, peer, listen, outbound, service, &self.cancel);
+        let limits = conn::Limits { idle_timeout: self.config.idle_timeout };
+        let new = Connection::spawn(framed, peer, listen, outbound, service, &self.cancel, limits);
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         let keep_new = match conns.get(&peer) {
             Some(old) if !old.is_closed() && old.outbound != outbound => {
@@ -234,11 +296,26 @@ impl Network {
             if let Some(old) = conns.insert(peer, new.clone()) {
                 old.close();
             }
+            self.forget_when_closed(new.clone());
             (new.clone(), new)
         } else {
             new.close();
             (conns[&peer].clone(), new)
         }
+    }
+
+    /// Removes a connection from `conns` once it closes (unless replaced).
+    fn forget_when_closed(self: &Arc<Self>, conn: Arc<Connection>) {
+        let net = Arc::downgrade(self);
+        tokio::spawn(async move {
+            conn.closed().await;
+            if let Some(net) = net.upgrade() {
+                let mut conns = net.conns.lock().unwrap_or_else(|e| e.into_inner());
+                if conns.get(&conn.peer).is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                    conns.remove(&conn.peer);
+                }
+            }
+        });
     }
 
     /// Dials an address, handshakes and registers the connection. With
@@ -266,8 +343,8 @@ impl Network {
         if let Some(c) = live(self) {
             return Ok(c);
         }
-        let lock = self.dialing.lock().await.entry(peer).or_default().clone();
-        let _guard = lock.lock().await;
+        let slot = DialSlot::enter(self, peer);
+        let _guard = slot.lock.lock().await;
         if let Some(c) = live(self) {
             return Ok(c);
         }
@@ -316,6 +393,11 @@ impl Network {
                 _ = self.cancel.cancelled() => break,
             }
             self.table.tick();
+            self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
+            let skipped = self.refusals.take_skipped();
+            if skipped > 0 {
+                tracing::warn!("{skipped} more refused connections not logged");
+            }
             let candidates = self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]);
             let targets: Vec<NodeId> = candidates.sample(&mut rand::rng(), GOSSIP_FANOUT).map(|(id, _)| *id).collect();
             for peer in targets {

@@ -5,18 +5,23 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::conn::Handler;
+use super::conn::{Answer, AnswerBudget, Handler};
 use super::frame::{Request, Response, MAX_HAS_BATCH};
 use super::Network;
 use crate::blocking::blocking;
 use crate::error::Error;
+use crate::format::MAX_BLOB_LEN;
 use crate::identity::NodeId;
 use crate::store::VerifiedBlob;
+
+/// Bytes of a blob answer besides the blob: message and response tags,
+/// request id and length (varints).
+const BLOB_ANSWER_ENVELOPE: usize = 64;
 
 pub(crate) struct Service(pub Arc<Network>);
 
 impl Handler for Service {
-    fn handle(&self, from: NodeId, request: Request) -> BoxFuture<'static, Response> {
+    fn handle(&self, from: NodeId, request: Request, answers: AnswerBudget) -> BoxFuture<'static, Answer> {
         let net = self.0.clone();
         Box::pin(async move {
             net.stats.requests_served.fetch_add(1, Ordering::Relaxed);
@@ -24,52 +29,65 @@ impl Handler for Service {
             // (its heartbeats may queue behind large frames).
             net.table.refresh(&from);
             match request {
-                Request::Ping => Response::Pong,
+                Request::Ping => Response::Pong.into(),
                 Request::Gossip { peers } => {
                     net.table.merge(peers, super::now_ms());
-                    Response::Gossip { peers: net.table.gossip_records() }
+                    Response::Gossip { peers: net.table.gossip_records() }.into()
                 }
-                Request::StoreBlob { id, data } => store_blob(&net, from, id, data).await,
-                Request::GetBlob { id } => {
-                    if let Some(delay) = net.config.faults.delay_served_blobs {
-                        tokio::time::sleep(delay).await;
-                    }
-                    let store = net.store.clone();
-                    match blocking(move || store.get(&id)).await {
-                        Ok(Some(blob)) => {
-                            let mut bytes = blob.into_bytes();
-                            if net.config.faults.corrupt_served_blobs {
-                                if let Some(b) = bytes.last_mut() {
-                                    *b ^= 1;
-                                }
-                            }
-                            net.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                            Response::Blob { data: bytes.into() }
-                        }
-                        Ok(None) => Response::NotFound,
-                        Err(e @ Error::Integrity { .. }) => {
-                            net.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!("not serving a corrupt local blob: {e}");
-                            Response::NotFound
-                        }
-                        Err(e) => Response::Error { message: e.to_string() },
-                    }
-                }
+                Request::StoreBlob { id, data } => store_blob(&net, from, id, data).await.into(),
+                Request::GetBlob { id } => get_blob(&net, id, answers).await,
                 Request::HasBlobs { ids } => {
                     if ids.len() > MAX_HAS_BATCH {
-                        return Response::Error { message: format!("at most {MAX_HAS_BATCH} ids per request") };
+                        return Response::Error { message: format!("at most {MAX_HAS_BATCH} ids per request") }.into();
                     }
                     let store = net.store.clone();
                     let present = blocking(move || ids.iter().map(|id| store.has(id)).collect()).await;
-                    Response::Has { present }
+                    Response::Has { present }.into()
                 }
             }
         })
     }
 }
 
+/// Serves a blob from the local store. Its size is reserved from the
+/// connection's answer budget before it is loaded.
+async fn get_blob(net: &Arc<Network>, id: crate::format::BlobId, answers: AnswerBudget) -> Answer {
+    if let Some(delay) = net.config.faults.delay_served_blobs {
+        tokio::time::sleep(delay).await;
+    }
+    let store = net.store.clone();
+    let Some(len) = store.len_of(&id) else { return Response::NotFound.into() };
+    // The store reads no more than the largest blob, whatever the file's size.
+    let Some(permit) = answers.reserve(len.min(MAX_BLOB_LEN as u64) as usize + BLOB_ANSWER_ENVELOPE).await else {
+        return Response::Error { message: "the connection is closing".into() }.into();
+    };
+    let body = match blocking(move || store.get(&id)).await {
+        Ok(Some(blob)) => {
+            let mut bytes = blob.into_bytes();
+            if net.config.faults.corrupt_served_blobs {
+                if let Some(b) = bytes.last_mut() {
+                    *b ^= 1;
+                }
+            }
+            net.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Response::Blob { data: bytes.into() }
+        }
+        Ok(None) => Response::NotFound,
+        Err(e @ Error::Integrity { .. }) => {
+            net.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("not serving a corrupt local blob: {e}");
+            Response::NotFound
+        }
+        Err(e) => Response::Error { message: e.to_string() },
+    };
+    Answer { body, permit: Some(permit) }
+}
+
 /// Verifies, then stores, a replica a peer sends.
 async fn store_blob(net: &Arc<Network>, from: NodeId, id: crate::format::BlobId, data: bytes::Bytes) -> Response {
+    if let Some(delay) = net.config.faults.delay_stored_blobs {
+        tokio::time::sleep(delay).await;
+    }
     let len = data.len() as u64;
     let store = net.store.clone();
     if !store.has(&id) && !store.has_room_for(len) {

@@ -171,9 +171,13 @@ impl Node {
         }
     }
 
-    /// Returns the whole file of `key` in memory.
+    /// Returns the whole file of `key` in memory. A file larger than
+    /// `Config::max_get_bytes` fails with [`Error::InvalidArgument`] before
+    /// any chunk is fetched ([`Node::get_file`] and [`Node::open`] stream
+    /// files of any size).
     pub async fn get_bytes(&self, key: &Key) -> Result<Vec<u8>> {
         let manifest = Arc::new(self.load_manifest(key).await?);
+        self.check_fits_in_memory(manifest.header.file_size, "the file")?;
         // Grown as verified chunks arrive: a manifest is untrusted input,
         // and its declared size sizes nothing.
         let mut out = Vec::new();
@@ -182,6 +186,19 @@ impl Node {
             out.extend_from_slice(&plain?);
         }
         Ok(out)
+    }
+
+    /// Refuses to gather `size` bytes in memory over `max_get_bytes`: sizes
+    /// come from manifests, which say what their author wants.
+    pub(crate) fn check_fits_in_memory(&self, size: u64, what: &str) -> Result<()> {
+        let limit = self.inner.config.max_get_bytes;
+        if size > limit {
+            return Err(Error::InvalidArgument(format!(
+                "{what} is {size} bytes, over max_get_bytes ({limit}) for reading into memory; \
+                 get_file or open stream files of any size"
+            )));
+        }
+        Ok(())
     }
 
     /// Size, chunks and the holders of each blob of `key`.

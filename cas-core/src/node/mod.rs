@@ -158,6 +158,13 @@ impl Node {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.peers())
     }
 
+    /// How many entries the network side's maps hold (connections, dials,
+    /// slow peers): for tests; `None` without networking.
+    #[doc(hidden)]
+    pub fn debug_net_entries(&self) -> Option<crate::net::NetEntries> {
+        self.inner.net.as_ref().map(|n| n.entries())
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         let store = &self.inner.store;

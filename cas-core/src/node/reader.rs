@@ -74,18 +74,26 @@ impl FileReader {
         Ok(n)
     }
 
-    /// Reads exactly the bytes `[offset, offset + len)`, clipped to the end of the file.
+    /// Reads exactly the bytes `[offset, offset + len)`, clipped to the end
+    /// of the file. More than `Config::max_get_bytes` fails with
+    /// [`Error::InvalidArgument`].
     pub async fn read_range(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.pos = offset;
         let end = offset.saturating_add(len as u64).min(self.size());
-        let mut out = vec![0u8; end.saturating_sub(offset) as usize];
-        let mut filled = 0;
-        while filled < out.len() {
-            let n = self.read(&mut out[filled..]).await?;
-            if n == 0 {
-                break;
+        let want = end.saturating_sub(offset);
+        self.node.check_fits_in_memory(want, "the range")?;
+        // Grown a chunk at a time as bytes are read: the file's size is the
+        // manifest's claim.
+        let step = self.manifest.header.chunk_size as u64;
+        let (mut out, mut filled) = (Vec::new(), 0);
+        while (filled as u64) < want {
+            if filled == out.len() {
+                out.resize(filled + (want - filled as u64).min(step) as usize, 0);
             }
-            filled += n;
+            match self.read(&mut out[filled..]).await? {
+                0 => break,
+                n => filled += n,
+            }
         }
         out.truncate(filled);
         Ok(out)

@@ -181,6 +181,11 @@ impl BlobStore {
         Ok(true)
     }
 
+    /// The size of blob `id`'s file, without reading it; `None` if absent.
+    pub fn len_of(&self, id: &BlobId) -> Option<u64> {
+        fs::metadata(self.path(id)).ok().map(|m| m.len())
+    }
+
     /// Reads and verifies a blob. `Ok(None)` if absent; a blob that fails
     /// verification is moved to quarantine and reported as an integrity error.
     pub fn get(&self, id: &BlobId) -> Result<Option<VerifiedBlob>> {

@@ -60,7 +60,9 @@ class Node:
         left at `dest` on failure: a callback that raises, Ctrl-C, or
         `cancel.cancel()` from another thread (`CancelledError`)."""
     def get_bytes(self, key: str) -> bytes:
-        """Returns the whole file of `key`."""
+        """Returns the whole file of `key`. A file over 1 GiB raises
+        InvalidArgumentError before anything is fetched: `open` or `get`
+        stream files of any size."""
     def open(self, key: str) -> File:
         """Opens the file of `key` as a seekable, read-only binary file."""
     def stat(self, key: str) -> Stat:
