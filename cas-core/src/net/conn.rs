@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, FrameCodec, Message, Request, Response, MAX_FRAME_LEN};
 use super::secure::{self, Credentials, HandshakeError};
+use super::log_limit::LogLimit;
 use super::transport::BoxStream;
 use crate::error::Error;
 use crate::identity::NodeId;
@@ -117,7 +118,7 @@ impl AnswerBudget {
                     if !self.gave_up.swap(true, Ordering::SeqCst) {
                         let reason =
                             format!("peer does not read its answers (one waited {:?} for room)", self.wait);
-                        tracing::warn!("closing connection: {reason}");
+                        warn_closing(None, &reason);
                         let _ = self.out.try_send(frame::encode(&Message::Goodbye { reason }).into());
                     }
                     self.closed.cancel();
@@ -306,6 +307,22 @@ async fn write_frame(io: &mut WriteHalf<BoxStream>, body: &Bytes) -> std::io::Re
     io.flush().await
 }
 
+/// Logs a connection closed for misbehaving, at a bounded rate (process
+/// wide): a member opening many bad connections must not fill the log.
+fn warn_closing(peer: Option<SocketAddr>, reason: &str) {
+    static LIMIT: once_cell::sync::Lazy<LogLimit> =
+        once_cell::sync::Lazy::new(|| LogLimit::new(20, Duration::from_secs(10)));
+    if let Some(skipped) = LIMIT.admit() {
+        if skipped > 0 {
+            tracing::warn!("{skipped} more closed misbehaving connections not logged");
+        }
+        match peer {
+            Some(peer) => tracing::warn!(%peer, "closing connection: {reason}"),
+            None => tracing::warn!("closing connection: {reason}"),
+        }
+    }
+}
+
 /// Why the reader stopped.
 enum Stop {
     /// The peer closed, said goodbye, or this side closed the connection.
@@ -395,7 +412,7 @@ async fn read_loop(
             Some(format!("no frame for {:?}", limits.idle_timeout))
         }
         Stop::Bad(reason) => {
-            tracing::warn!(peer = %conn.peer_listen, "closing connection: {reason}");
+            warn_closing(Some(conn.peer_listen), &reason);
             Some(reason)
         }
     };
