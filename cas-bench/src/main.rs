@@ -15,7 +15,8 @@
 //!
 //! `CAS_BENCH_DIR` chooses where the file and data directories go (default:
 //! the system temporary directory); `CAS_BENCH_PARALLELISM` sets
-//! `Config::parallelism` in the children, for experiments.
+//! `Config::parallelism` in the children, and `CAS_BENCH_NETWORK_ONLY=1`
+//! runs only the network rows (printed, not saved): knobs for experiments.
 
 mod baseline;
 mod ceiling;
@@ -71,6 +72,9 @@ struct Row {
     peak_rss_mib: Option<f64>,
 }
 
+/// Set: only the network rows.
+const NETWORK_ONLY_ENV: &str = "CAS_BENCH_NETWORK_ONLY";
+
 /// Nodes of the loopback cluster, besides the putting and getting ones.
 const CLUSTER_NODES: usize = 4;
 
@@ -104,6 +108,11 @@ fn bench() {
     write_input(&input, FILE_SIZE);
     let input_digest = digest(&input); // also warms the page cache
     sync();
+    if std::env::var_os(NETWORK_ONLY_ENV).is_some() {
+        // A knob for experiments: the network rows only, printed, not saved.
+        println!("{}", render(&network(work.path(), &input, &input_digest, f64::NAN, f64::NAN), cores));
+        return;
+    }
 
     // The I/O baseline runs beside each put and get below, in the same memory
     // state: on a VM whose freed memory goes back to the host, writes into

@@ -19,7 +19,7 @@ use cas_core::{ErrorKind, Node, PeerState};
 use common::{alive, content, net_config, secure_connect, wait_for, TEST_NETWORK_KEY};
 use futures::future::BoxFuture;
 use tempfile::TempDir;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 async fn start(dir: &TempDir, name: &str, bootstrap: &[&Node]) -> Node {
     Node::start(net_config(&dir.path().join(name), bootstrap)).await.unwrap()
@@ -308,4 +308,34 @@ async fn neither_the_plaintext_nor_the_stored_blobs_appear_on_the_wire() {
     // blobs (ciphertext at rest) do cross the wire as they are.
     let (wire, blobs) = record_a_put(true, marker).await;
     assert!(blobs.iter().all(|slice| contains(&wire, slice)), "unencrypted transport shows the blobs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_that_never_handshake_cannot_crowd_out_members() {
+    let dir = TempDir::new().unwrap();
+    let a = start(&dir, "a", &[]).await;
+    let b = start(&dir, "b", &[&a]).await;
+    wait_for("a and b to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    // Anyone who can reach the port opens 300 connections and says nothing.
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(tokio::net::TcpStream::connect(a.address().unwrap()).await.unwrap());
+    }
+    // All but a few are closed at once rather than held for the 5 s
+    // handshake timeout (at most 32 handshakes per address wait at a time).
+    let mut closed = 0;
+    for s in &mut silent {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(500), s.read(&mut byte)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 300 - 32, "only {closed} of 300 silent connections were closed at once");
+    // The members' connection still carries puts both ways meanwhile.
+    assert_eq!(a.put_bytes(&content(8, 200_000)).await.unwrap().replicas, 1);
+    assert_eq!(b.put_bytes(&content(9, 200_000)).await.unwrap().replicas, 1);
+    // And a new member joins once the silent ones reach the handshake timeout.
+    let c = start(&dir, "c", &[&a]).await;
+    wait_for("c to join", Duration::from_secs(30), || alive(&c) == 2 && alive(&a) == 2).await;
+    drop(silent);
 }

@@ -21,8 +21,8 @@ use tokio_util::codec::{Framed, FramedParts};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, FrameCodec, Message, Request, Response, MAX_FRAME_LEN};
-use super::secure::{self, Credentials, HandshakeError};
 use super::log_limit::LogLimit;
+use super::secure::{self, Credentials, HandshakeError};
 use super::transport::BoxStream;
 use crate::error::Error;
 use crate::identity::NodeId;

@@ -46,6 +46,9 @@ const FETCH_CANDIDATES: usize = 8;
 const PROBES_PER_ROUND: usize = 3;
 /// Most inbound connections served at once; more are refused at accept.
 const MAX_INBOUND_CONNECTIONS: usize = 1024;
+/// Most inbound connections in their handshake at once, and from one address.
+const MAX_HANDSHAKING: usize = 128;
+const MAX_HANDSHAKING_PER_IP: usize = 32;
 /// How long a peer that let a request time out is asked last by fetches.
 const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
 /// Longest wait between two attempts at an unreachable bootstrap address.
@@ -174,6 +177,7 @@ impl Network {
         });
         let n = net.clone();
         let inbound = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_CONNECTIONS));
+        let handshakes = Handshakes::default();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -186,9 +190,13 @@ impl Network {
                             n.log_refusal(remote, &format!("{MAX_INBOUND_CONNECTIONS} already open"));
                             continue;
                         };
+                        let Some(slot) = handshakes.enter(remote.ip()) else {
+                            n.log_refusal(remote, "too many handshakes in progress (from this address, or in all)");
+                            continue;
+                        };
                         let n = n.clone();
                         tokio::spawn(async move {
-                            if let Some(conn) = n.accept(stream, remote).await {
+                            if let Some(conn) = n.accept(stream, remote, slot).await {
                                 conn.closed().await;
                             }
                             drop(permit);
@@ -259,9 +267,17 @@ impl Network {
         }
     }
 
-    /// Handshakes an incoming stream; the connection, if it is kept.
-    async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr) -> Option<Arc<Connection>> {
-        match handshake(stream, &self.creds, false, None).await {
+    /// Handshakes an incoming stream (holding its handshake slot meanwhile);
+    /// the connection, if it is kept.
+    async fn accept(
+        self: Arc<Self>,
+        stream: BoxStream,
+        remote: SocketAddr,
+        slot: HandshakeSlot,
+    ) -> Option<Arc<Connection>> {
+        let result = handshake(stream, &self.creds, false, None).await;
+        drop(slot);
+        match result {
             Ok((framed, peer)) => Some(self.register(framed, peer.id, peer.listen, false).1),
             Err(reason) => {
                 self.log_refusal(remote, &reason.to_string());
@@ -602,6 +618,47 @@ impl Network {
             }
         }
         out
+    }
+}
+
+/// Inbound connections still in their handshake, at most
+/// [`MAX_HANDSHAKING`] in all and [`MAX_HANDSHAKING_PER_IP`] from one
+/// address: connections that never complete a handshake (anyone can open
+/// them) cannot take the room of members' connections.
+#[derive(Clone, Default)]
+struct Handshakes(Arc<Mutex<HashMap<std::net::IpAddr, usize>>>);
+
+/// A handshake in progress; its room is given back on drop.
+struct HandshakeSlot {
+    handshakes: Handshakes,
+    ip: std::net::IpAddr,
+}
+
+impl Handshakes {
+    fn enter(&self, ip: std::net::IpAddr) -> Option<HandshakeSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = map.values().sum();
+        let here = map.entry(ip).or_default();
+        if total >= MAX_HANDSHAKING || *here >= MAX_HANDSHAKING_PER_IP {
+            if *here == 0 {
+                map.remove(&ip);
+            }
+            return None;
+        }
+        *here += 1;
+        Some(HandshakeSlot { handshakes: self.clone(), ip })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut map = self.handshakes.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 

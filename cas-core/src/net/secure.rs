@@ -47,6 +47,9 @@ const FLAG_PLAINTEXT: u8 = 1;
 /// Reject codes, sent by a listener as a zero-length message then one byte.
 const REJECT_NETWORK_KEY: u8 = 1;
 const REJECT_VERSION: u8 = 2;
+/// Longest handshake message (ours are under 300 bytes): a peer cannot make
+/// a handshake hold more.
+const MAX_HANDSHAKE_MSG: usize = 1024;
 /// Encrypted bytes buffered for writing before a write waits for the socket.
 const WRITE_HIGH_WATER: usize = 4 * (MAX_RECORD + 2);
 
@@ -156,10 +159,13 @@ async fn send_msg(stream: &mut BoxStream, msg: &[u8]) -> io::Result<()> {
 }
 
 /// Reads one handshake message; `Ok(Err(code))` for a reject.
-async fn recv_msg(stream: &mut BoxStream, buf: &mut [u8; MAX_RECORD]) -> io::Result<Result<usize, u8>> {
+async fn recv_msg(stream: &mut BoxStream, buf: &mut [u8; MAX_HANDSHAKE_MSG]) -> io::Result<Result<usize, u8>> {
     let len = stream.read_u16().await? as usize;
     if len == 0 {
         return Ok(Err(stream.read_u8().await?));
+    }
+    if len > MAX_HANDSHAKE_MSG {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("a {len}-byte handshake message")));
     }
     stream.read_exact(&mut buf[..len]).await?;
     Ok(Ok(len))
@@ -208,8 +214,7 @@ pub async fn initiate(
     expected: Option<NodeId>,
 ) -> Result<(SecureStream, Peer), HandshakeError> {
     let mut state = me.builder().build_initiator().map_err(noise_err)?;
-    let mut msg = Box::new([0u8; MAX_RECORD]);
-    let mut payload = vec![0u8; MAX_RECORD];
+    let (mut msg, mut payload) = ([0u8; MAX_HANDSHAKE_MSG], [0u8; MAX_HANDSHAKE_MSG]);
     stream.write_all(&PREAMBLE).await?;
     let n = state.write_message(&[], &mut msg[..]).map_err(noise_err)?;
     send_msg(&mut stream, &msg[..n]).await?;
@@ -252,8 +257,7 @@ pub async fn respond(mut stream: BoxStream, me: &Credentials) -> Result<(SecureS
         return Err(HandshakeError::Version { theirs });
     }
     let mut state = me.builder().build_responder().map_err(noise_err)?;
-    let mut msg = Box::new([0u8; MAX_RECORD]);
-    let mut payload = vec![0u8; MAX_RECORD];
+    let (mut msg, mut payload) = ([0u8; MAX_HANDSHAKE_MSG], [0u8; MAX_HANDSHAKE_MSG]);
     let Ok(n) = recv_msg(&mut stream, &mut msg).await? else {
         return Err(HandshakeError::Noise("a reject from the dialer".into()));
     };
