@@ -7,8 +7,9 @@ use crate::error::{Error, Result};
 use crate::format::{valid_chunk_size, DEFAULT_CHUNK_SIZE, TAG_LEN};
 
 /// Everything a node needs to start. Build it with [`Config::new`] and set
-/// the public fields; [`Config::validate`] runs at start.
-#[derive(Clone, Debug)]
+/// the public fields; [`Config::validate`] runs at start. Its `Debug`
+/// output leaves out the values of `network_key` and `secret`.
+#[derive(Clone)]
 pub struct Config {
     /// Where blobs, the secret, the node id and the lock live.
     pub data_dir: PathBuf,
@@ -76,6 +77,38 @@ pub struct Config {
     /// Fault injection for tests; all off by default.
     #[doc(hidden)]
     pub faults: Faults,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Keys end up in logs when printed: say only whether one is set.
+        let hidden = |k: &Option<[u8; 32]>| if k.is_some() { "Some(<hidden>)" } else { "None" };
+        f.debug_struct("Config")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
+            .field("bootstrap", &self.bootstrap)
+            .field("network_key", &format_args!("{}", hidden(&self.network_key)))
+            .field("replicas", &self.replicas)
+            .field("min_replicas", &self.min_replicas)
+            .field("chunk_size", &self.chunk_size)
+            .field("capacity", &self.capacity)
+            .field("fsync", &self.fsync)
+            .field("secret", &format_args!("{}", hidden(&self.secret)))
+            .field("keep_fetched", &self.keep_fetched)
+            .field("max_inflight_bytes", &self.max_inflight_bytes)
+            .field("parallelism", &self.parallelism)
+            .field("gossip_interval", &self.gossip_interval)
+            .field("request_timeout", &self.request_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_get_bytes", &self.max_get_bytes)
+            .field("suspect_after", &self.suspect_after)
+            .field("dead_after", &self.dead_after)
+            .field("forget_after", &self.forget_after)
+            .field("repair_interval", &self.repair_interval)
+            .field("faults", &self.faults)
+            .finish()
+    }
 }
 
 /// Deliberate misbehaviour, for tests of the other nodes' defences.
@@ -170,5 +203,20 @@ impl Config {
         let wanted = if self.parallelism == 0 { 2 * cores } else { self.parallelism };
         let fits = self.max_inflight_bytes / (chunk_size as usize + TAG_LEN);
         wanted.min(fits).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_the_keys() {
+        let mut c = Config::new("/tmp/x");
+        c.network_key = Some([0xab; 32]);
+        c.secret = Some([0xcd; 32]);
+        let shown = format!("{c:?}");
+        assert!(shown.contains("network_key: Some(<hidden>)") && shown.contains("secret: Some(<hidden>)"), "{shown}");
+        assert!(!shown.contains("171") && !shown.contains("205") && !shown.contains("ab, ab"), "{shown}");
     }
 }
