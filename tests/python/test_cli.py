@@ -138,6 +138,23 @@ def test_usage_errors() -> None:
     assert "serve" in run_cas("--help").stdout
 
 
+def test_version() -> None:
+    import cas
+
+    assert run_cas("--version").stdout.strip() == f"cas {cas.__version__}"
+
+
+@pytest.mark.parametrize("option", ["--replicas", "--min-replicas", "--chunk-size", "--capacity"])
+@pytest.mark.parametrize("value", ["-1", "many", "1.5"])
+def test_bad_numbers_are_usage_errors_not_tracebacks(tmp_path: Path, option: str, value: str) -> None:
+    result = run_cas("serve", "--data-dir", tmp_path / "n", option, value, check=False, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert option in result.stderr and value in result.stderr
+    assert not (tmp_path / "n").exists(), "nothing was started"
+
+
+
 def test_data_dir_that_is_a_file(tmp_path: Path) -> None:
     # No node can run on a data directory that is a regular file: a clear
     # "no node" error (and JSON with --json), not a Python traceback.

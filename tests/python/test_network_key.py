@@ -84,3 +84,22 @@ def test_cas_serve_refuses_to_join_without_the_right_key(serve, tmp_path: Path) 
 
     joined = serve("joiner", "--listen", "127.0.0.1:0", "--bootstrap", first.address, "--network-key", key)
     wait_until(lambda: len(cas_json("peers", "--data-dir", joined.data_dir)["peers"]) == 1, what="the join")
+
+
+@pytest.mark.parametrize(
+    "listen, error, match",
+    [
+        ("nonsense", cas.InvalidArgumentError, "expected HOST:PORT"),
+        ("127.0.0.1:99999", cas.InvalidArgumentError, "expected HOST:PORT"),
+        ("192.0.2.1:0", cas.NetworkError, "not one of this machine's"),
+    ],
+)
+def test_a_bad_listen_address_says_what_is_wrong(tmp_path: Path, listen: str, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        cas.Node(tmp_path / "n", listen=listen, fsync=False)
+
+
+def test_a_listen_port_in_use_says_so(nodes, tmp_path: Path) -> None:
+    first = nodes("first", listen="127.0.0.1:0")
+    with pytest.raises(cas.NetworkError, match="another process has that port"):
+        cas.Node(tmp_path / "second", listen=first.address, fsync=False)

@@ -146,10 +146,17 @@ impl Network {
         transport: Arc<dyn Transport>,
         cancel: CancellationToken,
     ) -> Result<Arc<Network>> {
-        let mut listener = transport
-            .listen(listen)
-            .await
-            .map_err(|e| Error::Network(format!("cannot listen on {listen}: {e} (is the port in use?)")))?;
+        let mut listener = transport.listen(listen).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                Error::Network(format!("cannot listen on {listen}: {e} (another process has that port)"))
+            }
+            std::io::ErrorKind::AddrNotAvailable => {
+                Error::Network(format!("cannot listen on {listen}: {e} (that address is not one of this machine's)"))
+            }
+            _ => Error::InvalidArgument(format!(
+                "cannot listen on {listen:?}: {e} (expected HOST:PORT, e.g. 127.0.0.1:7000 or 0.0.0.0:7000)"
+            )),
+        })?;
         let bound = listener.local_addr().map_err(|e| Error::io("reading the listen address", e))?;
         let advertised = advertised_address(config.advertise.as_deref(), bound).await?;
         let me = keys.identity.id();

@@ -32,6 +32,17 @@ def default_data_dir() -> Path:
     return Path(base) / "cas"
 
 
+def _count(text: str) -> int:
+    """A whole number from 0 up, or a one-line usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -48,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
         description="CAS: a peer-to-peer, content-addressed, encrypted file store.",
         epilog="Exit status: 0 success, 1 failure, 2 bad usage, 3 no node running on the data directory.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"cas {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     serve = sub.add_parser("serve", parents=[common], help="run a node in the foreground until interrupted")
@@ -74,11 +88,11 @@ def _parser() -> argparse.ArgumentParser:
         help="the network's 32-byte key file (from 'cas keygen'; default: DATA_DIR/network_key, "
         "created by the first node of a network, one started without --bootstrap)",
     )
-    serve.add_argument("--replicas", type=int, default=3, help="copies of each blob on other nodes (default 3)")
-    serve.add_argument("--min-replicas", type=int, default=0, help="fail a put below this many copies (default 0)")
-    serve.add_argument("--chunk-size", type=int, default=None, metavar="BYTES", help="chunk size of new files")
+    serve.add_argument("--replicas", type=_count, default=3, help="copies of each blob on other nodes (default 3)")
+    serve.add_argument("--min-replicas", type=_count, default=0, help="fail a put below this many copies (default 0)")
+    serve.add_argument("--chunk-size", type=_count, default=None, metavar="BYTES", help="chunk size of new files")
     serve.add_argument(
-        "--capacity", type=int, default=None, metavar="BYTES", help="most bytes of blobs to store (default: no limit)"
+        "--capacity", type=_count, default=None, metavar="BYTES", help="most bytes of blobs to store (default: no limit)"
     )
     serve.add_argument("--no-fsync", action="store_true", help="do not fsync blobs (faster, less durable)")
     # A test hook: holds every get just before it commits (see cas_core Faults).
