@@ -283,3 +283,52 @@ def test_a_node_answering_nonsense_gets_a_clear_error_not_a_traceback(tmp_path: 
     assert "Traceback" not in result.stderr, result.stderr
     assert json.loads(result.stdout)["error"]["message"]
     assert result.stderr.startswith("cas: error:"), result.stderr
+
+
+def test_get_never_replaces_a_file_without_force(serve, tmp_path: Path) -> None:
+    server = serve("node")
+    d = server.data_dir
+    key = cas_json("put", Path(__file__), "--data-dir", d)["key"]
+    dest = tmp_path / "precious.txt"
+    dest.write_text("do not lose me\n")
+    refused = run_cas("get", key, dest, "--data-dir", d, check=False)
+    assert refused.returncode == 1 and "exists already; --force replaces it" in refused.stderr
+    assert dest.read_text() == "do not lose me\n"
+    run_cas("get", key, dest, "--force", "--data-dir", d)
+    assert dest.read_bytes() == Path(__file__).read_bytes()
+    run_cas("get", key, "-o", tmp_path / "via-o.txt", "--data-dir", d)
+    assert (tmp_path / "via-o.txt").read_bytes() == Path(__file__).read_bytes()
+    both = run_cas("get", key, dest, "-o", tmp_path / "x", "--data-dir", d, check=False)
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_get_does_not_write_binary_to_a_terminal_unless_asked(serve, tmp_path: Path) -> None:
+    import pty
+
+    server = serve("node")
+    d = server.data_dir
+    small = tmp_path / "small.txt"
+    small.write_text("a few bytes for the terminal\n")  # well under a pty's buffer
+    key = cas_json("put", small, "--data-dir", d)["key"]
+    master, slave = pty.openpty()
+    try:
+        refused = subprocess.run(
+            [*cas_command(), "get", key, "--data-dir", str(d)], stdout=slave, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+        assert refused.returncode == 2 and "-o -" in refused.stderr
+        asked = subprocess.run(
+            [*cas_command(), "get", key, "-o", "-", "--data-dir", str(d)], stdout=slave, stderr=subprocess.PIPE, timeout=60
+        )
+        assert asked.returncode == 0
+        os.set_blocking(master, False)
+        got = b""
+        while True:
+            try:
+                block = os.read(master, 1 << 16)
+            except BlockingIOError:
+                break
+            got += block
+        assert b"a few bytes for the terminal" in got
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -21,6 +21,7 @@ from . import control, errors
 __all__ = ["main", "default_data_dir"]
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_NO_NODE = 3
 
 
@@ -109,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     get = sub.add_parser("get", parents=[common], help="get a file by key, to DEST or to standard output")
     get.add_argument("key", metavar="KEY")
     get.add_argument("dest", nargs="?", type=Path, default=None, metavar="DEST")
+    get.add_argument(
+        "-o", "--output", default=None, metavar="FILE", help="write to FILE instead of DEST; '-' for standard output"
+    )
+    get.add_argument("--force", action="store_true", help="replace DEST if it exists")
 
     stat = sub.add_parser("stat", parents=[common], help="size of a stored file and the nodes holding it")
     stat.add_argument("key", metavar="KEY")
@@ -274,12 +279,27 @@ def _put(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
+def _usage_error(args: argparse.Namespace, message: str) -> int:
+    """A mistake in how the command was called: one line, exit 2."""
+    if args.json:
+        _print_json({"error": {"type": "UsageError", "message": message}})
+    print(f"cas {args.command}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def _get(args: argparse.Namespace, data_dir: Path) -> int:
-    if args.dest is None:
+    if args.dest is not None and args.output is not None:
+        return _usage_error(args, "give DEST or -o FILE, not both")
+    target = args.output if args.output is not None else args.dest
+    if target is None or str(target) == "-":
         if args.json:
             raise errors.InvalidArgumentError("--json needs a DEST: the file's bytes would go to standard output")
+        if target is None and sys.stdout.isatty():
+            return _usage_error(args, "not writing a file's bytes to a terminal: give DEST, or -o - to do it anyway")
         return _cat(data_dir, args.key)
-    dest = args.dest.absolute()
+    dest = Path(target).absolute()
+    if dest.exists() and not args.force:
+        raise errors.DestinationError(f"{dest} exists already; --force replaces it")
     result = _with_progress(
         f"get {dest.name}", lambda p: control.call(data_dir, "get", {"key": args.key, "dest": str(dest)}, progress=p)
     )
