@@ -498,3 +498,21 @@ async fn closed_connections_and_finished_dials_leave_no_entries_behind() {
         .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_the_peers_it_knew_without_a_bootstrap_address() {
+    let dir = TempDir::new().unwrap();
+    let a = start(&dir, "a", &[]).await;
+    let b = start(&dir, "b", &[&a]).await;
+    let a_addr = a.address().unwrap().to_string();
+    let saved = b.data_dir().join("peers");
+    // Saved every 10 gossip rounds (100 ms each here).
+    wait_for("b to save a's address", Duration::from_secs(20), || {
+        std::fs::read_to_string(&saved).is_ok_and(|s| s.lines().any(|l| l == a_addr))
+    })
+    .await;
+    b.shutdown().await;
+    drop(b);
+    let b = Node::start(net_config(&dir.path().join("b"), &[])).await.unwrap(); // no bootstrap
+    wait_for("b to rejoin a", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+}

@@ -3,6 +3,7 @@
 
 mod conn;
 pub mod frame;
+mod known_peers;
 mod log_limit;
 mod membership;
 pub mod memory;
@@ -42,6 +43,8 @@ use crate::store::{BlobStore, VerifiedBlob};
 const GOSSIP_FANOUT: usize = 3;
 /// Nodes only heard of (not yet met) a fetch asks, after every peer.
 const FETCH_CANDIDATES: usize = 8;
+/// Every this many gossip rounds, the alive peers are saved for the next start.
+const KNOWN_PEERS_EVERY: u64 = 10;
 /// Candidates (peers heard of, not yet met) each gossip round dials.
 const PROBES_PER_ROUND: usize = 3;
 /// Most inbound connections served at once; more are refused at accept.
@@ -244,6 +247,13 @@ impl Network {
         for (addr, attempt) in config.bootstrap.iter().zip(first) {
             tokio::spawn(net.clone().bootstrap_loop(addr.clone(), attempt.is_err()));
         }
+        // The peers this node knew when it last ran: a restart rejoins
+        // without being given a bootstrap address again.
+        for addr in known_peers::load(&config.data_dir) {
+            if !config.bootstrap.contains(&addr) && addr != advertised.to_string() {
+                tokio::spawn(net.clone().bootstrap_loop(addr, true));
+            }
+        }
         tracing::info!(node = %me, %advertised, "listening");
         Ok(net)
     }
@@ -408,6 +418,7 @@ impl Network {
     }
 
     async fn gossip_loop(self: Arc<Self>) {
+        let (mut rounds, mut saved) = (0u64, Vec::new());
         let mut tick = tokio::time::interval(self.config.gossip_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -416,6 +427,14 @@ impl Network {
                 _ = self.cancel.cancelled() => break,
             }
             self.table.tick();
+            rounds += 1;
+            if rounds % KNOWN_PEERS_EVERY == 0 {
+                let alive = self.table.peers_in(&[PeerState::Alive]).into_iter().map(|(_, a)| a).collect();
+                if let Some(list) = known_peers::changed(&mut saved, alive) {
+                    let dir = self.config.data_dir.clone();
+                    blocking(move || known_peers::save(&dir, &list)).await;
+                }
+            }
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
             let skipped = self.refusals.take_skipped();
             if skipped > 0 {
