@@ -169,6 +169,11 @@ impl Node {
         Ok(self.node()?.peers().into_iter().map(Peer::from).collect())
     }
 
+    /// Bootstrap addresses the node is still trying to reach.
+    fn unreachable_bootstrap(&self) -> PyResult<Vec<String>> {
+        Ok(self.node()?.unreachable_bootstrap())
+    }
+
     /// Counters since the node started.
     fn stats(&self) -> PyResult<Stats> {
         Ok(self.node()?.stats().into())

@@ -3,6 +3,7 @@ line: only holders of a network's key join it, and errors say what to do."""
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 from pathlib import Path
@@ -103,3 +104,28 @@ def test_a_listen_port_in_use_says_so(nodes, tmp_path: Path) -> None:
     first = nodes("first", listen="127.0.0.1:0")
     with pytest.raises(cas.NetworkError, match="another process has that port"):
         cas.Node(tmp_path / "second", listen=first.address, fsync=False)
+
+
+def test_an_unreachable_bootstrap_address_is_reported(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    data_dir, log = tmp_path / "lonely", tmp_path / "serve.log"
+    key = network_key_file(tmp_path)
+    argv = [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync", "--network-key", str(key)]
+    with open(log, "w") as err:
+        process = subprocess.Popen([*argv, "--bootstrap", dead], stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        status = wait_until(
+            lambda: (r := run_cas("status", "--data-dir", data_dir, "--json", check=False)).returncode == 0
+            and json.loads(r.stdout),
+            what="the node to answer",
+        )
+        assert status["unreachable_bootstrap"] == [dead]
+        assert f"bootstrap {dead} unreachable" in run_cas("status", "--data-dir", data_dir).stdout
+        wait_until(lambda: "cannot reach bootstrap node" in log.read_text(), what="a warning in the log")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -54,6 +54,8 @@ const MAX_HANDSHAKING: usize = 128;
 const MAX_HANDSHAKING_PER_IP: usize = 32;
 /// How long a peer that let a request time out is asked last by fetches.
 const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
+/// Least time between two warnings about one unreachable bootstrap address.
+const BOOTSTRAP_WARN_EVERY: Duration = Duration::from_secs(60);
 /// Longest wait between two attempts at an unreachable bootstrap address.
 const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(30);
 /// Refused connections logged per REFUSALS_LOG_WINDOW at most; the rest are counted.
@@ -98,6 +100,8 @@ pub(crate) struct Network {
     slow: Mutex<HashMap<NodeId, Instant>>,
     /// Bounds the warnings about refused connections, which anyone can cause.
     refusals: LogLimit,
+    /// Bootstrap addresses whose last attempt failed.
+    unreachable: Mutex<std::collections::HashSet<String>>,
     cancel: CancellationToken,
 }
 
@@ -183,6 +187,7 @@ impl Network {
             stats: NetStats::default(),
             slow: Mutex::default(),
             refusals: LogLimit::new(REFUSALS_LOGGED, REFUSALS_LOG_WINDOW),
+            unreachable: Mutex::default(),
             cancel,
         });
         let n = net.clone();
@@ -231,6 +236,7 @@ impl Network {
                     Ok(Err(e)) if is_key_refusal(&e) => Err(Some(e)),
                     _ => {
                         tracing::info!(%addr, "bootstrap node not reachable yet; will keep trying");
+                        net.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
                         Err(None)
                     }
                 }
@@ -499,10 +505,15 @@ impl Network {
 
     /// Keeps trying a bootstrap address, with back-off, until its node is
     /// known; checks again later in case it is forgotten.
+    /// Keeps trying a bootstrap address, with back-off, until its node is
+    /// known; checks again later in case it is forgotten. While it cannot be
+    /// reached it is listed by [`Network::unreachable_bootstrap`] and a
+    /// warning says so, at once and then at most once a minute.
     async fn bootstrap_loop(self: Arc<Self>, addr: String, first_failed: bool) {
         let base = self.config.gossip_interval;
         let mut backoff = base;
         let mut wait = if first_failed { base } else { base * 5 };
+        let mut warned: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -510,17 +521,31 @@ impl Network {
             }
             wait = match self.join_through(&addr).await {
                 Ok(_) => {
-                    backoff = base;
+                    if self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr) {
+                        tracing::warn!(%addr, "bootstrap node reached");
+                    }
+                    (backoff, warned) = (base, None);
                     base * 5
                 }
                 Err(e) => {
-                    tracing::info!(%addr, "bootstrap node unreachable, retrying in {backoff:?}: {e}");
+                    self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
+                    if warned.is_none_or(|at| at.elapsed() >= BOOTSTRAP_WARN_EVERY) {
+                        tracing::warn!(%addr, "cannot reach bootstrap node, still trying: {e}");
+                        warned = Some(Instant::now());
+                    }
                     let w = backoff;
                     backoff = (backoff * 2).min(MAX_BOOTSTRAP_BACKOFF);
                     w
                 }
             };
         }
+    }
+
+    /// Bootstrap addresses whose last attempt failed.
+    pub(crate) fn unreachable_bootstrap(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        out.sort();
+        out
     }
 
     /// Alive peers ranked for `id`, best first.

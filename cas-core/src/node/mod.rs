@@ -153,6 +153,12 @@ impl Node {
         self.inner.net.as_ref().map(|n| n.advertised())
     }
 
+    /// Bootstrap addresses (given, or peers saved from the last run) that
+    /// the node is still trying to reach.
+    pub fn unreachable_bootstrap(&self) -> Vec<String> {
+        self.inner.net.as_ref().map_or_else(Vec::new, |n| n.unreachable_bootstrap())
+    }
+
     /// The peer table: every peer known and not yet forgotten, with its state.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.peers())

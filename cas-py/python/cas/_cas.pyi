@@ -69,6 +69,8 @@ class Node:
         """Size, chunks and the holders of each blob of `key`."""
     def peers(self) -> list[Peer]:
         """The peer table."""
+    def unreachable_bootstrap(self) -> list[str]:
+        """Bootstrap addresses (given, or peers saved from the last run) still being tried."""
     def stats(self) -> Stats:
         """Counters since start."""
     @property

@@ -371,6 +371,8 @@ def _print_status(result: Dict[str, Any]) -> None:
     print(f"address   {result['address'] or '(no networking)'}")
     print(f"data dir  {result['data_dir']}  (pid {result['pid']})")
     print(f"peers     {result['peers']['alive']} alive, {result['peers']['known']} known")
+    for addr in result.get("unreachable_bootstrap", []):
+        print(f"bootstrap {addr} unreachable, still trying")
     print(f"stored    {stats['blobs_stored']} blobs, {_human_bytes(stats['bytes_stored'])}")
 
 

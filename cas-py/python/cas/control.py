@@ -283,6 +283,7 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             "requests_in_progress": self._busy,
             "requests_done": self._done,
             "peers": {"known": len(peers), "alive": sum(p.state == "alive" for p in peers)},
+            "unreachable_bootstrap": node.unreachable_bootstrap(),
             "stats": {
                 name: getattr(stats, name)
                 for name in (
