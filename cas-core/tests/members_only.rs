@@ -25,6 +25,14 @@ async fn start(dir: &TempDir, name: &str, bootstrap: &[&Node]) -> Node {
     Node::start(net_config(&dir.path().join(name), bootstrap)).await.unwrap()
 }
 
+/// Nodes `a` and `b` of one network, each alive in the other's table.
+async fn met_pair(dir: &TempDir) -> (Node, Node) {
+    let a = start(dir, "a", &[]).await;
+    let b = start(dir, "b", &[&a]).await;
+    wait_for("a and b to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    (a, b)
+}
+
 fn state_of(node: &Node, peer: &Node) -> Option<PeerState> {
     node.peers().iter().find(|p| p.id == peer.id()).map(|p| p.state)
 }
@@ -84,9 +92,7 @@ async fn a_networked_node_needs_a_key_to_join_and_the_first_one_makes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dialer_meeting_another_key_at_a_peers_address_leaves_that_peer_alone() {
     let dir = TempDir::new().unwrap();
-    let a = start(&dir, "a", &[]).await;
-    let b = start(&dir, "b", &[&a]).await;
-    wait_for("a and b to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    let (a, b) = met_pair(&dir).await;
     let b_addr = b.address().unwrap();
     b.shutdown().await;
     drop(b);
@@ -118,9 +124,7 @@ async fn a_dialer_meeting_another_key_at_a_peers_address_leaves_that_peer_alone(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gossip_forged_by_a_member_cannot_make_a_node_dead() {
     let dir = TempDir::new().unwrap();
-    let a = start(&dir, "a", &[]).await;
-    let b = start(&dir, "b", &[&a]).await;
-    wait_for("a and b to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    let (a, b) = met_pair(&dir).await;
 
     // A member (it holds the key) sends a record for b's id with incarnation
     // and heartbeat at u64::MAX, signed by itself, and one signed by b but
@@ -313,9 +317,7 @@ async fn neither_the_plaintext_nor_the_stored_blobs_appear_on_the_wire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_that_never_handshake_cannot_crowd_out_members() {
     let dir = TempDir::new().unwrap();
-    let a = start(&dir, "a", &[]).await;
-    let b = start(&dir, "b", &[&a]).await;
-    wait_for("a and b to meet", Duration::from_secs(20), || alive(&a) == 1 && alive(&b) == 1).await;
+    let (a, b) = met_pair(&dir).await;
     // Anyone who can reach the port opens 300 connections and says nothing.
     let mut silent = Vec::new();
     for _ in 0..300 {

@@ -36,6 +36,37 @@ pub struct PeerRecord {
     pub signature: [[u8; 32]; 2],
 }
 
+/// Length of [`addr_bytes`].
+pub(crate) const ADDR_LEN: usize = 19;
+
+/// An address in the fixed layout the handshake and the record signatures
+/// use: family (4 or 6), 16 address bytes (IPv4 in the first 4), port (big-endian).
+pub(crate) fn addr_bytes(addr: SocketAddr) -> [u8; ADDR_LEN] {
+    let mut b = [0u8; ADDR_LEN];
+    match addr.ip() {
+        IpAddr::V4(v4) => {
+            b[0] = 4;
+            b[1..5].copy_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            b[0] = 6;
+            b[1..17].copy_from_slice(&v6.octets());
+        }
+    }
+    b[17..].copy_from_slice(&addr.port().to_be_bytes());
+    b
+}
+
+/// The address of [`addr_bytes`], if the family byte is valid.
+pub(crate) fn addr_from_bytes(b: &[u8; ADDR_LEN]) -> Option<SocketAddr> {
+    let ip: IpAddr = match b[0] {
+        4 => <[u8; 4]>::try_from(&b[1..5]).ok()?.into(),
+        6 => <[u8; 16]>::try_from(&b[1..17]).ok()?.into(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, u16::from_be_bytes([b[17], b[18]])))
+}
+
 /// Context of the signature of a gossip record.
 const RECORD_CONTEXT: &[u8] = b"cas-peer-record-v1\0";
 
@@ -61,19 +92,7 @@ impl PeerRecord {
     pub fn signed_bytes(&self) -> Vec<u8> {
         let mut m = RECORD_CONTEXT.to_vec();
         m.extend_from_slice(&self.id.0);
-        let mut ip = [0u8; 16];
-        match self.addr.ip() {
-            IpAddr::V4(v4) => {
-                m.push(4);
-                ip[..4].copy_from_slice(&v4.octets());
-            }
-            IpAddr::V6(v6) => {
-                m.push(6);
-                ip = v6.octets();
-            }
-        }
-        m.extend_from_slice(&ip);
-        m.extend_from_slice(&self.addr.port().to_be_bytes());
+        m.extend_from_slice(&addr_bytes(self.addr));
         m.extend_from_slice(&self.incarnation.to_be_bytes());
         m.extend_from_slice(&self.heartbeat.to_be_bytes());
         m
@@ -303,6 +322,15 @@ impl Encoder<Bytes> for FrameCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_round_trip_in_their_fixed_layout() {
+        for a in ["192.0.2.7:7000", "[2001:db8::1]:65535"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            assert_eq!(addr_from_bytes(&addr_bytes(addr)), Some(addr));
+        }
+        assert_eq!(addr_from_bytes(&[5; ADDR_LEN]), None);
+    }
 
     #[test]
     fn round_trip_and_trailing_garbage() {

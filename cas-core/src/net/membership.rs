@@ -201,11 +201,12 @@ impl PeerTable {
         if let Some(e) = inner.peers.get_mut(&id) {
             e.addr = addr;
             e.changed = now;
-        } else if outbound {
-            let record = inner.candidates.remove(&id).and_then(|c| c.record);
+            return;
+        }
+        let record = inner.candidates.remove(&id).and_then(|c| c.record);
+        if outbound {
             self.add_peer(&mut inner, id, addr, record, now);
         } else {
-            let record = inner.candidates.remove(&id).and_then(|c| c.record);
             inner.add_candidate(id, Candidate { addr, record });
         }
     }

@@ -233,7 +233,7 @@ impl Network {
             async move {
                 match tokio::time::timeout(conn::HANDSHAKE_TIMEOUT, net.join_through(addr)).await {
                     Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) if is_key_refusal(&e) => Err(Some(e)),
+                    Ok(Err(e)) if e.key_refused => Err(Some(e.error)),
                     _ => {
                         tracing::info!(%addr, "bootstrap node not reachable yet; will keep trying");
                         net.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
@@ -359,17 +359,23 @@ impl Network {
 
     /// Dials an address, handshakes and registers the connection. With
     /// `expected`, a node proving another id there is dropped unregistered.
-    async fn dial(self: &Arc<Self>, addr: SocketAddr, expected: Option<NodeId>) -> Result<Arc<Connection>> {
+    async fn dial(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        expected: Option<NodeId>,
+    ) -> std::result::Result<Arc<Connection>, DialError> {
         if addr == self.advertised {
-            return Err(Error::Network(format!("{addr} is this node's own address")));
+            return Err(Error::Network(format!("{addr} is this node's own address")).into());
         }
         let stream = tokio::time::timeout(self.config.request_timeout, self.transport.dial(addr))
             .await
             .map_err(|_| Error::Timeout(format!("connecting to {addr}")))?
             .map_err(|e| Error::Network(format!("cannot connect to {addr}: {e}")))?;
         let (framed, peer) = handshake(stream, &self.creds, true, expected).await.map_err(|e| match e {
-            secure::HandshakeError::NetworkKey(_) => Error::Network(format!("{addr}: {e}{KEY_REFUSAL_HINT}")),
-            e => Error::Network(format!("handshake with {addr} failed: {e}")),
+            secure::HandshakeError::NetworkKey(_) => {
+                DialError { error: Error::Network(format!("{addr}: {e}{KEY_REFUSAL_HINT}")), key_refused: true }
+            }
+            e => Error::Network(format!("handshake with {addr} failed: {e}")).into(),
         })?;
         Ok(self.register(framed, peer.id, peer.listen, true).0)
     }
@@ -388,7 +394,7 @@ impl Network {
             return Ok(c);
         }
         let addr = self.table.addr_of(&peer).ok_or_else(|| Error::Network(format!("unknown peer {peer}")))?;
-        self.dial(addr, Some(peer)).await
+        Ok(self.dial(addr, Some(peer)).await?)
     }
 
     /// One request to a peer; retried once on a fresh connection if the old one had closed.
@@ -438,7 +444,8 @@ impl Network {
                 let alive = self.table.peers_in(&[PeerState::Alive]).into_iter().map(|(_, a)| a).collect();
                 if let Some(list) = known_peers::changed(&mut saved, alive) {
                     let dir = self.config.data_dir.clone();
-                    blocking(move || known_peers::save(&dir, &list)).await;
+                    // Off the gossip loop: a slow disk must not delay heartbeats.
+                    tokio::spawn(blocking(move || known_peers::save(&dir, &list)));
                 }
             }
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
@@ -463,20 +470,26 @@ impl Network {
             // Candidates heard of through gossip become peers by answering;
             // a dead peer is tried again now and then (a healed partition).
             for peer in self.table.to_probe(PROBES_PER_ROUND) {
-                let net = self.clone();
-                tokio::spawn(async move {
-                    match net.request(peer, || Request::Ping).await {
-                        Ok(Response::Pong) => net.table.touch(&peer),
-                        _ => net.table.drop_candidate(&peer),
-                    }
-                });
+                self.probe(peer);
             }
         }
     }
 
+    /// Pings a candidate or dead peer in the background: one that answers
+    /// is a live peer, a candidate that does not is dropped.
+    fn probe(self: &Arc<Self>, peer: NodeId) {
+        let net = self.clone();
+        tokio::spawn(async move {
+            match net.request(peer, || Request::Ping).await {
+                Ok(Response::Pong) => net.table.touch(&peer),
+                _ => net.table.drop_candidate(&peer),
+            }
+        });
+    }
+
     /// One attempt to join through a bootstrap address: dial it and pull its
     /// peer table. `Ok(true)` if joined, `Ok(false)` if already known.
-    async fn join_through(self: &Arc<Self>, addr: &str) -> Result<bool> {
+    async fn join_through(self: &Arc<Self>, addr: &str) -> std::result::Result<bool, DialError> {
         let sock = tokio::net::lookup_host(addr)
             .await
             .ok()
@@ -491,13 +504,7 @@ impl Network {
         if let Ok(Response::Gossip { peers }) = pull.await {
             // Meet at once the nodes the bootstrap node knows.
             for peer in self.table.merge(peers, now_ms()) {
-                let net = self.clone();
-                tokio::spawn(async move {
-                    match net.request(peer, || Request::Ping).await {
-                        Ok(Response::Pong) => net.table.touch(&peer),
-                        _ => net.table.drop_candidate(&peer),
-                    }
-                });
+                self.probe(peer);
             }
         }
         Ok(true)
@@ -530,7 +537,7 @@ impl Network {
                 Err(e) => {
                     self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
                     if warned.is_none_or(|at| at.elapsed() >= BOOTSTRAP_WARN_EVERY) {
-                        tracing::warn!(%addr, "cannot reach bootstrap node, still trying: {e}");
+                        tracing::warn!(%addr, "cannot reach bootstrap node, still trying: {}", e.error);
                         warned = Some(Instant::now());
                     }
                     let w = backoff;
@@ -717,8 +724,23 @@ impl Drop for HandshakeSlot {
 const KEY_REFUSAL_HINT: &str = " (every node of a network needs the same network key: copy the network_key \
      file of the network's first node and start this node with it)";
 
-fn is_key_refusal(e: &Error) -> bool {
-    matches!(e, Error::Network(m) if m.ends_with(KEY_REFUSAL_HINT))
+/// A failed dial or join; `key_refused` when the other node refused this
+/// node's network key (retrying cannot help).
+struct DialError {
+    error: Error,
+    key_refused: bool,
+}
+
+impl From<Error> for DialError {
+    fn from(error: Error) -> DialError {
+        DialError { error, key_refused: false }
+    }
+}
+
+impl From<DialError> for Error {
+    fn from(e: DialError) -> Error {
+        e.error
+    }
 }
 
 /// The address peers are told to dial: `advertise` if given (its port 0

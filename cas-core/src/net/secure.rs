@@ -13,12 +13,13 @@
 //!   holds the key.
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::frame::{addr_bytes, addr_from_bytes, ADDR_LEN};
 use super::transport::BoxStream;
 use crate::identity::{verify, Identity, NodeId};
 
@@ -41,7 +42,7 @@ pub const MAX_RECORD_PLAINTEXT: usize = MAX_RECORD - TAG_LEN;
 /// Context of the signature binding a Noise static key to an identity.
 const STATIC_KEY_CONTEXT: &[u8] = b"cas-noise-static-v1\0";
 /// Length of the identity payload of handshake messages 2 and 3.
-const PAYLOAD_LEN: usize = 32 + 64 + 1 + 16 + 2 + 1;
+const PAYLOAD_LEN: usize = 32 + 64 + ADDR_LEN + 1;
 /// Flag bit: this side asks for the bench-only plaintext mode.
 const FLAG_PLAINTEXT: u8 = 1;
 /// Reject codes, sent by a listener as a zero-length message then one byte.
@@ -87,17 +88,7 @@ impl Credentials {
         let mut p = [0u8; PAYLOAD_LEN];
         p[..32].copy_from_slice(&self.identity.public_key());
         p[32..96].copy_from_slice(&self.proof);
-        match self.listen.ip() {
-            IpAddr::V4(ip) => {
-                p[96] = 4;
-                p[97..101].copy_from_slice(&ip.octets());
-            }
-            IpAddr::V6(ip) => {
-                p[96] = 6;
-                p[97..113].copy_from_slice(&ip.octets());
-            }
-        }
-        p[113..115].copy_from_slice(&self.listen.port().to_be_bytes());
+        p[96..96 + ADDR_LEN].copy_from_slice(&addr_bytes(self.listen));
         p[115] = if self.plaintext { FLAG_PLAINTEXT } else { 0 };
         p
     }
@@ -182,13 +173,8 @@ fn parse_payload(payload: &[u8], remote_static: Option<&[u8]>) -> Result<(Peer, 
     if !verify(&public_key, &signed, &proof) {
         return Err(HandshakeError::BadProof);
     }
-    let ip: IpAddr = match p[96] {
-        4 => <[u8; 4]>::try_from(&p[97..101]).expect("4 bytes").into(),
-        6 => <[u8; 16]>::try_from(&p[97..113]).expect("16 bytes").into(),
-        _ => return Err(HandshakeError::BadProof),
-    };
-    let port = u16::from_be_bytes([p[113], p[114]]);
-    let peer = Peer { id: NodeId::of_public_key(&public_key), public_key, listen: SocketAddr::new(ip, port) };
+    let listen = addr_from_bytes(p[96..96 + ADDR_LEN].try_into().expect("19 bytes")).ok_or(HandshakeError::BadProof)?;
+    let peer = Peer { id: NodeId::of_public_key(&public_key), public_key, listen };
     Ok((peer, p[115] & FLAG_PLAINTEXT != 0))
 }
 
