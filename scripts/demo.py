@@ -186,10 +186,14 @@ def run(args: argparse.Namespace, work: Path, nodes: List[Node]) -> None:
     owner = nodes[0]
     say(f"== cas put on {owner.name}")
     t0 = time.monotonic()
-    key = cas("put", src, "--data-dir", owner.data_dir)["key"]
+    put = cas("put", src, "--data-dir", owner.data_dir)
+    key = put["key"]
     put_seconds = time.monotonic() - t0
     say(f"   key: {key}")
-    say(f"   stored in {put_seconds:.1f}s ({human(size / put_seconds)}/s)")
+    say(f"   stored in {put_seconds:.1f}s ({human(size / put_seconds)}/s), {put['chunks']} chunks")
+    say(f"   every blob reached {put['replicas']} of {put['replicas_wanted']} copies on other nodes")
+    if put["replicas"] < put["replicas_wanted"]:
+        raise DemoFailed("the put reached too few replicas for the rest of the demo to mean anything")
 
     say("== where the replicas are (cas stat --json)")
     info = cas("stat", key, "--data-dir", owner.data_dir)

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use cas_core::{Config, Key};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyTuple};
 
 use crate::cancel::Cancel;
 use crate::errors::{closed, to_pyerr};
@@ -89,19 +89,24 @@ impl Node {
         Ok(Node { inner: Mutex::new(Some(node)), data_dir })
     }
 
-    /// Stores the file at `path`; returns its key.
+    /// Stores the file at `path`; returns its key, a `cas.PutResult`.
     #[pyo3(signature = (path, progress=None))]
-    fn put(&self, py: Python<'_>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<String> {
+    fn put<'py>(&self, py: Python<'py>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node()?;
         let callback = Callback::new(progress, None);
         let progress = callback.as_ref().map(|c| c.progress());
         let report = wait(py, callback.as_ref(), node.put_file(&path, progress))?;
-        Ok(report.key.to_string())
+        put_result(py, &node, &report)
     }
 
     /// Stores `data` (bytes, bytearray or any buffer); returns its key.
     #[pyo3(signature = (data, progress=None))]
-    fn put_bytes(&self, py: Python<'_>, data: &Bound<'_, PyAny>, progress: Option<Py<PyAny>>) -> PyResult<String> {
+    fn put_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'_, PyAny>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node()?;
         // Through memoryview, not bytes(data): bytes(5) is five zero bytes and
         // bytes([1, 2]) copies a list; only buffers (TypeError otherwise).
@@ -114,7 +119,7 @@ impl Node {
         let callback = Callback::new(progress, None);
         let progress = callback.as_ref().map(|c| c.progress());
         let report = wait(py, callback.as_ref(), node.put_reader(&mut slice, size, progress))?;
-        Ok(report.key.to_string())
+        put_result(py, &node, &report)
     }
 
     /// Writes the file of `key` to `dest` (replacing it); returns its size.
@@ -239,4 +244,19 @@ impl Node {
             None => format!("cas.Node(data_dir={:?}, closed)", self.data_dir.display().to_string()),
         }
     }
+}
+
+/// A `cas.PutResult`: the key as a `str`, with what the put did.
+fn put_result<'py>(
+    py: Python<'py>,
+    node: &cas_core::Node,
+    report: &cas_core::PutReport,
+) -> PyResult<Bound<'py, PyAny>> {
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("size", report.size)?;
+    kwargs.set_item("chunks", report.chunks)?;
+    kwargs.set_item("new_blobs", report.new_blobs)?;
+    kwargs.set_item("replicas", report.replicas)?;
+    kwargs.set_item("replicas_wanted", node.config().replicas)?;
+    py.import("cas.result")?.getattr("PutResult")?.call((report.key.to_string(),), Some(&kwargs))
 }

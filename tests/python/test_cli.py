@@ -30,8 +30,18 @@ def test_serve_put_get_stat_status(serve, make_file, tmp_path: Path) -> None:
     plain = run_cas("put", src, "--data-dir", d)
     key = plain.stdout.strip()
     assert key.startswith("cas1") and plain.stdout.count("\n") == 1
+    # A node alone cannot make copies elsewhere: the put says so, and succeeds.
+    assert "warning" in plain.stderr and "0 of 3 copies on other nodes" in plain.stderr, plain.stderr
     put = cas_json("put", src, "--data-dir", d)
-    assert put == {"key": key, "path": str(src), "size": 3 << 20}
+    assert put == {
+        "key": key,
+        "path": str(src),
+        "size": 3 << 20,
+        "chunks": 3,
+        "new_blobs": 0,
+        "replicas": 0,
+        "replicas_wanted": 3,
+    }
 
     dest = tmp_path / "copy.bin"
     got = cas_json("get", key, dest, "--data-dir", d)
@@ -144,14 +154,43 @@ def test_version() -> None:
     assert run_cas("--version").stdout.strip() == f"cas {cas.__version__}"
 
 
-@pytest.mark.parametrize("option", ["--replicas", "--min-replicas", "--chunk-size", "--capacity"])
-@pytest.mark.parametrize("value", ["-1", "many", "1.5"])
-def test_bad_numbers_are_usage_errors_not_tracebacks(tmp_path: Path, option: str, value: str) -> None:
-    result = run_cas("serve", "--data-dir", tmp_path / "n", option, value, check=False, timeout=60)
+NUMBERS = ["-1", "many", "1.5", "", str(1 << 64)]
+# Every option of every subcommand, with values it must refuse.
+BAD_OPTIONS = [
+    *[("serve", option, value) for option in ("--replicas", "--min-replicas", "--capacity") for value in NUMBERS],
+    *[("serve", "--chunk-size", value) for value in [*NUMBERS, "1000", "0", str(32 << 20)]],
+    *[("serve", "--listen", value) for value in ["garbage", "", "127.0.0.1", "127.0.0.1:99999", "localhost:7000"]],
+    *[("serve", "--advertise", value) for value in ["garbage", "", ":7000", "host:port", "::1:7000"]],
+    *[("serve", "--bootstrap", value) for value in ["garbage", "", "127.0.0.1:0", "127.0.0.1:99999", "a b:7000"]],
+    ("serve", "--network-key", ""),
+    ("serve", "--network-key", "/nonexistent/net.key"),
+    ("serve", "--network-key", __file__),  # not 32 bytes
+    ("serve", "--data-dir", ""),
+    ("status", "--data-dir", ""),
+    ("get", "-o", ""),
+    ("serve", "--no-such-option", "1"),
+]
+
+
+@pytest.mark.parametrize("command, option, value", BAD_OPTIONS)
+def test_every_option_refuses_bad_values_in_one_line(tmp_path: Path, command: str, option: str, value: str) -> None:
+    args = [command, option, value]
+    if option != "--data-dir":
+        args += ["--data-dir", tmp_path / "n"]
+    if command == "get":
+        args.insert(1, "cas1x")
+    result = run_cas(*args, check=False, timeout=60)
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert option in result.stderr and value in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert option in lines[0] or value and value in lines[0], lines[0]
     assert not (tmp_path / "n").exists(), "nothing was started"
+
+
+def test_replicas_below_min_replicas_is_a_usage_error(tmp_path: Path) -> None:
+    result = run_cas("serve", "--data-dir", tmp_path / "n", "--replicas", "2", "--min-replicas", "3", check=False)
+    assert result.returncode == 2 and "min_replicas" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 

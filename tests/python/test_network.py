@@ -12,7 +12,7 @@ from typing import Callable, List
 import pytest
 
 import cas
-from conftest import Server, cas_json, network_key_file, sha256_of, wait_until
+from conftest import Server, cas_json, network_key_file, run_cas, sha256_of, wait_until
 
 pytestmark = pytest.mark.network
 
@@ -50,6 +50,7 @@ def test_five_nodes_in_process(nodes, make_file, tmp_path: Path) -> None:
     src = make_file(40 * CHUNK + 99)
     owner = network[0]
     key = owner.put(src)
+    assert key.replicas == key.replicas_wanted == 3
 
     # Every blob is on the owner and on 3 other nodes.
     stat = owner.stat(key)
@@ -111,7 +112,11 @@ def test_serve_network_survives_kill_9(serve, make_file, tmp_path: Path) -> None
     by_id = {s.id: s for s in servers}
     src = make_file(3 << 20)
     owner = servers[0]
-    key = cas_json("put", src, "--data-dir", owner.data_dir)["key"]
+    put = run_cas("put", src, "--data-dir", owner.data_dir)
+    key = put.stdout.strip()
+    assert "3 copies on other nodes" in put.stderr and "warning" not in put.stderr, put.stderr
+    again = cas_json("put", src, "--data-dir", owner.data_dir)
+    assert again["key"] == key and again["replicas"] == again["replicas_wanted"] == 3
 
     info = cas_json("stat", key, "--data-dir", owner.data_dir)
     assert info["size"] == 3 << 20

@@ -70,7 +70,7 @@ def test_cas_serve_refuses_to_join_without_the_right_key(serve, tmp_path: Path) 
     first = serve("first", "--listen", "127.0.0.1:0", "--network-key", key)
 
     missing = serve_exits_with(["--bootstrap", first.address], tmp_path)
-    assert missing.returncode == 1
+    assert missing.returncode == 2  # a usage error: the command needs --network-key
     assert "no network key" in missing.stderr and "--network-key" in missing.stderr
 
     wrong = tmp_path / "wrong.key"
@@ -81,7 +81,7 @@ def test_cas_serve_refuses_to_join_without_the_right_key(serve, tmp_path: Path) 
     short = tmp_path / "short.key"
     short.write_bytes(b"0123456789")
     bad = serve_exits_with(["--bootstrap", first.address, "--network-key", short], tmp_path)
-    assert bad.returncode == 1 and "holds 10 bytes" in bad.stderr
+    assert bad.returncode == 2 and "holds 10 bytes" in bad.stderr
 
     joined = serve("joiner", "--listen", "127.0.0.1:0", "--bootstrap", first.address, "--network-key", key)
     wait_until(lambda: len(cas_json("peers", "--data-dir", joined.data_dir)["peers"]) == 1, what="the join")

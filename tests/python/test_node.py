@@ -24,6 +24,11 @@ def test_put_get_round_trip(node: cas.Node, make_file, tmp_path: Path) -> None:
     src = make_file(3 * CHUNK + 123)
     key = node.put(src)
     assert isinstance(key, str) and key.startswith("cas1")
+    # The key says what the put did; a node without peers makes no copies.
+    assert isinstance(key, cas.PutResult) and key.key == key
+    assert (key.size, key.chunks, key.new_blobs) == (3 * CHUNK + 123, 4, 5)
+    assert (key.replicas, key.replicas_wanted) == (0, 3)
+    assert node.put(src).new_blobs == 0
     dest = tmp_path / "copy.bin"
     assert node.get(key, dest) == src.stat().st_size
     assert sha256_of(dest) == sha256_of(src)

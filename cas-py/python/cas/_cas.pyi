@@ -4,6 +4,7 @@ import os
 from typing import Callable, Iterable, Optional, Union
 
 from .file import File
+from .result import PutResult
 
 __version__: str
 
@@ -49,10 +50,11 @@ class Node:
         start. `advertise` ("host:port") is the address peers dial, needed
         when `listen` is "0.0.0.0:port".
         """
-    def put(self, path: StrPath, progress: Optional[Progress] = None) -> str:
-        """Stores the file at `path`; returns its key."""
-    def put_bytes(self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None) -> str:
-        """Stores `data`; returns its key."""
+    def put(self, path: StrPath, progress: Optional[Progress] = None) -> PutResult:
+        """Stores the file at `path`; returns its key: a `str`, whose
+        attributes say what the put did (`replicas` reached, `size`...)."""
+    def put_bytes(self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None) -> PutResult:
+        """Stores `data`; returns its key (a `str`, see `put`)."""
     def get(
         self, key: str, dest: StrPath, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None
     ) -> int:

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, NoReturn, Optional, Sequence
 
 from . import control, errors
 
@@ -33,6 +33,20 @@ def default_data_dir() -> Path:
     return Path(base) / "cas"
 
 
+class UsageError(Exception):
+    """A mistake in how the command was called, found after parsing: one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit 2), not a usage dump."""
+
+    def error(self, message: str) -> "NoReturn":
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+_MAX_COUNT = (1 << 63) - 1
+
+
 def _count(text: str) -> int:
     """A whole number from 0 up, or a one-line usage error (exit 2)."""
     try:
@@ -41,21 +55,68 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is negative")
+    if value > _MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is too large")
     return value
 
 
+def _split_host_port(text: str, *, port_zero: bool) -> str:
+    """`text` if it is HOST:PORT ([IPv6]:PORT too), else a usage error."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or host in ("[]",):
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7000)")
+    if not port.isdigit() or not (0 if port_zero else 1) <= int(port) <= 65535:
+        lowest = 0 if port_zero else 1
+        raise argparse.ArgumentTypeError(f"{text!r} has no port from {lowest} to 65535 (HOST:PORT, e.g. 127.0.0.1:7000)")
+    if any(c.isspace() for c in host) or (":" in host and not (host.startswith("[") and host.endswith("]"))):
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7000)")
+    return text
+
+
+def _listen_address(text: str) -> Optional[str]:
+    """An IP address and port to bind (port 0: any free one), or 'none'."""
+    if text.lower() == "none":
+        return None
+    import ipaddress
+
+    _split_host_port(text, port_zero=True)
+    host = text.rpartition(":")[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not IP:PORT (listen on an address of this machine, e.g. 127.0.0.1:7000 or 0.0.0.0:7000)"
+        ) from None
+    return text
+
+
+def _advertise_address(text: str) -> str:
+    return _split_host_port(text, port_zero=True)
+
+
+def _peer_address(text: str) -> str:
+    return _split_host_port(text, port_zero=False)
+
+
+def _path(text: str) -> Path:
+    """A path; an empty one would silently mean the working directory."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--data-dir",
-        type=Path,
+        type=_path,
         default=None,
         metavar="DIR",
         help="the node's data directory (default: $CAS_DATA_DIR, else ~/.local/share/cas)",
     )
     common.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cas",
         description="CAS: a peer-to-peer, content-addressed, encrypted file store.",
         epilog="Exit status: 0 success, 1 failure, 2 bad usage, 3 no node running on the data directory.",
@@ -68,22 +129,30 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run a node in the foreground until interrupted")
     serve.add_argument(
         "--listen",
+        type=_listen_address,
         default="127.0.0.1:0",
         metavar="ADDR",
         help="address for peers, host:port (default 127.0.0.1:0, a free port); 'none' for no networking",
     )
     serve.add_argument(
         "--advertise",
+        type=_advertise_address,
         default=None,
         metavar="HOST:PORT",
         help="the address peers dial (needed with --listen 0.0.0.0:PORT; default: the listen address)",
     )
     serve.add_argument(
-        "--bootstrap", action="extend", nargs="+", default=[], metavar="ADDR", help="addresses of nodes to join"
+        "--bootstrap",
+        type=_peer_address,
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ADDR",
+        help="addresses of nodes to join (HOST:PORT)",
     )
     serve.add_argument(
         "--network-key",
-        type=Path,
+        type=_path,
         default=None,
         metavar="FILE",
         help="the network's 32-byte key file (from 'cas keygen'; default: DATA_DIR/network_key, "
@@ -100,18 +169,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--test-pause-before-commit", type=Path, default=None, help=argparse.SUPPRESS)
 
     keygen = sub.add_parser("keygen", help="write a new network key to FILE (owner-only); give it to every node")
-    keygen.add_argument("file", type=Path, metavar="FILE")
+    keygen.add_argument("file", type=_path, metavar="FILE")
     keygen.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
     keygen.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
 
     put = sub.add_parser("put", parents=[common], help="store a file; prints its key")
-    put.add_argument("file", type=Path, metavar="FILE")
+    put.add_argument("file", type=_path, metavar="FILE")
 
     get = sub.add_parser("get", parents=[common], help="get a file by key, to DEST or to standard output")
     get.add_argument("key", metavar="KEY")
-    get.add_argument("dest", nargs="?", type=Path, default=None, metavar="DEST")
+    get.add_argument("dest", nargs="?", type=_path, default=None, metavar="DEST")
     get.add_argument(
-        "-o", "--output", default=None, metavar="FILE", help="write to FILE instead of DEST; '-' for standard output"
+        "-o", "--output", type=_path, default=None, metavar="FILE", help="write to FILE instead of DEST; '-' for standard output"
     )
     get.add_argument("--force", action="store_true", help="replace DEST if it exists")
 
@@ -188,9 +257,9 @@ def _read_network_key(path: Optional[Path]) -> Optional[bytes]:
     try:
         key = path.read_bytes()
     except OSError as e:
-        raise errors.InputError(f"cannot read the network key {path}: {e.strerror or e}") from None
+        raise UsageError(f"--network-key: cannot read {path}: {e.strerror or e}") from None
     if len(key) != 32:
-        raise errors.InvalidArgumentError(
+        raise UsageError(
             f"{path} is not a network key: it holds {len(key)} bytes, a key is 32 (make one with 'cas keygen FILE')"
         )
     return key
@@ -218,20 +287,23 @@ def _keygen(args: argparse.Namespace, data_dir: Path) -> int:
 def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     from ._cas import Node
 
-    listen = None if args.listen.lower() == "none" else args.listen
-    node = Node(
-        data_dir,
-        listen=listen,
-        advertise=args.advertise,
-        network_key=_read_network_key(args.network_key),
-        bootstrap=args.bootstrap,
-        replicas=args.replicas,
-        min_replicas=args.min_replicas,
-        chunk_size=args.chunk_size,
-        capacity=args.capacity,
-        fsync=not args.no_fsync,
-        _pause_before_commit=args.test_pause_before_commit,
-    )
+    try:
+        node = Node(
+            data_dir,
+            listen=args.listen,
+            advertise=args.advertise,
+            network_key=_read_network_key(args.network_key),
+            bootstrap=args.bootstrap,
+            replicas=args.replicas,
+            min_replicas=args.min_replicas,
+            chunk_size=args.chunk_size,
+            capacity=args.capacity,
+            fsync=not args.no_fsync,
+            _pause_before_commit=args.test_pause_before_commit,
+        )
+    except errors.InvalidArgumentError as e:
+        # A setting the node refused (e.g. a chunk size that is not a power of two).
+        raise UsageError(str(e)) from None
     stop = threading.Event()
     try:
         server = control.ControlServer(node, control.socket_path(data_dir))
@@ -275,7 +347,16 @@ def _put(args: argparse.Namespace, data_dir: Path) -> int:
     if args.json:
         _print_json(result)
     else:
-        print(result["key"])
+        print(result["key"], flush=True)
+    reached, wanted = result["replicas"], result["replicas_wanted"]
+    if reached < wanted:
+        print(
+            f"cas put: warning: {path.name} has {reached} of {wanted} copies on other nodes "
+            "(too few alive peers); repair adds the rest when peers are reachable",
+            file=sys.stderr,
+        )
+    elif not args.json:
+        print(f"cas put: {path.name}: {_human_bytes(result['size'])}, {reached} copies on other nodes", file=sys.stderr)
     return 0
 
 
@@ -392,6 +473,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     data_dir = (args.data_dir or default_data_dir()).absolute()
     try:
         return _COMMANDS[args.command](args, data_dir)
+    except UsageError as e:
+        return _usage_error(args, str(e))
     except errors.CasError as e:
         _report(args, e)
         return EXIT_NO_NODE if isinstance(e, errors.NoNodeRunningError) else EXIT_FAILED

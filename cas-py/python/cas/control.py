@@ -241,8 +241,8 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         node = self.node
         if op == "put":
             path = _abs_path_arg(args, "path")
-            key = node.put(path, progress=progress)
-            return {"key": key, "path": path, "size": os.path.getsize(path)}
+            result = node.put(path, progress=progress)
+            return {**result.as_dict(), "path": path}
         if op == "get":
             key, dest = _str_arg(args, "key"), _abs_path_arg(args, "dest")
             size = node.get(key, dest, progress=progress, cancel=cancel)
