@@ -15,10 +15,17 @@ CBINDGEN_ARGS := --quiet --config cas-ffi/cbindgen.toml cas-ffi
 PREFIX ?= /usr/local
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
+# Every cargo command here selects the same packages, so that switching make
+# targets rebuilds nothing that did not change. cas-py is the exception: its
+# extension module is built by maturin only (`make py`), with features of its
+# own; built by cargo too, the two builds would replace each other's library.
+CRATES := --workspace --exclude cas-py
+
 all: build
 
 build:
-	$(CARGO) build --release --workspace --all-targets
+	@echo "== building the Rust crates (cas-core, libcas, cas-bench, examples; the first time takes a few minutes)"
+	$(CARGO) build --release $(CRATES) --all-targets
 
 ## The main job: build everything (Rust crates, libcas, the Python package)
 ## and run the demo: 5 `cas serve` processes, a 100 MB file, two nodes killed.
@@ -32,7 +39,7 @@ demo-rust: build
 test: lint test-rust test-c test-py
 
 test-rust:
-	$(CARGO) test --release --workspace
+	$(CARGO) test --release $(CRATES)
 
 ## C tests under AddressSanitizer (tests/c), after checking the header is current.
 test-c: ffi check-header
@@ -44,12 +51,11 @@ lint:
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 ## Benchmark table (see README).
-bench:
-	$(CARGO) run --release -p cas-bench
+bench: build
+	./target/release/cas-bench
 
-## libcas.so and libcas.a in target/release.
-ffi:
-	$(CARGO) build --release -p cas-ffi
+## libcas.so and libcas.a in target/release (built with the rest, see CRATES).
+ffi: build
 
 cbindgen:
 	@$(CBINDGEN) --version 2>/dev/null | grep -qx "cbindgen $(CBINDGEN_VERSION)" || \
@@ -107,13 +113,18 @@ VENV_PY := $(VENV)/bin/python
 venv: $(VENV)/.installed
 
 $(VENV)/.installed:
+	@echo "== creating $(VENV) with maturin, pytest and tqdm"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV_PY) -m pip install --quiet "maturin>=1.9.4,<2" pytest tqdm
+	$(VENV_PY) -m pip install --progress-bar off --disable-pip-version-check "maturin>=1.9.4,<2" pytest tqdm
 	touch $@
 
 ## Builds the abi3 wheel (release) and installs it, with the `cas` command, into .venv.
+WHEELS := build/wheels
 py: venv
-	$(VENV_PY) -m pip install --quiet --no-build-isolation --force-reinstall --no-deps ./cas-py
+	@echo "== building the Python package (cas-py) and installing it into $(VENV)"
+	rm -rf $(WHEELS)
+	$(VENV)/bin/maturin build --release --manifest-path cas-py/Cargo.toml --out $(WHEELS)
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(WHEELS)/*.whl
 
 ## What the network-namespace tests (tests/python/test_multihost.py) need
 ## besides root: `ip` and `nft`, installed with apt-get when missing and we
