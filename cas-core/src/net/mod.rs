@@ -8,7 +8,6 @@ mod log_limit;
 mod membership;
 pub mod memory;
 pub mod placement;
-mod repair;
 pub mod secure;
 mod service;
 pub mod transport;
@@ -225,7 +224,6 @@ impl Network {
             }
         });
         tokio::spawn(net.clone().gossip_loop());
-        tokio::spawn(net.clone().repair_loop());
         // A first, bounded attempt at every bootstrap address before start
         // returns, so a new node can get files at once; then retries in the background.
         let first = futures::future::join_all(config.bootstrap.iter().map(|addr| {
@@ -555,6 +553,43 @@ impl Network {
         out
     }
 
+    /// This node's id.
+    pub(crate) fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The peers alive now.
+    pub(crate) fn alive_peers(&self) -> Vec<NodeId> {
+        self.table.peers_in(&[PeerState::Alive]).into_iter().map(|(id, _)| id).collect()
+    }
+
+    /// Which of `ids` (at most MAX_HAS_BATCH) `peer` holds; None if it did not say.
+    pub(crate) async fn has_blobs(self: &Arc<Self>, peer: NodeId, ids: Vec<BlobId>) -> Option<Vec<bool>> {
+        match self.request(peer, || Request::HasBlobs { ids: ids.clone() }).await {
+            Ok(Response::Has { present }) if present.len() == ids.len() => Some(present),
+            _ => None,
+        }
+    }
+
+    /// Gives `peer` a copy of a blob; Err says why it did not take it.
+    pub(crate) async fn store_on(
+        self: &Arc<Self>,
+        peer: NodeId,
+        id: BlobId,
+        data: Bytes,
+    ) -> std::result::Result<(), String> {
+        let len = data.len() as u64;
+        match self.request(peer, || Request::StoreBlob { id, data: data.clone() }).await {
+            Ok(Response::Stored) => {
+                self.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Response::Refused { reason, .. }) => Err(format!("refused: {reason}")),
+            Ok(other) => Err(format!("unexpected answer to store: {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Alive peers ranked for `id`, best first.
     pub(crate) fn ranked(&self, id: &BlobId, states: &[PeerState]) -> Vec<NodeId> {
         let mut peers: Vec<NodeId> = self.table.peers_in(states).into_iter().map(|(p, _)| p).collect();
@@ -572,31 +607,13 @@ impl Network {
         let attempt = |peer: NodeId| {
             let (net, data) = (self.clone(), data.clone());
             async move {
-                let len = data.len() as u64;
-                if probe {
-                    if let Ok(Response::Has { present }) =
-                        net.request(peer, || Request::HasBlobs { ids: vec![id] }).await
-                    {
-                        if present == [true] {
-                            return true;
-                        }
-                    }
+                if probe && net.has_blobs(peer, vec![id]).await == Some(vec![true]) {
+                    return true;
                 }
-                match net.request(peer, || Request::StoreBlob { id, data: data.clone() }).await {
-                    Ok(Response::Stored) => {
-                        net.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
-                        true
-                    }
-                    Ok(Response::Refused { reason, .. }) => {
-                        tracing::debug!(%peer, blob = %id, "replica refused: {reason}");
-                        false
-                    }
-                    Ok(other) => {
-                        tracing::debug!(%peer, blob = %id, "unexpected answer to store: {other:?}");
-                        false
-                    }
+                match net.store_on(peer, id, data).await {
+                    Ok(()) => true,
                     Err(e) => {
-                        tracing::debug!(%peer, blob = %id, "replica failed: {e}");
+                        tracing::debug!(%peer, blob = %id, "replica not stored: {e}");
                         false
                     }
                 }

@@ -5,6 +5,7 @@ mod cancel;
 mod get;
 mod put;
 mod reader;
+mod repair;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -115,7 +116,10 @@ impl Node {
                     network_key: network_key(&config, &dir)?,
                     incarnation: dir.next_incarnation(crate::net::now_ms())?,
                 };
-                Some(Network::start(&config, listen, keys, store.clone(), transport, cancel.child_token()).await?)
+                let net = Network::start(&config, listen, keys, store.clone(), transport, cancel.child_token()).await?;
+                let repair = repair::Repair { net: net.clone(), store: store.clone(), replicas: config.replicas };
+                tokio::spawn(repair.run(config.repair_interval, config.dead_after, cancel.child_token()));
+                Some(net)
             }
             None => None,
         };

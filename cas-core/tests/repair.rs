@@ -1,0 +1,198 @@
+//! Repair brings every blob back to `replicas + 1` copies on alive nodes
+//! after any failure that leaves one copy, from whichever node holds it, and
+//! never piles copies onto the ideal holders.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use cas_core::format::BlobId;
+use cas_core::net::placement::rank_nodes;
+use cas_core::{Key, Node, NodeId, PeerState};
+use common::{alive, content, net_config, wait_for};
+use tempfile::TempDir;
+
+const REPLICAS: usize = 3;
+const REPAIR_INTERVAL: Duration = Duration::from_millis(500);
+/// Generous: detection (dead_after is 3 s in net_config) plus 3 repair
+/// intervals is a few seconds; this bounds a poll on a loaded machine.
+const RESTORE_LIMIT: Duration = Duration::from_secs(60);
+
+async fn start_node(dir: &Path, bootstrap: Option<&Node>) -> Node {
+    let mut cfg = net_config(dir, &bootstrap.into_iter().collect::<Vec<_>>());
+    cfg.replicas = REPLICAS;
+    cfg.repair_interval = REPAIR_INTERVAL;
+    Node::start(cfg).await.unwrap()
+}
+
+/// `count` nodes that all see each other alive.
+async fn network(dir: &TempDir, count: usize) -> Vec<Node> {
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..count {
+        let node = start_node(&dir.path().join(format!("n{i}")), nodes.first()).await;
+        nodes.push(node);
+    }
+    for n in &nodes {
+        wait_for("a full mesh", Duration::from_secs(30), || alive(n) == count - 1).await;
+    }
+    nodes
+}
+
+async fn blob_ids(node: &Node, key: &Key) -> Vec<BlobId> {
+    node.stat(key).await.unwrap().holders.into_iter().map(|(id, _)| id).collect()
+}
+
+fn copies(nodes: &[Node], id: &BlobId) -> usize {
+    nodes.iter().filter(|n| n.store().has(id)).count()
+}
+
+/// The first `replicas + 1` of `nodes` in rendezvous order for `id`.
+fn ideal(nodes: &[Node], id: &BlobId) -> Vec<NodeId> {
+    let mut ids: Vec<NodeId> = nodes.iter().map(|n| n.id()).collect();
+    rank_nodes(id, &mut ids, |n| *n);
+    ids.truncate(REPLICAS + 1);
+    ids
+}
+
+/// Stops the nodes at `victims` (indexes into `nodes`) and waits until every
+/// survivor sees them gone; returns the survivors.
+async fn stop(nodes: Vec<Node>, victims: &[usize]) -> Vec<Node> {
+    let (mut gone, mut survivors) = (Vec::new(), Vec::new());
+    for (i, n) in nodes.into_iter().enumerate() {
+        if victims.contains(&i) {
+            gone.push(n);
+        } else {
+            survivors.push(n);
+        }
+    }
+    let gone_ids: Vec<NodeId> = gone.iter().map(|n| n.id()).collect();
+    for n in gone {
+        n.shutdown().await;
+    }
+    for n in &survivors {
+        wait_for("the stopped nodes to leave placement", Duration::from_secs(30), || {
+            n.peers().iter().filter(|p| gone_ids.contains(&p.id)).all(|p| p.state != PeerState::Alive)
+        })
+        .await;
+    }
+    survivors
+}
+
+/// Copies of `id` on its ideal holders among `nodes`.
+fn on_ideal(nodes: &[Node], id: &BlobId) -> usize {
+    ideal(nodes, id).iter().filter(|i| nodes.iter().any(|n| n.id() == **i && n.store().has(id))).count()
+}
+
+async fn wait_restored(nodes: &[Node], ids: &[BlobId]) {
+    wait_for("every blob back to replicas + 1 copies on its ideal holders", RESTORE_LIMIT, || {
+        ids.iter().all(|id| on_ideal(nodes, id) == REPLICAS + 1)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn all_replica_holders_lost_at_once_the_owner_restores_them() {
+    let dir = TempDir::new().unwrap();
+    let nodes = network(&dir, 12).await;
+    let owner_id = nodes[3].id();
+    // A one-chunk file (2 blobs) whose holders, once gone, leave the owner
+    // outside the ideal set of at least one blob: only the owner can repair
+    // it. (Chosen among a few files: the ranking depends on the content.)
+    let mut chosen = None;
+    for seed in 0..16 {
+        let report = nodes[3].put_bytes(&content(seed, 50_000)).await.unwrap();
+        assert_eq!(report.replicas, REPLICAS);
+        let ids = blob_ids(&nodes[3], &report.key).await;
+        let holders: Vec<usize> =
+            (0..nodes.len()).filter(|&i| i != 3 && ids.iter().any(|id| nodes[i].store().has(id))).collect();
+        let survivors: Vec<Node> =
+            nodes.iter().enumerate().filter(|(i, _)| !holders.contains(i)).map(|(_, n)| n.clone()).collect();
+        if ids.iter().any(|id| !ideal(&survivors, id).contains(&owner_id)) {
+            chosen = Some((report.key, ids, holders));
+            break;
+        }
+    }
+    let (key, ids, holders) = chosen.expect("a file whose survivors rank the owner low");
+    for id in &ids {
+        let left = (0..nodes.len()).filter(|i| !holders.contains(i) && nodes[*i].store().has(id)).count();
+        assert_eq!(left, 1, "only the owner's copy will be left");
+    }
+    let nodes = stop(nodes, &holders).await;
+    wait_restored(&nodes, &ids).await;
+    // The owner keeps its own copy beside the 4 ideal ones: 5 at most.
+    for id in &ids {
+        assert!(copies(&nodes, id) <= REPLICAS + 2, "no runaway copies of {id}");
+    }
+    let reader = nodes.iter().find(|n| n.id() != owner_id).unwrap();
+    assert_eq!(reader.get_bytes(&key).await.unwrap().len(), 50_000);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owner_and_two_holders_lost_the_rest_restore_every_blob() {
+    let dir = TempDir::new().unwrap();
+    let nodes = network(&dir, 8).await;
+    let data = content(7, 10 * 64 * 1024);
+    let report = nodes[2].put_bytes(&data).await.unwrap();
+    assert_eq!(report.replicas, REPLICAS);
+    let ids = blob_ids(&nodes[2], &report.key).await;
+    // The two other nodes holding the most blobs: every blob keeps at least
+    // one of its 3 replicas.
+    let mut others: Vec<usize> = (0..nodes.len()).filter(|&i| i != 2).collect();
+    others.sort_by_key(|&i| std::cmp::Reverse(ids.iter().filter(|id| nodes[i].store().has(id)).count()));
+    let nodes = stop(nodes, &[2, others[0], others[1]]).await;
+    assert!(ids.iter().all(|id| copies(&nodes, id) >= 1));
+    wait_restored(&nodes, &ids).await;
+    for id in &ids {
+        assert!(copies(&nodes, id) <= REPLICAS + 2, "no runaway copies of {id}");
+    }
+    assert_eq!(nodes[4].get_bytes(&report.key).await.unwrap(), data);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_back_after_its_blobs_were_re_replicated_adds_no_copies() {
+    let dir = TempDir::new().unwrap();
+    let nodes = network(&dir, 7).await;
+    let data = content(9, 10 * 64 * 1024);
+    let report = nodes[1].put_bytes(&data).await.unwrap();
+    let ids = blob_ids(&nodes[1], &report.key).await;
+    // The holder (not the owner, not the bootstrap node) with the most blobs.
+    let victim = (2..nodes.len()).max_by_key(|&i| ids.iter().filter(|id| nodes[i].store().has(id)).count()).unwrap();
+    let victim_dir = dir.path().join(format!("n{victim}"));
+    let victim_id = nodes[victim].id();
+    let mut nodes = stop(nodes, &[victim]).await;
+    wait_restored(&nodes, &ids).await;
+    let holders = |nodes: &[Node]| -> Vec<Vec<NodeId>> {
+        ids.iter().map(|id| nodes.iter().filter(|n| n.store().has(id)).map(|n| n.id()).collect()).collect()
+    };
+    let restored = holders(&nodes);
+
+    // Back with the same data dir (same identity, same blobs).
+    let back = start_node(&victim_dir, Some(&nodes[0])).await;
+    assert_eq!(back.id(), victim_id);
+    nodes.push(back);
+    for n in &nodes {
+        wait_for("the node to be back", Duration::from_secs(30), || {
+            n.id() == victim_id || n.peers().iter().any(|p| p.id == victim_id && p.state == PeerState::Alive)
+        })
+        .await;
+    }
+    // Its ideal holders already have every blob: a few rounds make no copies
+    // (watching that nothing happens: until the returning node's first
+    // rounds, which come once its view of the network has settled).
+    tokio::time::sleep(net_config(&victim_dir, &[]).dead_after + 4 * REPAIR_INTERVAL).await;
+    for ((id, now), before) in ids.iter().zip(holders(&nodes)).zip(restored) {
+        let new: Vec<_> = now.iter().filter(|n| !before.contains(n) && **n != victim_id).collect();
+        assert!(new.is_empty(), "blob {id} was copied to {new:?} after the node came back");
+        assert_eq!(on_ideal(&nodes, id), REPLICAS + 1);
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
