@@ -74,6 +74,10 @@ pub struct Config {
     /// How often a node checks that the blobs it holds have `replicas + 1`
     /// copies on alive nodes, and copies them where missing.
     pub repair_interval: Duration,
+    /// Bytes per second of stored blobs re-read and verified in the
+    /// background, from one `repair_interval` after start (a corrupt one is
+    /// quarantined and fetched again from a peer); 0 turns scrubbing off.
+    pub scrub_rate: u64,
     /// Fault injection for tests; all off by default.
     #[doc(hidden)]
     pub faults: Faults,
@@ -106,10 +110,15 @@ impl std::fmt::Debug for Config {
             .field("dead_after", &self.dead_after)
             .field("forget_after", &self.forget_after)
             .field("repair_interval", &self.repair_interval)
+            .field("scrub_rate", &self.scrub_rate)
             .field("faults", &self.faults)
             .finish()
     }
 }
+
+/// 1 MiB/s: a store of 100 GB is verified about once a day, at a cost a
+/// disk does not notice.
+pub const DEFAULT_SCRUB_RATE: u64 = 1 << 20;
 
 /// Deliberate misbehaviour, for tests of the other nodes' defences.
 #[doc(hidden)]
@@ -157,6 +166,7 @@ impl Config {
             dead_after: Duration::from_secs(10),
             forget_after: Duration::from_secs(120),
             repair_interval: Duration::from_secs(30),
+            scrub_rate: DEFAULT_SCRUB_RATE,
             faults: Faults::default(),
         }
     }

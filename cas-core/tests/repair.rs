@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use cas_core::format::BlobId;
 use cas_core::net::placement::rank_nodes;
-use cas_core::{Key, Node, NodeId, PeerState};
+use cas_core::{Config, Key, Node, NodeId, PeerState};
 use common::{alive, content, net_config, wait_for};
 use tempfile::TempDir;
 
@@ -192,6 +192,52 @@ async fn a_node_back_after_its_blobs_were_re_replicated_adds_no_copies() {
         assert!(new.is_empty(), "blob {id} was copied to {new:?} after the node came back");
         assert_eq!(on_ideal(&nodes, id), REPLICAS + 1);
     }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scrub_finds_a_blob_damaged_on_disk_and_fetches_a_good_copy() {
+    let dir = TempDir::new().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let mut cfg = net_config(&dir.path().join(format!("s{i}")), &nodes.first().into_iter().collect::<Vec<_>>());
+        cfg.repair_interval = REPAIR_INTERVAL;
+        cfg.scrub_rate = 64 << 20;
+        nodes.push(Node::start(cfg).await.unwrap());
+    }
+    for n in &nodes {
+        wait_for("a full mesh", Duration::from_secs(30), || alive(n) == 2).await;
+    }
+    let data = content(21, 4 * 64 * 1024);
+    let report = nodes[0].put_bytes(&data).await.unwrap();
+    let ids = blob_ids(&nodes[0], &report.key).await;
+    let damaged = ids[1];
+    let path = common::blob_path(nodes[1].data_dir(), &damaged);
+    assert!(path.exists(), "every node holds every blob (3 nodes, 3 replicas)");
+    common::flip_byte(&path, 100);
+
+    wait_for("the scrub to restore the damaged blob", RESTORE_LIMIT, || nodes[1].stats().scrub_restored == 1).await;
+    let stats = nodes[1].stats();
+    assert_eq!(stats.scrub_corrupt, 1);
+    assert!(stats.blobs_scrubbed >= ids.len() as u64 - 1, "{stats:?}");
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(BlobId::of(&bytes), damaged, "the blob file is whole again");
+    assert!(nodes[1].data_dir().join("quarantine").join(damaged.to_hex()).exists(), "the bad copy is kept aside");
+
+    // A lone node has no peer to ask: the bad blob is quarantined and counted.
+    let mut cfg = Config::new(dir.path().join("lone"));
+    cfg.fsync = false;
+    cfg.repair_interval = REPAIR_INTERVAL;
+    cfg.scrub_rate = 64 << 20;
+    let lone = Node::start(cfg).await.unwrap();
+    let key = lone.put_bytes(&data).await.unwrap().key;
+    let manifest = blob_ids(&lone, &key).await[0];
+    common::flip_byte(&common::blob_path(lone.data_dir(), &manifest), 7);
+    wait_for("the lone node's scrub to find the damage", RESTORE_LIMIT, || lone.stats().scrub_corrupt == 1).await;
+    assert_eq!(lone.stats().scrub_restored, 0);
+    assert!(!common::blob_path(lone.data_dir(), &manifest).exists());
     for n in nodes {
         n.shutdown().await;
     }

@@ -112,6 +112,14 @@ pub struct Stats {
     pub blobs_repaired: u64,
     /// Requests to peers that timed out.
     pub request_timeouts: u64,
+    /// Blobs the background scrub read and found good.
+    pub blobs_scrubbed: u64,
+    /// Bytes of those blobs.
+    pub bytes_scrubbed: u64,
+    /// Stored blobs the scrub found corrupt (and quarantined).
+    pub scrub_corrupt: u64,
+    /// Of those, blobs replaced by a good copy from a peer.
+    pub scrub_restored: u64,
 }
 
 impl From<cas_core::Stats> for Stats {
@@ -126,6 +134,10 @@ impl From<cas_core::Stats> for Stats {
             peers_alive: s.peers_alive,
             blobs_repaired: s.blobs_repaired,
             request_timeouts: s.request_timeouts,
+            blobs_scrubbed: s.blobs_scrubbed,
+            bytes_scrubbed: s.bytes_scrubbed,
+            scrub_corrupt: s.scrub_corrupt,
+            scrub_restored: s.scrub_restored,
         }
     }
 }

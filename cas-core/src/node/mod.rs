@@ -6,6 +6,7 @@ mod get;
 mod put;
 mod reader;
 mod repair;
+mod scrub;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -50,6 +51,14 @@ pub struct Stats {
     /// Requests to peers that timed out (the peer is then asked last by
     /// fetches for a while).
     pub request_timeouts: u64,
+    /// Blobs the background scrub read and found good.
+    pub blobs_scrubbed: u64,
+    /// Bytes of those blobs.
+    pub bytes_scrubbed: u64,
+    /// Stored blobs the scrub found corrupt (and quarantined).
+    pub scrub_corrupt: u64,
+    /// Of those, blobs replaced by a good copy from a peer.
+    pub scrub_restored: u64,
 }
 
 /// A progress callback: `(bytes done, bytes total)`; total is 0 when unknown.
@@ -85,6 +94,7 @@ struct NodeInner {
     id: NodeId,
     closed: AtomicBool,
     net: Option<Arc<Network>>,
+    scrub: Arc<scrub::ScrubStats>,
     /// Stops every background task when the node is shut down or dropped.
     cancel: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -123,6 +133,14 @@ impl Node {
             }
             None => None,
         };
+        let scrub_stats = Arc::new(scrub::ScrubStats::default());
+        let scrub = scrub::Scrub {
+            store: store.clone(),
+            net: net.clone(),
+            rate: config.scrub_rate,
+            stats: scrub_stats.clone(),
+        };
+        tokio::spawn(scrub.run(config.repair_interval, cancel.child_token()));
         tracing::info!(node = %id, data_dir = %config.data_dir.display(), "node started");
         let inner = NodeInner {
             config,
@@ -131,6 +149,7 @@ impl Node {
             id,
             closed: AtomicBool::new(false),
             net,
+            scrub: scrub_stats,
             _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
         };
@@ -182,6 +201,10 @@ impl Node {
             blobs_stored: store.blob_count(),
             bytes_stored: store.used_bytes(),
             verification_failures: store.quarantined(),
+            blobs_scrubbed: self.inner.scrub.blobs.load(Ordering::Relaxed),
+            bytes_scrubbed: self.inner.scrub.bytes.load(Ordering::Relaxed),
+            scrub_corrupt: self.inner.scrub.corrupt.load(Ordering::Relaxed),
+            scrub_restored: self.inner.scrub.restored.load(Ordering::Relaxed),
             ..Stats::default()
         };
         if let Some(net) = &self.inner.net {

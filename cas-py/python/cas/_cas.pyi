@@ -129,6 +129,10 @@ class Stats:
     peers_alive: int
     blobs_repaired: int
     request_timeouts: int
+    blobs_scrubbed: int
+    bytes_scrubbed: int
+    scrub_corrupt: int
+    scrub_restored: int
 
 class Reader:
     """The native reader wrapped by `cas.File`."""

@@ -296,6 +296,10 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                     "peers_alive",
                     "blobs_repaired",
                     "request_timeouts",
+                    "blobs_scrubbed",
+                    "bytes_scrubbed",
+                    "scrub_corrupt",
+                    "scrub_restored",
                 )
             },
         }

@@ -1,0 +1,131 @@
+//! Background scrub: the blobs a node stores are re-read and verified at a
+//! bounded rate (`Config::scrub_rate` bytes per second), so that a blob
+//! damaged on disk is found before anyone needs it. A blob that fails
+//! verification is quarantined (by the store) and, with peers, replaced by
+//! a verified copy fetched from one of them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::blocking::blocking;
+use crate::error::ErrorKind;
+use crate::format::BlobId;
+use crate::net::Network;
+use crate::store::BlobStore;
+
+/// The shortest time between two passes, so that a small store is not
+/// re-read in a loop.
+const MIN_PASS: Duration = Duration::from_secs(1);
+
+/// Scrub counters since start.
+#[derive(Default)]
+pub(crate) struct ScrubStats {
+    pub blobs: AtomicU64,
+    pub bytes: AtomicU64,
+    pub corrupt: AtomicU64,
+    pub restored: AtomicU64,
+}
+
+pub(crate) struct Scrub {
+    pub store: BlobStore,
+    pub net: Option<Arc<Network>>,
+    /// Bytes per second; 0 turns scrubbing off.
+    pub rate: u64,
+    pub stats: Arc<ScrubStats>,
+}
+
+impl Scrub {
+    /// Scrubs pass after pass, the first one `delay` after start (one
+    /// repair interval: nothing is urgent when a node starts).
+    pub(crate) async fn run(self, delay: Duration, cancel: CancellationToken) {
+        if self.rate == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = cancel.cancelled() => return,
+        }
+        loop {
+            let pass_started = Instant::now();
+            if !self.pass(&cancel).await {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(pass_started + MIN_PASS) => {}
+                _ = cancel.cancelled() => return,
+            }
+        }
+    }
+
+    /// One pass over the store; false when cancelled.
+    async fn pass(&self, cancel: &CancellationToken) -> bool {
+        let store = self.store.clone();
+        let ids = blocking(move || {
+            let mut ids = Vec::new();
+            store.for_each_blob(|id, _| ids.push(id)).map(|_| ids)
+        })
+        .await
+        .unwrap_or_default();
+        let started = Instant::now();
+        let mut read = 0u64;
+        for id in ids {
+            if cancel.is_cancelled() {
+                return false;
+            }
+            read += self.check(id).await;
+            // Pace: `read` bytes may take no less than read / rate seconds.
+            let due = started + Duration::from_secs_f64(read as f64 / self.rate as f64);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = cancel.cancelled() => return false,
+            }
+        }
+        true
+    }
+
+    /// Verifies one blob; returns the bytes read.
+    async fn check(&self, id: BlobId) -> u64 {
+        let store = self.store.clone();
+        match blocking(move || store.get(&id)).await {
+            Ok(Some(blob)) => {
+                let len = blob.bytes().len() as u64;
+                self.stats.blobs.fetch_add(1, Ordering::Relaxed);
+                self.stats.bytes.fetch_add(len, Ordering::Relaxed);
+                len
+            }
+            Ok(None) => 0, // removed since the listing
+            Err(e) if e.kind() == ErrorKind::Integrity => {
+                // The store has moved it to quarantine/.
+                self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(blob = %id, "scrub: a stored blob failed verification and was quarantined: {e}");
+                self.restore(id).await;
+                0
+            }
+            Err(e) => {
+                tracing::warn!(blob = %id, "scrub: cannot read a stored blob: {e}");
+                0
+            }
+        }
+    }
+
+    /// Replaces a quarantined blob with a verified copy from a peer.
+    async fn restore(&self, id: BlobId) {
+        let Some(net) = &self.net else { return };
+        let Some(blob) = net.fetch(id).await else {
+            tracing::warn!(blob = %id, "scrub: no peer has a good copy of a quarantined blob yet; repair may bring one");
+            return;
+        };
+        let store = self.store.clone();
+        match blocking(move || store.put(&blob)).await {
+            Ok(_) => {
+                self.stats.restored.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(blob = %id, "scrub: replaced a corrupt blob with a good copy from a peer");
+            }
+            Err(e) => tracing::warn!(blob = %id, "scrub: cannot store the good copy: {e}"),
+        }
+    }
+}
