@@ -60,6 +60,33 @@ impl Stat {
     }
 }
 
+/// A file this node put (see `Node.files()`).
+#[pyclass(frozen, get_all, module = "cas")]
+pub struct FileEntry {
+    /// The file's key.
+    pub key: String,
+    /// The file's name at put time, the `name` given to `put_bytes`, or "".
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was (last) put, in seconds since the epoch (as `time.time()`).
+    pub time: f64,
+}
+
+impl From<cas_core::FileEntry> for FileEntry {
+    fn from(f: cas_core::FileEntry) -> FileEntry {
+        let time = f.time.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        FileEntry { key: f.key.to_string(), name: f.name, size: f.size, time }
+    }
+}
+
+#[pymethods]
+impl FileEntry {
+    fn __repr__(&self) -> String {
+        format!("FileEntry(name={:?}, size={}, key={:.16}…)", self.name, self.size, self.key)
+    }
+}
+
 /// One entry of a node's peer table.
 #[pyclass(frozen, get_all, module = "cas")]
 pub struct Peer {

@@ -18,7 +18,7 @@ mod _cas {
     #[pymodule_export]
     use crate::cancel::Cancel;
     #[pymodule_export]
-    use crate::info::{Peer, Stat, Stats};
+    use crate::info::{FileEntry, Peer, Stat, Stats};
     #[pymodule_export]
     use crate::node::Node;
     #[pymodule_export]

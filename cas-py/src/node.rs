@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView, PyTuple};
 
 use crate::cancel::Cancel;
 use crate::errors::{closed, to_pyerr};
-use crate::info::{Peer, Stat, Stats};
+use crate::info::{FileEntry, Peer, Stat, Stats};
 use crate::reader::Reader;
 use crate::wait::{wait, wait_cancellable, Callback};
 
@@ -100,12 +100,14 @@ impl Node {
     }
 
     /// Stores `data` (bytes, bytearray or any buffer); returns its key.
-    #[pyo3(signature = (data, progress=None))]
+    /// `name` labels it in `files()`.
+    #[pyo3(signature = (data, progress=None, name=None))]
     fn put_bytes<'py>(
         &self,
         py: Python<'py>,
         data: &Bound<'_, PyAny>,
         progress: Option<Py<PyAny>>,
+        name: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node()?;
         // Through memoryview, not bytes(data): bytes(5) is five zero bytes and
@@ -118,7 +120,8 @@ impl Node {
         let size = slice.len() as u64;
         let callback = Callback::new(progress, None);
         let progress = callback.as_ref().map(|c| c.progress());
-        let report = wait(py, callback.as_ref(), node.put_reader(&mut slice, size, progress))?;
+        let name = name.unwrap_or_default();
+        let report = wait(py, callback.as_ref(), node.put_reader_named(&mut slice, size, progress, &name))?;
         put_result(py, &node, &report)
     }
 
@@ -177,6 +180,13 @@ impl Node {
     /// Bootstrap addresses the node is still trying to reach.
     fn unreachable_bootstrap(&self) -> PyResult<Vec<String>> {
         Ok(self.node()?.unreachable_bootstrap())
+    }
+
+    /// The files this node put, oldest first (a lost key can be found here).
+    fn files(&self, py: Python<'_>) -> PyResult<Vec<FileEntry>> {
+        let node = self.node()?;
+        let files = wait(py, None, async move { node.files().await })?;
+        Ok(files.into_iter().map(FileEntry::from).collect())
     }
 
     /// Counters since the node started.

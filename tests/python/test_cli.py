@@ -58,6 +58,12 @@ def test_serve_put_get_stat_status(serve, make_file, tmp_path: Path) -> None:
     assert all(h["nodes"] == [status["id"]] for h in info["holders"])
     assert "held by" in run_cas("stat", key, "--data-dir", d).stdout
 
+    # The catalog: the file put twice under one name is listed once.
+    files = cas_json("ls", "--data-dir", d)["files"]
+    assert [(f["key"], f["name"], f["size"]) for f in files] == [(key, src.name, 3 << 20)]
+    listing = run_cas("ls", "--data-dir", d).stdout
+    assert src.name in listing and key in listing and "3.0 MiB" in listing
+
     assert cas_json("peers", "--data-dir", d) == {"self": {"id": status["id"], "address": status["address"]}, "peers": []}
     assert cas_json("status", "--data-dir", d)["stats"]["blobs_stored"] > 0
     assert status["id"] in run_cas("status", "--data-dir", d).stdout

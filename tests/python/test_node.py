@@ -35,6 +35,19 @@ def test_put_get_round_trip(node: cas.Node, make_file, tmp_path: Path) -> None:
     assert node.get_bytes(key) == src.read_bytes()
 
 
+def test_files_lists_what_this_node_put(node: cas.Node, make_file) -> None:
+    import time
+
+    assert node.files() == []
+    before = time.time()
+    src = make_file(1000)
+    key = node.put(src)
+    label = node.put_bytes(b"minutes of the meeting", name="minutes.txt")
+    files = node.files()
+    assert [(f.key, f.name, f.size) for f in files] == [(key, src.name, 1000), (label, "minutes.txt", 22)]
+    assert all(isinstance(f, cas.FileEntry) and before - 1 <= f.time <= time.time() + 1 for f in files)
+
+
 def test_str_and_path_are_accepted(node: cas.Node, make_file, tmp_path: Path) -> None:
     src = make_file(1000)
     key = node.put(str(src))

@@ -26,7 +26,7 @@ use crate::format::{BlobId, Manifest};
 use crate::key::Key;
 use crate::net::transport::{TcpTransport, Transport};
 use crate::net::{Keys, Network};
-use crate::store::{BlobStore, DataDir, VerifiedBlob};
+use crate::store::{BlobStore, Catalog, DataDir, FileEntry, VerifiedBlob};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Counters of a node since it started (the store figures are current).
@@ -95,6 +95,7 @@ struct NodeInner {
     closed: AtomicBool,
     net: Option<Arc<Network>>,
     scrub: Arc<scrub::ScrubStats>,
+    catalog: Arc<Catalog>,
     /// Stops every background task when the node is shut down or dropped.
     cancel: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -111,10 +112,11 @@ impl Node {
     pub async fn start_with_transport(config: Config, transport: Arc<dyn Transport>) -> Result<Node> {
         config.validate()?;
         let cfg = config.clone();
-        let (dir, store) = blocking(move || {
+        let (dir, store, catalog) = blocking(move || {
             let dir = DataDir::open(&cfg.data_dir, cfg.secret)?;
             let store = BlobStore::open(dir.path(), cfg.fsync, cfg.capacity)?;
-            Ok::<_, Error>((dir, store))
+            let catalog = Catalog::open(dir.path())?;
+            Ok::<_, Error>((dir, store, catalog))
         })
         .await?;
         let id = dir.identity.id();
@@ -150,6 +152,7 @@ impl Node {
             closed: AtomicBool::new(false),
             net,
             scrub: scrub_stats,
+            catalog: Arc::new(catalog),
             _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
         };
@@ -192,6 +195,13 @@ impl Node {
     #[doc(hidden)]
     pub fn debug_net_entries(&self) -> Option<crate::net::NetEntries> {
         self.inner.net.as_ref().map(|n| n.entries())
+    }
+
+    /// The files this node put, oldest first: key, name, size, time (see
+    /// [`FileEntry`]). A user who lost a key finds it here.
+    pub async fn files(&self) -> Result<Vec<FileEntry>> {
+        let catalog = self.inner.catalog.clone();
+        blocking(move || catalog.list()).await
     }
 
     /// Counters since start.

@@ -112,14 +112,45 @@ impl Node {
         })
         .await
         .map_err(|source| Error::Input { path: path.clone(), source })?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let source = PutSource::File { file: Arc::new(file), path: Arc::new(path), size, next: 0 };
-        self.put_source(source, size, progress).await
+        let report = self.put_source(source, size, progress).await?;
+        self.record_put(&report, name).await;
+        Ok(report)
     }
 
     /// Stores a buffer.
     pub async fn put_bytes(&self, data: &[u8]) -> Result<PutReport> {
+        self.put_bytes_named(data, "").await
+    }
+
+    /// Stores a buffer, listed under `name` by [`Node::files`].
+    pub async fn put_bytes_named(&self, data: &[u8], name: &str) -> Result<PutReport> {
         let mut reader = data;
-        self.put_reader(&mut reader, data.len() as u64, None).await
+        self.put_reader_named(&mut reader, data.len() as u64, None, name).await
+    }
+
+    /// Like [`Node::put_reader`], listed under `name` by [`Node::files`].
+    pub async fn put_reader_named(
+        &self,
+        reader: &mut (dyn AsyncRead + Unpin + Send),
+        size_hint: u64,
+        progress: Option<Progress>,
+        name: &str,
+    ) -> Result<PutReport> {
+        self.check_open()?;
+        let report = self.put_source(PutSource::Reader(reader), size_hint, progress).await?;
+        self.record_put(&report, name.to_string()).await;
+        Ok(report)
+    }
+
+    /// Adds a finished put to the catalog. The file is stored whatever
+    /// happens here: a catalog that cannot be written is a warning.
+    async fn record_put(&self, report: &PutReport, name: String) {
+        let (catalog, key, size) = (self.inner.catalog.clone(), report.key, report.size);
+        if let Err(e) = blocking(move || catalog.record(&key, &name, size)).await {
+            tracing::warn!(key = %report.key, "the file is stored, but not listed in the catalog: {e}");
+        }
     }
 
     /// Stores everything `reader` yields. `size_hint` is only reported to
@@ -130,8 +161,7 @@ impl Node {
         size_hint: u64,
         progress: Option<Progress>,
     ) -> Result<PutReport> {
-        self.check_open()?;
-        self.put_source(PutSource::Reader(reader), size_hint, progress).await
+        self.put_reader_named(reader, size_hint, progress, "").await
     }
 
     async fn put_source(&self, mut source: PutSource<'_>, total: u64, progress: Option<Progress>) -> Result<PutReport> {

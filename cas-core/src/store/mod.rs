@@ -6,6 +6,7 @@
 //! open. (Temporary files live in the fan-out directories, not in one shared
 //! directory, so that parallel writers do not all contend on one directory.) Blobs that fail verification on read move to `quarantine/`.
 
+mod catalog;
 mod data_dir;
 
 use std::fs::{self, File};
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub(crate) use catalog::Catalog;
+pub use catalog::{FileEntry, CATALOG_FILE};
 pub use data_dir::{DataDir, IDENTITY_FILE, NETWORK_KEY_FILE};
 
 use crate::error::{is_disk_full, Error, Result};

@@ -16,11 +16,11 @@ Every blocking call releases the GIL. Errors derive from `cas.CasError`
 
 from __future__ import annotations
 
-from ._cas import Cancel, Node, Peer, Stat, Stats, __version__, generate_network_key
+from ._cas import Cancel, FileEntry, Node, Peer, Stat, Stats, __version__, generate_network_key
 from . import errors
 from .errors import *  # noqa: F403 (the exception hierarchy, listed in errors.__all__)
 from .file import File
 from .result import PutResult
 
-__all__ = ["Node", "Cancel", "File", "PutResult", "Stat", "Peer", "Stats", "generate_network_key", "__version__"]
+__all__ = ["Node", "Cancel", "File", "FileEntry", "PutResult", "Stat", "Peer", "Stats", "generate_network_key", "__version__"]
 __all__ += errors.__all__

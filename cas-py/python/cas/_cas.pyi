@@ -1,7 +1,7 @@
 """Type stubs of the native module `cas._cas` (re-exported by `cas`)."""
 
 import os
-from typing import Callable, Iterable, Optional, Union
+from typing import Callable, Iterable, List, Optional, Union
 
 from .file import File
 from .result import PutResult
@@ -53,8 +53,13 @@ class Node:
     def put(self, path: StrPath, progress: Optional[Progress] = None) -> PutResult:
         """Stores the file at `path`; returns its key: a `str`, whose
         attributes say what the put did (`replicas` reached, `size`...)."""
-    def put_bytes(self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None) -> PutResult:
-        """Stores `data`; returns its key (a `str`, see `put`)."""
+    def put_bytes(
+        self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None, name: Optional[str] = None
+    ) -> PutResult:
+        """Stores `data`; returns its key (a `str`, see `put`). `name`
+        labels it in `files()`."""
+    def files(self) -> List[FileEntry]:
+        """The files this node put, oldest first: a lost key is found here."""
     def get(
         self, key: str, dest: StrPath, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None
     ) -> int:
@@ -118,6 +123,16 @@ class Peer:
     state: str
     """"alive", "suspect" or "dead"."""
     last_seen: float
+
+class FileEntry:
+    """A file this node put."""
+
+    key: str
+    name: str
+    """The file name at put time, the `name` given to `put_bytes`, or ""."""
+    size: int
+    time: float
+    """When it was (last) put, seconds since the epoch."""
 
 class Stats:
     bytes_sent: int

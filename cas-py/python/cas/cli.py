@@ -187,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     stat = sub.add_parser("stat", parents=[common], help="size of a stored file and the nodes holding it")
     stat.add_argument("key", metavar="KEY")
 
+    sub.add_parser("ls", parents=[common], help="the files this node put: time, size, name, key")
     sub.add_parser("peers", parents=[common], help="the node's peer table")
     sub.add_parser("status", parents=[common], help="the node's id, address and counters")
     return parser
@@ -446,6 +447,16 @@ def _print_peers(result: Dict[str, Any]) -> None:
         print(f"{p['id'][:16]}  {p['address']:<22} {p['state']:<8} seen {p['last_seen']:.1f}s ago")
 
 
+def _print_files(result: Dict[str, Any]) -> None:
+    import time
+
+    if not result["files"]:
+        print("no files put on this node")
+    for f in result["files"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f["time"]))
+        print(f"{when}  {_human_bytes(f['size']):>10}  {f['name'] or '(no name)'}  {f['key']}")
+
+
 def _print_status(result: Dict[str, Any]) -> None:
     stats = result["stats"]
     print(f"node      {result['id']}")
@@ -463,6 +474,7 @@ _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "put": _put,
     "get": _get,
     "stat": _stat,
+    "ls": lambda args, data_dir: _query(args, data_dir, "files", _print_files),
     "peers": lambda args, data_dir: _query(args, data_dir, "peers", _print_peers),
     "status": lambda args, data_dir: _query(args, data_dir, "status", _print_status),
 }

@@ -249,6 +249,8 @@ class ControlServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             return {"key": key, "dest": dest, "size": size}
         if op == "stat":
             return self._stat(_str_arg(args, "key"))
+        if op == "files":
+            return {"files": [{"key": f.key, "name": f.name, "size": f.size, "time": f.time} for f in node.files()]}
         if op == "peers":
             return {"self": {"id": node.id, "address": node.address}, "peers": [_peer(p) for p in node.peers()]}
         if op == "status":

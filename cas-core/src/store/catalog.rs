@@ -1,0 +1,122 @@
+//! The catalog: the files this node put (key, name, size, time), so that a
+//! user who lost a key can find it again. It lives in
+//! `<data_dir>/catalog.redb`, an embedded database (redb), owner-only like
+//! the rest of the data dir: keys are read capabilities.
+//!
+//! Unlike blobs, the catalog cannot be rebuilt from anything else (a key
+//! holds the file's decryption key, which only the put knew). A catalog that
+//! cannot be opened is moved aside (`catalog.redb.damaged-<ms>`), reported
+//! at warning level, and a new one is started: the node still runs.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::error::{Error, Result};
+use crate::key::Key;
+
+/// The catalog's file in the data dir.
+pub const CATALOG_FILE: &str = "catalog.redb";
+
+/// (key, name) -> (size, time in ms since the epoch). The same content put
+/// under two names is two entries; put again under the same name, one
+/// entry with the latest time.
+const FILES: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("files");
+
+/// One file this node put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// The file's key.
+    pub key: Key,
+    /// The file name given to the put (without its directory), or the label
+    /// given to `put_bytes_named`/`put_reader_named`; empty when none.
+    pub name: String,
+    /// Plaintext size in bytes.
+    pub size: u64,
+    /// When it was (last) put.
+    pub time: SystemTime,
+}
+
+pub(crate) struct Catalog {
+    db: Database,
+    path: PathBuf,
+}
+
+fn db_error(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::io(format!("{what} the catalog {}", path.display()), std::io::Error::other(e.to_string()))
+}
+
+impl Catalog {
+    /// Opens (creating, mode 0600) the catalog of the data dir at `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Catalog> {
+        let path = dir.join(CATALOG_FILE);
+        // Created owner-only before redb opens it (redb would use the umask).
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("creating the catalog {}", path.display()), e))?;
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(e) => {
+                let aside = dir.join(format!("{CATALOG_FILE}.damaged-{}", now_ms()));
+                tracing::warn!(
+                    path = %path.display(), aside = %aside.display(),
+                    "the catalog of files put here cannot be opened ({e}); moved aside, starting a new one"
+                );
+                std::fs::rename(&path, &aside).map_err(|e| Error::io(format!("moving aside {}", path.display()), e))?;
+                return Catalog::open(dir);
+            }
+        };
+        let catalog = Catalog { db, path };
+        // The table exists from the start, so that listing never fails on a new catalog.
+        catalog.write(|_| Ok(()))?;
+        Ok(catalog)
+    }
+
+    fn write(&self, f: impl FnOnce(&mut redb::Table<(&str, &str), (u64, u64)>) -> Result<()>) -> Result<()> {
+        let txn = self.db.begin_write().map_err(|e| db_error(&self.path, "writing", e))?;
+        {
+            let mut table = txn.open_table(FILES).map_err(|e| db_error(&self.path, "writing", e))?;
+            f(&mut table)?;
+        }
+        txn.commit().map_err(|e| db_error(&self.path, "writing", e))
+    }
+
+    /// Records a put.
+    pub(crate) fn record(&self, key: &Key, name: &str, size: u64) -> Result<()> {
+        let key = key.to_string();
+        let path = self.path.clone();
+        self.write(|table| {
+            table.insert((key.as_str(), name), (size, now_ms())).map_err(|e| db_error(&path, "writing", e))?;
+            Ok(())
+        })
+    }
+
+    /// Every entry, oldest first.
+    pub(crate) fn list(&self) -> Result<Vec<FileEntry>> {
+        let err = |e: &dyn std::fmt::Display| db_error(&self.path, "reading", e);
+        let txn = self.db.begin_read().map_err(|e| err(&e))?;
+        let table = txn.open_table(FILES).map_err(|e| err(&e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| err(&e))? {
+            let (k, v) = row.map_err(|e| err(&e))?;
+            let (key, name) = k.value();
+            let (size, time) = v.value();
+            // A key that does not parse was not written by this code: skip it.
+            let Ok(key) = key.parse::<Key>() else { continue };
+            out.push(FileEntry { key, name: name.to_string(), size, time: UNIX_EPOCH + Duration::from_millis(time) });
+        }
+        out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.name.cmp(&b.name)));
+        Ok(out)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
