@@ -1,5 +1,6 @@
 //! A put killed with SIGKILL midway leaves a store in which every blob
-//! verifies, and the same put run again afterwards succeeds.
+//! verifies, and the same put run again afterwards succeeds. A get killed
+//! midway leaves nothing at all beside its destination.
 
 mod common;
 
@@ -72,4 +73,54 @@ async fn put_killed_midway_leaves_only_whole_blobs() {
     let out = s.path("out.bin");
     node.get_file(&report.key, &out, None).await.unwrap();
     assert_big_file(&out, 31, SIZE);
+}
+
+/// The file the process `pid` is writing in `dir` without a name yet
+/// (O_TMPFILE: `/proc/PID/fd/N` reads `DIR/#INODE (deleted)`), and how far
+/// it has written.
+fn unnamed_output(pid: u32, dir: &std::path::Path) -> Option<u64> {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else { continue };
+        let target = target.to_string_lossy().into_owned();
+        if target.starts_with(&format!("{}/#", dir.display())) && target.ends_with("(deleted)") {
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy())).ok()?;
+            return info.lines().find_map(|l| l.strip_prefix("pos:")).and_then(|p| p.trim().parse().ok());
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_killed_midway_leaves_nothing_beside_its_destination() {
+    let s = Scratch::new();
+    let input = s.path("big.bin");
+    write_big_file(&input, 32, SIZE);
+    let node = cas_core::Node::start(s.config(MIN_CHUNK)).await.unwrap();
+    let key = node.put_file(&input, None).await.unwrap().key;
+    node.shutdown().await;
+    drop(node);
+
+    let out_dir = s.path("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let dest = out_dir.join("copy.bin");
+    let mut child = local_example()
+        .arg("get")
+        .arg(s.data_dir())
+        .arg(key.to_string())
+        .arg(&dest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the local example");
+    common::wait_until("the get to write part of the file", Duration::from_secs(60), || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the get exited ({status}) before it could be killed");
+        }
+        unnamed_output(child.id(), &out_dir).is_some_and(|pos| pos > 0 && pos < SIZE)
+    });
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "the get was still running when killed: {status}");
+    assert_eq!(common::entries(&out_dir), Vec::<String>::new(), "no partial file, no temporary file");
 }

@@ -90,19 +90,12 @@ impl Node {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => ".".into(),
             };
-            // 0666 before the umask, like any newly created file (tempfile's
-            // default, 0600, would make every file got back owner-only).
-            let tmp = tempfile::Builder::new()
-                .prefix(".cas-get-")
-                .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-                .tempfile_in(&parent)
-                .map_err(|e| Error::Destination { path: d.clone(), source: e })?;
-            Ok(tmp)
+            super::output::create(&parent).map_err(|e| Error::Destination { path: d.clone(), source: e })
         })
         .await?;
-        // The path is owned here, not by the writer: if this future is
-        // dropped (cancelled) or fails, the temporary file is unlinked at once.
-        let (file, tmp_path) = tmp.into_parts();
+        // The pending name is owned here, not by the writer: if this future is
+        // dropped (cancelled) or fails, the file never gets a name.
+        let (file, pending) = tmp;
         // Chunks are fetched and decrypted concurrently but written in order by
         // one thread: parallel writes to one file only contend on its inode lock.
         let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
@@ -146,9 +139,9 @@ impl Node {
                 file.sync_all().map_err(|e| destination_error(&dest, e))?;
             }
             // The point of no return: a cancel that comes later is told it
-            // came too late. If it came first, dropping tmp_path unlinks it.
+            // came too late. If it came first, dropping `pending` discards the file.
             cancel.commit()?;
-            tmp_path.persist(&dest).map_err(|e| destination_error(&dest, e.error))?;
+            pending.commit(&file, &dest).map_err(|e| destination_error(&dest, e))?;
             if fsync {
                 let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
                 sync_dir(parent).map_err(|e| destination_error(&dest, e))?;

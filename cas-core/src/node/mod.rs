@@ -3,6 +3,7 @@
 
 mod cancel;
 mod get;
+mod output;
 mod put;
 mod reader;
 mod repair;
