@@ -44,6 +44,22 @@ def _count(text: str) -> int:
     return value
 
 
+def _address(setting: str, port_zero: bool, none: bool = False) -> Callable[[str], str]:
+    """A HOST:PORT checked as the node checks it, or a one-line usage error (exit 2)."""
+
+    def check(text: str) -> str:
+        from ._cas import _check_address
+
+        if not (none and text.lower() == "none"):
+            try:
+                _check_address(setting, text, port_zero)
+            except errors.InvalidArgumentError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    return check
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -68,18 +84,26 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run a node in the foreground until interrupted")
     serve.add_argument(
         "--listen",
+        type=_address("listen", port_zero=True, none=True),
         default="127.0.0.1:0",
         metavar="ADDR",
         help="address for peers, host:port (default 127.0.0.1:0, a free port); 'none' for no networking",
     )
     serve.add_argument(
         "--advertise",
+        type=_address("advertise", port_zero=True),
         default=None,
         metavar="HOST:PORT",
         help="the address peers dial (needed with --listen 0.0.0.0:PORT; default: the listen address)",
     )
     serve.add_argument(
-        "--bootstrap", action="extend", nargs="+", default=[], metavar="ADDR", help="addresses of nodes to join"
+        "--bootstrap",
+        type=_address("bootstrap", port_zero=False),
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="ADDR",
+        help="addresses of nodes to join",
     )
     serve.add_argument(
         "--network-key",
