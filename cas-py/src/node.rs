@@ -89,13 +89,16 @@ impl Node {
         Ok(Node { inner: Mutex::new(Some(node)), data_dir })
     }
 
-    /// Stores the file at `path`; returns its key.
+    /// Stores the file at `path`; returns its key. A callback that raises,
+    /// or Ctrl-C, stops the put (cas_core's cancellation, as for `get`).
     #[pyo3(signature = (path, progress=None))]
     fn put(&self, py: Python<'_>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<String> {
         let node = self.node()?;
-        let callback = Callback::new(progress, None);
+        let cancel = cas_core::Cancel::new();
+        let callback = Callback::new(progress, Some(&cancel));
         let progress = callback.as_ref().map(|c| c.progress());
-        let report = wait(py, callback.as_ref(), node.put_file(&path, progress))?;
+        let put = node.put_file_cancellable(&path, progress, &cancel);
+        let report = wait_cancellable(py, callback.as_ref(), Some(&cancel), put)?;
         Ok(report.key.to_string())
     }
 
@@ -111,9 +114,11 @@ impl Node {
         };
         let mut slice: &[u8] = bytes.as_bytes();
         let size = slice.len() as u64;
-        let callback = Callback::new(progress, None);
+        let cancel = cas_core::Cancel::new();
+        let callback = Callback::new(progress, Some(&cancel));
         let progress = callback.as_ref().map(|c| c.progress());
-        let report = wait(py, callback.as_ref(), node.put_reader(&mut slice, size, progress))?;
+        let put = node.put_reader_cancellable(&mut slice, size, progress, &cancel);
+        let report = wait_cancellable(py, callback.as_ref(), Some(&cancel), put)?;
         Ok(report.key.to_string())
     }
 

@@ -14,6 +14,9 @@ Progress = Callable[[int, int], object]
 def generate_network_key() -> bytes:
     """A new random 32-byte network key; keep it secret."""
 
+def _check_address(setting: str, address: str, port_zero: bool) -> None:
+    """Raises InvalidArgumentError if `address` is not HOST:PORT (as Node checks it)."""
+
 class Node:
     """A CAS node on a data directory; a context manager, usable from many threads."""
 
@@ -40,7 +43,9 @@ class Node:
         `chunk_size` is a power of two from 65536 to 16777216 (default 1 MiB).
         `capacity` bounds the bytes of blobs stored here: None for no limit
         but the disk, 0 to store nothing. `secret` (32 bytes) replaces the
-        convergence secret of `data_dir` for this run.
+        convergence secret of `data_dir` for this run. A bad setting (an
+        address that is not "host:port", an empty `data_dir`, ...) raises
+        InvalidArgumentError before anything is created or opened.
 
         `network_key` (32 bytes, from `generate_network_key()`) is the key of
         the network: only nodes holding the same key can connect. None reads
@@ -50,7 +55,8 @@ class Node:
         when `listen` is "0.0.0.0:port".
         """
     def put(self, path: StrPath, progress: Optional[Progress] = None) -> str:
-        """Stores the file at `path`; returns its key."""
+        """Stores the file at `path`; returns its key. A callback that
+        raises, or Ctrl-C, stops the put (no temporary file is left)."""
     def put_bytes(self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None) -> str:
         """Stores `data`; returns its key."""
     def get(
