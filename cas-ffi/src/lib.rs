@@ -7,7 +7,7 @@
 //! plumbing: [`status`] (the numbered `cas_status`), [`error`] (the
 //! per-thread last error), [`boundary`] (panic catching, argument checks,
 //! blocking on the shared runtime) and [`memory`] (returned strings and
-//! buffers).
+//! buffers), [`version`] (the version macros and cas_version).
 //!
 //! Safety contract of every export (hence no per-function `# Safety`
 //! section): each pointer argument is NULL (reported as
@@ -28,13 +28,5 @@ pub mod peers;
 pub mod reader;
 pub mod stat;
 pub mod status;
+pub mod version;
 pub mod writer;
-
-use std::ffi::c_char;
-
-/// The library's version ("0.1.0"): a static string, never freed.
-/// Thread-safe.
-#[no_mangle]
-pub extern "C" fn cas_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
-}
