@@ -298,7 +298,7 @@ pub mod check {
 
     /// An interval or timeout: above zero, at most [`MAX_DURATION`].
     pub fn duration(setting: &str, value: Duration) -> Result<()> {
-        if value.is_zero() || value > MAX_DURATION {
+        if value < Duration::from_millis(1) || value > MAX_DURATION {
             return Err(Error::InvalidArgument(format!(
                 "{setting} {} ms is out of range: from 1 ms to {} ms (a year)",
                 value.as_millis(),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import cas
-from conftest import cas_command
+from conftest import cas_command, wait_until
 
 BAD_LISTEN = ["garbage", "127.0.0.1:99999", "127.0.0.1", ""]
 BAD_BOOTSTRAP = ["garbage", "", "127.0.0.1:0"]
@@ -90,3 +90,32 @@ def test_a_callback_that_raises_stops_a_put_with_no_temporary_file(
     left = [p for p in (tmp_path / "node").rglob(".tmp-*")]
     assert left == [], "a worker still wrote for the stopped put"
     assert node.get_bytes(node.put_bytes(b"after")) == b"after"
+
+
+@pytest.mark.parametrize(
+    "kwargs,named",
+    [
+        ({"gossip_interval": 0}, "gossip_interval 0 ms"),
+        ({"request_timeout": -1.0}, "request_timeout -1 s"),
+        ({"repair_interval": float("nan")}, "repair_interval NaN s"),
+        ({"suspect_after": 5, "dead_after": 1}, "suspect_after"),
+        ({"parallelism": 5000}, "parallelism 5000"),
+    ],
+)
+def test_node_refuses_bad_timings(tmp_path: Path, kwargs: dict, named: str) -> None:
+    with pytest.raises(cas.InvalidArgumentError, match=re.escape(named)):
+        cas.Node(tmp_path / "n", **kwargs)
+    assert not (tmp_path / "n").exists()
+
+
+def test_timings_reach_the_node(tmp_path: Path) -> None:
+    # With the defaults a silent peer is dead after 10 s; here after 0.6 s.
+    fast = {"gossip_interval": 0.1, "suspect_after": 0.3, "dead_after": 0.6, "forget_after": 60.0}
+    key = cas.generate_network_key()
+    with cas.Node(tmp_path / "a", listen="127.0.0.1:0", network_key=key, **fast) as a:
+        b = cas.Node(tmp_path / "b", listen="127.0.0.1:0", bootstrap=[a.address], network_key=key, **fast)
+        try:
+            wait_until(lambda: [p.state for p in a.peers()] == ["alive"], timeout=10, what="b alive on a")
+        finally:
+            b.close()
+        wait_until(lambda: [p.state for p in a.peers()] == ["dead"], timeout=5, what="b dead on a within 5 s")

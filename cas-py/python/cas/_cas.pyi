@@ -34,6 +34,14 @@ class Node:
         fsync: bool = True,
         network_key: Optional[bytes] = None,
         advertise: Optional[str] = None,
+        gossip_interval: Optional[float] = None,
+        request_timeout: Optional[float] = None,
+        suspect_after: Optional[float] = None,
+        dead_after: Optional[float] = None,
+        forget_after: Optional[float] = None,
+        repair_interval: Optional[float] = None,
+        keep_fetched: bool = True,
+        parallelism: int = 0,
     ) -> None:
         """Opens (creating, owner-only) and locks `data_dir`, and starts a node.
 
@@ -53,6 +61,14 @@ class Node:
         `bootstrap`) creates; a node given `bootstrap` and no key fails to
         start. `advertise` ("host:port") is the address peers dial, needed
         when `listen` is "0.0.0.0:port".
+
+        Timings, in seconds (None keeps the default): `gossip_interval` (1),
+        `request_timeout` (10), `suspect_after` (5), `dead_after` (10) and
+        `forget_after` (120) for a silent peer, `repair_interval` (30); each
+        from 0.001 to a year, with suspect_after <= dead_after <=
+        forget_after. `keep_fetched` keeps blobs fetched from peers here;
+        `parallelism` is the chunks one put or get processes at once (0:
+        twice the cores, at most 1024).
         """
     def put(self, path: StrPath, progress: Optional[Progress] = None) -> str:
         """Stores the file at `path`; returns its key. A callback that
