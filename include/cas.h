@@ -514,8 +514,8 @@ cas_status cas_config_set_parallelism(struct cas_config *config, size_t chunks);
 cas_status cas_config_set_max_get_bytes(struct cas_config *config, uint64_t bytes);
 
 /**
- * Durations are in milliseconds: from 1 to 31536000000 (a year); 0 or
- * more is CAS_ERR_INVALID_ARGUMENT. Sets how often the node gossips its
+ * Durations are in milliseconds, from 1 to 31536000000 (a year); 0, or
+ * more than a year, is CAS_ERR_INVALID_ARGUMENT. Sets how often the node gossips its
  * peer table (default 1000).
  */
 cas_status cas_config_set_gossip_interval_ms(struct cas_config *config, uint64_t ms);

@@ -307,8 +307,8 @@ unsafe fn set_duration(
     }
 }
 
-/// Durations are in milliseconds: from 1 to 31536000000 (a year); 0 or
-/// more is CAS_ERR_INVALID_ARGUMENT. Sets how often the node gossips its
+/// Durations are in milliseconds, from 1 to 31536000000 (a year); 0, or
+/// more than a year, is CAS_ERR_INVALID_ARGUMENT. Sets how often the node gossips its
 /// peer table (default 1000).
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_gossip_interval_ms(config: *mut cas_config, ms: u64) -> cas_status {
