@@ -14,6 +14,8 @@ CBINDGEN := $(TOOLS)/bin/cbindgen
 CBINDGEN_ARGS := --quiet --config cas-ffi/cbindgen.toml cas-ffi
 PREFIX ?= /usr/local
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# libcas.so's SONAME is libcas.so.$(MAJOR) (cas-ffi/build.rs).
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
 
 # Every cargo command here selects the same packages, so that switching make
 # targets rebuilds nothing that did not change. cas-py is the exception: its
@@ -41,8 +43,13 @@ test: lint test-rust test-c test-py
 test-rust:
 	$(CARGO) test --release $(CRATES)
 
-## C tests under AddressSanitizer (tests/c), after checking the header is current.
+## C tests under AddressSanitizer (tests/c), after checking the header is
+## current, that libcas.so has its SONAME and that the header declares
+## exactly the library's cas_ functions.
 test-c: ffi check-header
+	@readelf -d target/release/libcas.so | grep -q 'Library soname: \[libcas.so.$(MAJOR)\]' || { \
+		echo "target/release/libcas.so lacks the SONAME libcas.so.$(MAJOR)" >&2; exit 1; }
+	tests/c/check_symbols.sh target/release/libcas.so include/cas.h
 	$(MAKE) -C tests/c run
 	$(MAKE) example-c
 
@@ -54,8 +61,11 @@ lint:
 bench: build
 	./target/release/cas-bench
 
-## libcas.so and libcas.a in target/release (built with the rest, see CRATES).
+## libcas.so and libcas.a in target/release (built with the rest, see CRATES),
+## with the link libcas.so.$(MAJOR) (its SONAME) that programs linked against
+## the build tree load.
 ffi: build
+	ln -sf libcas.so target/release/libcas.so.$(MAJOR)
 
 cbindgen:
 	@$(CBINDGEN) --version 2>/dev/null | grep -qx "cbindgen $(CBINDGEN_VERSION)" || \
@@ -72,11 +82,16 @@ check-header: cbindgen
 	@diff -u include/cas.h build/cas.h || { \
 		echo "include/cas.h is stale: run 'make header' and commit it" >&2; exit 1; }
 
-## Install lib, header and cas.pc under $(PREFIX) (DESTDIR supported).
+## Install lib, header and cas.pc under $(PREFIX) (DESTDIR supported):
+## lib/libcas.so.$(VERSION), with the links libcas.so.$(MAJOR) (the SONAME,
+## which programs load) and libcas.so (which the linker finds).
 install: ffi
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/cas.h $(DESTDIR)$(PREFIX)/include/cas.h
-	install -m 755 target/release/libcas.so $(DESTDIR)$(PREFIX)/lib/libcas.so
+	rm -f $(DESTDIR)$(PREFIX)/lib/libcas.so $(DESTDIR)$(PREFIX)/lib/libcas.so.$(MAJOR)
+	install -m 755 target/release/libcas.so $(DESTDIR)$(PREFIX)/lib/libcas.so.$(VERSION)
+	ln -s libcas.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libcas.so.$(MAJOR)
+	ln -s libcas.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libcas.so
 	install -m 644 target/release/libcas.a $(DESTDIR)$(PREFIX)/lib/libcas.a
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' cas-ffi/cas.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cas.pc

@@ -10,8 +10,15 @@
  *  - strings and buffers the library returns are owned by the caller and
  *    freed with cas_string_free / cas_buffer_free; handles with their own
  *    _free function. Every _free accepts NULL.
- *  - no cas_* function may be called from inside a progress callback
- *    (CAS_ERR_IN_CALLBACK), where it would block inside the library.
+ *  - no blocking cas_* function may be called from inside a progress
+ *    callback (CAS_ERR_IN_CALLBACK), where it would block inside the
+ *    library; cas_node_free and cas_writer_free may. A callback that
+ *    returns non-zero stops its operation (CAS_ERR_CANCELLED).
+ *  - every setter checks its value (CAS_ERR_INVALID_ARGUMENT, the value in
+ *    the message); durations are uint64_t milliseconds.
+ *  - log records go to stderr, or to the host (cas_set_log_callback).
+ *  - CAS_VERSION_STRING is this header's version, cas_version() the
+ *    library's; libcas.so.0 is the SONAME.
  */
 
 #ifndef CAS_H
@@ -22,6 +29,30 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+/**
+ * The version of this header, "MAJOR.MINOR.PATCH", made from
+ * CAS_VERSION_MAJOR, CAS_VERSION_MINOR and CAS_VERSION_PATCH below. A
+ * program may compare it with cas_version(), the version of the library it
+ * runs with: the same major version is compatible.
+ */
+#define CAS_VERSION_STRING CAS_VERSION_STR_(CAS_VERSION_MAJOR) "." CAS_VERSION_STR_(CAS_VERSION_MINOR) "." CAS_VERSION_STR_(CAS_VERSION_PATCH)
+#define CAS_VERSION_STR_(n) CAS_VERSION_STR2_(n)
+#define CAS_VERSION_STR2_(n) #n
+
+/**
+ * Major version of the header (`#define`); compare with cas_version().
+ */
+#define CAS_VERSION_MAJOR 0
+
+/**
+ * Minor version of the header.
+ */
+#define CAS_VERSION_MINOR 1
+
+/**
+ * Patch version of the header.
+ */
+#define CAS_VERSION_PATCH 0
 
 /**
  * The result of every cas_* call. CAS_OK (0) is success; every other value
@@ -126,6 +157,44 @@ typedef uint32_t cas_status;
 #endif // __cplusplus
 
 /**
+ * The level of a log record, most severe first. The numbers are fixed.
+ */
+enum cas_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Something failed that the library could not handle.
+   */
+  CAS_LOG_ERROR = 1,
+  /**
+   * Something is wrong but the library goes on (an unreachable peer, a
+   * refused connection). The default level on stderr.
+   */
+  CAS_LOG_WARN = 2,
+  /**
+   * The life of a node: started, listening, joined, stopped.
+   */
+  CAS_LOG_INFO = 3,
+  /**
+   * Details for debugging.
+   */
+  CAS_LOG_DEBUG = 4,
+  /**
+   * Every step.
+   */
+  CAS_LOG_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum cas_log_level cas_log_level;
+#else
+typedef uint32_t cas_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * How a peer looks from this node. The numbers are fixed.
  */
 enum cas_peer_state
@@ -197,18 +266,35 @@ typedef struct cas_stat cas_stat;
 typedef struct cas_writer cas_writer;
 
 /**
- * Progress callback: `done` of `total` bytes (total is 0 when unknown),
- * and the `user` pointer given with it.
+ * A log callback: the record's level, its target (the library module it
+ * comes from, e.g. "cas_core::net") and its message (with the record's
+ * fields as name=value), both NUL-terminated and valid only during the
+ * call, and the `user` pointer given to cas_set_log_callback.
+ *
+ * It may be called from any library thread, and from several at once: it
+ * must be thread-safe, return quickly, not unwind (C++ exceptions,
+ * longjmp), and call no cas_* function (cas_set_log_callback would
+ * deadlock).
+ */
+typedef void (*cas_log_fn)(cas_log_level level, const char *target, const char *message, void *user);
+
+/**
+ * Progress callback: `done` of `total` bytes (total is 0 when unknown;
+ * the last call of a put gives the size stored as both), and the `user`
+ * pointer given with it. Return 0 to go on; any other value stops the
+ * operation, which then fails with CAS_ERR_CANCELLED (see the call's own
+ * documentation for what a stopped operation leaves behind).
  *
  * Callbacks of the whole-file calls (put_file, put_buffer, get_file) run
  * on the thread that made the call, inside it; those of a cas_writer run
  * on library threads. Either way never concurrently for one operation and
- * never after that operation has returned (or its writer has been freed). They must return quickly,
- * must not unwind (C++ exceptions, longjmp), and must not call blocking
- * cas_* functions (those return CAS_ERR_IN_CALLBACK there). `user` is
- * passed through untouched; the caller keeps it valid and thread-safe.
+ * never after that operation has returned (or its writer has been freed).
+ * They must return quickly, must not unwind (C++ exceptions, longjmp), and
+ * must not call blocking cas_* functions (those return CAS_ERR_IN_CALLBACK
+ * there); cas_node_free and cas_writer_free are allowed. `user` is passed
+ * through untouched; the caller keeps it valid and thread-safe.
  */
-typedef void (*cas_progress_fn)(uint64_t done, uint64_t total, void *user);
+typedef int (*cas_progress_fn)(uint64_t done, uint64_t total, void *user);
 
 /**
  * One peer. The strings belong to the cas_peer_list it came from and are
@@ -305,18 +391,13 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library's version ("0.1.0"): a static string, never freed.
- * Thread-safe.
- */
-const char *cas_version(void);
-
-/**
  * Creates a configuration for a node stored in `data_dir` (created if
  * needed), with the defaults: no networking, 3 replicas, min replicas 0,
  * 1 MiB chunks, no capacity limit, fsync on.
  *
- * `data_dir` must not be NULL; it is copied. On success `*config_out`
- * receives a new handle the caller owns and frees with cas_config_free.
+ * `data_dir` must not be NULL or "" (CAS_ERR_INVALID_ARGUMENT); it is
+ * copied. On success `*config_out` receives a new handle the caller owns
+ * and frees with cas_config_free.
  */
 cas_status cas_config_new(const char *data_dir, struct cas_config **config_out);
 
@@ -327,17 +408,20 @@ cas_status cas_config_new(const char *data_dir, struct cas_config **config_out);
 void cas_config_free(struct cas_config *config);
 
 /**
- * Sets the address to listen on for peers, e.g. "127.0.0.1:0" (port 0
- * picks a free port; cas_node_address tells which). NULL turns networking
- * off (the default). `address` is copied.
+ * Sets the address to listen on for peers: "HOST:PORT" with an IPv4
+ * address, a bracketed IPv6 address or a host name, e.g. "127.0.0.1:0"
+ * (port 0 picks a free port; cas_node_address tells which). A malformed
+ * address is CAS_ERR_INVALID_ARGUMENT. NULL turns networking off (the
+ * default). `address` is copied.
  */
 cas_status cas_config_set_listen(struct cas_config *config, const char *address);
 
 /**
- * Sets the address peers should dial ("host:port"; port 0 means the
+ * Sets the address peers should dial ("HOST:PORT"; port 0 means the
  * listen port). Needed when listening on every interface ("0.0.0.0:..."),
  * since peers cannot dial that; by default the listen address is
- * advertised. NULL goes back to the default. `address` is copied.
+ * advertised. A malformed address is CAS_ERR_INVALID_ARGUMENT. NULL goes
+ * back to the default. `address` is copied.
  */
 cas_status cas_config_set_advertise(struct cas_config *config, const char *address);
 
@@ -352,14 +436,24 @@ cas_status cas_config_set_advertise(struct cas_config *config, const char *addre
 cas_status cas_config_set_network_key(struct cas_config *config, const uint8_t *key, size_t len);
 
 /**
+ * Sets the convergence secret for this run: 32 bytes (`len` must be 32;
+ * `key` is copied) used instead of the file `secret` in the data
+ * directory. Nodes with the same secret produce the same key for the same
+ * file. NULL (with `len` 0) goes back to the default, the file.
+ */
+cas_status cas_config_set_secret(struct cas_config *config, const uint8_t *key, size_t len);
+
+/**
  * Writes a new random network key into `out` (32 bytes). Give it to every
  * node of the new network (cas_config_set_network_key); keep it secret.
  */
 cas_status cas_generate_network_key(uint8_t *out);
 
 /**
- * Adds the address ("host:port") of a node to join through; call it once
- * per bootstrap node. `address` must not be NULL; it is copied.
+ * Adds the address ("HOST:PORT", a host name allowed, e.g.
+ * "node1.example:7000"; port not 0) of a node to join through; call it
+ * once per bootstrap node. A malformed address is
+ * CAS_ERR_INVALID_ARGUMENT. `address` must not be NULL; it is copied.
  */
 cas_status cas_config_add_bootstrap(struct cas_config *config, const char *address);
 
@@ -376,7 +470,7 @@ cas_status cas_config_set_min_replicas(struct cas_config *config, size_t min_rep
 
 /**
  * Sets the chunk size of new files: a power of two from 65536 to 16777216
- * (checked by cas_node_start).
+ * (default 1048576); another value is CAS_ERR_INVALID_ARGUMENT.
  */
 cas_status cas_config_set_chunk_size(struct cas_config *config, uint32_t chunk_size);
 
@@ -391,6 +485,76 @@ cas_status cas_config_set_capacity(struct cas_config *config, uint64_t bytes);
  * (faster, but not durable across power loss).
  */
 cas_status cas_config_set_fsync(struct cas_config *config, bool fsync);
+
+/**
+ * Whether blobs fetched from peers by a get are kept in the local store
+ * (default true).
+ */
+cas_status cas_config_set_keep_fetched(struct cas_config *config, bool keep);
+
+/**
+ * Sets the bound on chunk bytes one put or get holds in flight (default
+ * 67108864, 64 MiB). 0 is CAS_ERR_INVALID_ARGUMENT; cas_node_start also
+ * refuses a bound below one chunk.
+ */
+cas_status cas_config_set_max_inflight_bytes(struct cas_config *config, size_t bytes);
+
+/**
+ * Sets how many chunks one put or get processes in parallel: 0 (the
+ * default) means twice the cores; at most 1024.
+ */
+cas_status cas_config_set_parallelism(struct cas_config *config, size_t chunks);
+
+/**
+ * Sets the largest file cas_node_get_buffer (or one cas_reader_read_at)
+ * returns in memory (default 1073741824, 1 GiB); a larger one fails with
+ * CAS_ERR_INVALID_ARGUMENT before anything is fetched. 0 is
+ * CAS_ERR_INVALID_ARGUMENT.
+ */
+cas_status cas_config_set_max_get_bytes(struct cas_config *config, uint64_t bytes);
+
+/**
+ * Durations are in milliseconds, from 1 to 31536000000 (a year); 0, or
+ * more than a year, is CAS_ERR_INVALID_ARGUMENT. Sets how often the node gossips its
+ * peer table (default 1000).
+ */
+cas_status cas_config_set_gossip_interval_ms(struct cas_config *config, uint64_t ms);
+
+/**
+ * Sets how long one request to a peer may take, in milliseconds (default
+ * 10000).
+ */
+cas_status cas_config_set_request_timeout_ms(struct cas_config *config, uint64_t ms);
+
+/**
+ * Sets after how long a connection on which nothing arrives is closed, in
+ * milliseconds (default 60000; keep it above the request timeout).
+ */
+cas_status cas_config_set_idle_timeout_ms(struct cas_config *config, uint64_t ms);
+
+/**
+ * Sets after how long without news a peer is suspect, in milliseconds
+ * (default 5000). cas_node_start checks suspect <= dead <= forget.
+ */
+cas_status cas_config_set_suspect_after_ms(struct cas_config *config, uint64_t ms);
+
+/**
+ * Sets after how long without news a peer is dead (out of placement), in
+ * milliseconds (default 10000).
+ */
+cas_status cas_config_set_dead_after_ms(struct cas_config *config, uint64_t ms);
+
+/**
+ * Sets after how long without news a peer is forgotten, in milliseconds
+ * (default 120000).
+ */
+cas_status cas_config_set_forget_after_ms(struct cas_config *config, uint64_t ms);
+
+/**
+ * Sets how often the node checks that the blobs it holds have enough
+ * copies and repairs them, in milliseconds (default 30000).
+ */
+cas_status cas_config_set_repair_interval_ms(struct cas_config *config, uint64_t ms);
 
 /**
  * The message of the most recent failed cas_* call on the calling thread,
@@ -415,6 +579,25 @@ const char *cas_last_error(void);
 size_t cas_last_error_copy(char *buf, size_t size);
 
 /**
+ * Sends the library's log records, up to `level` (a cas_log_level: the
+ * most verbose taken, e.g. CAS_LOG_INFO takes errors, warnings and info),
+ * to `callback` with `user`, instead of stderr. The environment variable
+ * CAS_LOG does not filter records sent to a callback.
+ *
+ * A NULL `callback` goes back to stderr (warnings and above, or as CAS_LOG
+ * says, e.g. CAS_LOG=info; colour codes only when stderr is a terminal).
+ * When this returns, the previous callback is not running on any thread
+ * and will not be called again, so its `user` data may be freed. A `level`
+ * that is not a cas_log_level is CAS_ERR_INVALID_ARGUMENT.
+ *
+ * Thread-safe; may be called at any time, before or after nodes start, but
+ * not from inside a log callback. `user` is passed through untouched; the
+ * caller keeps it valid, and usable from any thread, until the callback
+ * is replaced.
+ */
+cas_status cas_set_log_callback(uint32_t level, cas_log_fn callback, void *user);
+
+/**
  * Frees a string returned by the library (keys, ids, addresses).
  * NULL is a no-op. Passing anything else, or freeing twice, is undefined
  * behaviour. Thread-safe.
@@ -436,7 +619,8 @@ void cas_buffer_free(uint8_t *data, size_t len);
  * frees with cas_node_free. Fails with CAS_ERR_DATA_DIR_LOCKED if another
  * node holds the directory, CAS_ERR_INVALID_ARGUMENT for a bad setting.
  * The first start installs the library's logger: warnings to stderr, more
- * with the environment variable CAS_LOG (e.g. CAS_LOG=info).
+ * with the environment variable CAS_LOG (e.g. CAS_LOG=info), or records
+ * to the host's callback (see cas_set_log_callback).
  */
 cas_status cas_node_start(const struct cas_config *config, struct cas_node **node_out);
 
@@ -454,7 +638,9 @@ cas_status cas_node_stop(const struct cas_node *node);
  * opened from it are handles of their own: free them too (before or
  * after the node). Called from inside a progress callback, where nothing
  * may block, it cannot wait: the node stops in the background, and its
- * data directory is released shortly after this returns.
+ * data directory is released shortly after this returns; the operation
+ * that called back then fails with CAS_ERR_CLOSED (or, if it was past its
+ * last step, succeeds).
  */
 void cas_node_free(struct cas_node *node);
 
@@ -484,6 +670,12 @@ cas_status cas_node_address(const struct cas_node *node, char **address_out);
  * `*key_out` receives a string the caller owns and frees with
  * cas_string_free. Fails with CAS_ERR_INPUT if the file cannot be read.
  * Thread-safe; blocks until the file is stored.
+ *
+ * A progress callback that returns non-zero stops the put: it returns
+ * CAS_ERR_CANCELLED once no library thread works on it any more, with no
+ * key and no temporary file left. Chunks it stored before stay in the
+ * store as whole blobs, unreferenced (content addressing: a later put of
+ * the same bytes reuses them).
  */
 cas_status cas_node_put_file(const struct cas_node *node,
                              const char *path,
@@ -495,9 +687,10 @@ cas_status cas_node_put_file(const struct cas_node *node,
  * Stores `len` bytes at `data` and returns their key.
  *
  * `data` may be NULL only if `len` is 0; it is only read during the call.
- * `progress` may be NULL (see cas_progress_fn). On success `*key_out`
- * receives a string the caller owns and frees with cas_string_free.
- * Thread-safe; blocks until the bytes are stored.
+ * `progress` may be NULL (see cas_progress_fn); it can stop the put as
+ * in cas_node_put_file. On success `*key_out` receives a string the
+ * caller owns and frees with cas_string_free. Thread-safe; blocks until
+ * the bytes are stored.
  */
 cas_status cas_node_put_buffer(const struct cas_node *node,
                                const uint8_t *data,
@@ -515,6 +708,10 @@ cas_status cas_node_put_buffer(const struct cas_node *node,
  * cas_progress_fn). Fails with CAS_ERR_INVALID_KEY for a malformed key,
  * CAS_ERR_NOT_FOUND if no reachable node has it, CAS_ERR_DESTINATION if
  * `dest` cannot be written. Thread-safe; blocks until done.
+ *
+ * A progress callback that returns non-zero stops the get before its
+ * file is renamed into place: it returns CAS_ERR_CANCELLED and leaves
+ * nothing at `dest` (a file already there stays as it was).
  */
 cas_status cas_node_get_file(const struct cas_node *node,
                              const char *key,
@@ -647,13 +844,25 @@ void cas_stat_free(struct cas_stat *stat);
 const char *cas_status_str(uint32_t status);
 
 /**
+ * The library's version ("0.1.0"), as CAS_VERSION_STRING of the header it
+ * was built with: a program can check that the library it loaded is the
+ * one it was compiled against (same major version). A static string,
+ * never freed. Thread-safe.
+ */
+const char *cas_version(void);
+
+/**
  * Starts a streaming put on `node`.
  *
  * `size_hint` is the expected total size, only reported to `progress` as
- * the total (0 if unknown). `progress` may be NULL; if given it is called
- * with `user` from a library thread while the writer is open (see
- * cas_progress_fn). On success `*writer_out` receives a handle the caller
- * owns and frees with cas_writer_free.
+ * the total (0 if unknown; the last call gives the size stored as both).
+ * `progress` may be NULL; if given it is called with `user` from a library
+ * thread while the writer is open (see cas_progress_fn). If it returns
+ * non-zero the put stops: the next cas_writer_write or cas_writer_finish
+ * returns CAS_ERR_CANCELLED (chunks stored before stay, as with
+ * cas_node_put_file). On success `*writer_out` receives a handle the
+ * caller owns and frees with cas_writer_free. Fails with CAS_ERR_CLOSED if
+ * the node was stopped.
  */
 cas_status cas_writer_open(const struct cas_node *node,
                            uint64_t size_hint,
@@ -685,7 +894,8 @@ cas_status cas_writer_finish(struct cas_writer *writer, char **key_out);
 /**
  * Frees a writer. If it was not finished, the put is cancelled (no key is
  * produced; chunks already stored stay as unreferenced blobs) and this
- * waits until its progress callback can no longer run. Called from inside
+ * waits until no library thread works on it (its progress callback can
+ * no longer run, no temporary file is left). Called from inside
  * a progress callback, where nothing may block, it cannot wait: the put is
  * cancelled in the background, and the writer's callback may still run
  * once on another thread, so keep its `user` data alive until that

@@ -171,14 +171,24 @@ impl Config {
         }
     }
 
-    /// Checks every value, with a message naming the bad one.
+    /// Checks every value, with a message naming the bad one (and saying
+    /// what it is). Runs at start, before anything touches the disk or the
+    /// network; the C setters run the same per-value checks ([`check`]).
     pub fn validate(&self) -> Result<()> {
-        if !valid_chunk_size(self.chunk_size) {
-            return Err(Error::InvalidArgument(format!(
-                "chunk_size {} must be a power of two from 65536 (64 KiB) to 16777216 (16 MiB)",
-                self.chunk_size
-            )));
+        check::data_dir(&self.data_dir)?;
+        if let Some(listen) = &self.listen {
+            check::address("listen", listen, true)?;
         }
+        if let Some(advertise) = &self.advertise {
+            check::address("advertise", advertise, true)?;
+        }
+        for bootstrap in &self.bootstrap {
+            check::address("bootstrap", bootstrap, false)?;
+        }
+        check::chunk_size(self.chunk_size)?;
+        check::parallelism(self.parallelism)?;
+        check::positive("max_inflight_bytes", self.max_inflight_bytes as u64)?;
+        check::positive("max_get_bytes", self.max_get_bytes)?;
         if self.min_replicas > self.replicas {
             return Err(Error::InvalidArgument(format!(
                 "min_replicas ({}) cannot exceed replicas ({})",
@@ -192,17 +202,22 @@ impl Config {
                 self.chunk_size as usize + TAG_LEN
             )));
         }
-        if self.gossip_interval.is_zero()
-            || self.request_timeout.is_zero()
-            || self.idle_timeout.is_zero()
-            || self.repair_interval.is_zero()
-        {
-            return Err(Error::InvalidArgument(
-                "gossip_interval, request_timeout, idle_timeout and repair_interval must be positive".into(),
-            ));
+        for (name, value) in [
+            ("gossip_interval", self.gossip_interval),
+            ("request_timeout", self.request_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("repair_interval", self.repair_interval),
+            ("suspect_after", self.suspect_after),
+            ("dead_after", self.dead_after),
+            ("forget_after", self.forget_after),
+        ] {
+            check::duration(name, value)?;
         }
         if !(self.suspect_after <= self.dead_after && self.dead_after <= self.forget_after) {
-            return Err(Error::InvalidArgument("expected suspect_after <= dead_after <= forget_after".into()));
+            return Err(Error::InvalidArgument(format!(
+                "expected suspect_after ({:?}) <= dead_after ({:?}) <= forget_after ({:?})",
+                self.suspect_after, self.dead_after, self.forget_after
+            )));
         }
         Ok(())
     }
@@ -216,9 +231,146 @@ impl Config {
     }
 }
 
+/// Checks of single values, shared by [`Config::validate`] and the
+/// bindings' setters (which refuse a bad value when it is set).
+pub mod check {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::valid_chunk_size;
+    use crate::error::{Error, Result};
+
+    /// The longest duration a setting takes (a year): longer ones overflow
+    /// the timers' arithmetic and are typos anyway.
+    pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    /// A data directory: any path but the empty one (which would put the
+    /// node's files in the working directory).
+    pub fn data_dir(path: &Path) -> Result<()> {
+        if path.as_os_str().is_empty() {
+            return Err(Error::InvalidArgument(
+                "data_dir is empty: give the directory the node keeps its files in".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A `HOST:PORT` address: an IPv4 address, a bracketed IPv6 address or
+    /// a host name, and a port from 0 (only where `port_zero` allows it:
+    /// "pick a free one") to 65535. Host names are not resolved here.
+    pub fn address(setting: &str, addr: &str, port_zero: bool) -> Result<()> {
+        let bad = |why: &str| {
+            Error::InvalidArgument(format!(
+                "{setting} address {addr:?} {why} (expected HOST:PORT, e.g. 127.0.0.1:7000 or node1.example:7000)"
+            ))
+        };
+        let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
+        let port: u16 = port.parse().map_err(|_| bad("has no valid port (0 to 65535)"))?;
+        if port == 0 && !port_zero {
+            return Err(bad("has port 0, which no node listens on"));
+        }
+        let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<Ipv6Addr>().is_ok(),
+            None => host.parse::<Ipv4Addr>().is_ok() || is_host_name(host),
+        };
+        if !host_ok {
+            return Err(bad(if host.is_empty() { "has no host" } else { "has no valid host" }));
+        }
+        Ok(())
+    }
+
+    /// A DNS name as RFC 1123 allows: dot-separated labels of letters,
+    /// digits and inner hyphens, 1 to 63 characters each, 253 in all.
+    fn is_host_name(host: &str) -> bool {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                (1..=63).contains(&label.len())
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+            // All digits would be a mistyped IPv4 address, not a name.
+            && !host.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    }
+
+    /// A chunk size: a power of two from 64 KiB to 16 MiB.
+    pub fn chunk_size(size: u32) -> Result<()> {
+        if !valid_chunk_size(size) {
+            return Err(Error::InvalidArgument(format!(
+                "chunk_size {size} must be a power of two from 65536 (64 KiB) to 16777216 (16 MiB)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// An interval or timeout: above zero, at most [`MAX_DURATION`].
+    pub fn duration(setting: &str, value: Duration) -> Result<()> {
+        if value < Duration::from_millis(1) || value > MAX_DURATION {
+            return Err(Error::InvalidArgument(format!(
+                "{setting} {} ms is out of range: from 1 ms to {} ms (a year)",
+                value.as_millis(),
+                MAX_DURATION.as_millis()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The most chunks one put or get may process at once.
+    pub const MAX_PARALLELISM: usize = 1024;
+
+    /// Chunks in parallel: 0 (twice the cores) to [`MAX_PARALLELISM`].
+    pub fn parallelism(value: usize) -> Result<()> {
+        if value > MAX_PARALLELISM {
+            return Err(Error::InvalidArgument(format!(
+                "parallelism {value} is out of range: 0 (twice the cores) to {MAX_PARALLELISM}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A count or size that must be above zero.
+    pub fn positive(setting: &str, value: u64) -> Result<()> {
+        if value == 0 {
+            return Err(Error::InvalidArgument(format!("{setting} 0 is out of range: it must be at least 1")));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_checked_and_host_names_allowed() {
+        for good in ["127.0.0.1:0", "0.0.0.0:7000", "[::1]:7000", "localhost:7000", "node1.example:7000"] {
+            check::address("listen", good, true).unwrap();
+        }
+        check::address("bootstrap", "node1.example:7000", false).unwrap();
+        for bad in ["", "garbage", "127.0.0.1", "127.0.0.1:99999", ":7000", "host:", "a b:1", "::1:7000", "1.2.3:80"] {
+            let e = check::address("listen", bad, true).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)) && e.to_string().contains(&format!("{bad:?}")), "{e}");
+        }
+        assert!(check::address("bootstrap", "127.0.0.1:0", false).is_err());
+    }
+
+    #[test]
+    fn validate_refuses_bad_settings_before_start() {
+        let refused = |f: &dyn Fn(&mut Config)| {
+            let mut c = Config::new("/tmp/x");
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(refused(&|c| c.data_dir = "".into()).contains("data_dir"));
+        assert!(refused(&|c| c.listen = Some("garbage".into())).contains("listen"));
+        assert!(refused(&|c| c.bootstrap = vec!["".into()]).contains("bootstrap"));
+        assert!(refused(&|c| c.idle_timeout = Duration::ZERO).contains("idle_timeout 0 ms"));
+        assert!(refused(&|c| c.dead_after = Duration::from_secs(1)).contains("suspect_after"));
+        Config::new("/tmp/x").validate().unwrap();
+    }
 
     #[test]
     fn debug_output_hides_the_keys() {

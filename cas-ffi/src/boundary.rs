@@ -3,7 +3,7 @@
 //! message; the `arg_*` helpers turn NULL or malformed arguments into typed
 //! errors instead of crashes; [`run`] blocks on the shared runtime.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_int, c_void, CStr};
 use std::future::Future;
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use cas_core::{Key, Progress};
+use cas_core::{Cancel, Key, Progress};
 
 use crate::error::FfiError;
 use crate::status::cas_status;
@@ -171,17 +171,21 @@ pub(crate) unsafe fn free_handle<T>(p: *mut T) {
     }
 }
 
-/// Progress callback: `done` of `total` bytes (total is 0 when unknown),
-/// and the `user` pointer given with it.
+/// Progress callback: `done` of `total` bytes (total is 0 when unknown;
+/// the last call of a put gives the size stored as both), and the `user`
+/// pointer given with it. Return 0 to go on; any other value stops the
+/// operation, which then fails with CAS_ERR_CANCELLED (see the call's own
+/// documentation for what a stopped operation leaves behind).
 ///
 /// Callbacks of the whole-file calls (put_file, put_buffer, get_file) run
 /// on the thread that made the call, inside it; those of a cas_writer run
 /// on library threads. Either way never concurrently for one operation and
-/// never after that operation has returned (or its writer has been freed). They must return quickly,
-/// must not unwind (C++ exceptions, longjmp), and must not call blocking
-/// cas_* functions (those return CAS_ERR_IN_CALLBACK there). `user` is
-/// passed through untouched; the caller keeps it valid and thread-safe.
-pub type cas_progress_fn = Option<unsafe extern "C" fn(done: u64, total: u64, user: *mut c_void)>;
+/// never after that operation has returned (or its writer has been freed).
+/// They must return quickly, must not unwind (C++ exceptions, longjmp), and
+/// must not call blocking cas_* functions (those return CAS_ERR_IN_CALLBACK
+/// there); cas_node_free and cas_writer_free are allowed. `user` is passed
+/// through untouched; the caller keeps it valid and thread-safe.
+pub type cas_progress_fn = Option<unsafe extern "C" fn(done: u64, total: u64, user: *mut c_void) -> c_int>;
 
 /// The caller's `user` pointer, which C promises may be used from our threads.
 #[derive(Clone, Copy)]
@@ -192,13 +196,17 @@ unsafe impl Send for UserData {}
 // SAFETY: as above; calls for one operation are never concurrent.
 unsafe impl Sync for UserData {}
 
-/// The engine's progress callback for a C callback and its user pointer.
-pub(crate) fn progress_callback(callback: cas_progress_fn, user: *mut c_void) -> Option<Progress> {
+/// The engine's progress callback for a C callback and its user pointer: a
+/// non-zero return cancels `cancel`, the operation's cancellation handle.
+pub(crate) fn progress_callback(callback: cas_progress_fn, user: *mut c_void, cancel: &Cancel) -> Option<Progress> {
     let callback = callback?;
     let user = UserData(user);
+    let cancel = cancel.clone();
     Some(Arc::new(move |done, total| {
         let user = user;
         // SAFETY: the caller gave a valid function pointer and user pointer.
-        unsafe { callback(done, total, user.0) }
+        if unsafe { callback(done, total, user.0) } != 0 {
+            cancel.cancel();
+        }
     }))
 }

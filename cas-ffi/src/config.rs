@@ -1,7 +1,12 @@
-//! `cas_config`: the settings a node starts with.
+//! `cas_config`: the settings a node starts with. Every setter checks its
+//! value with the engine's own checks (`cas_core::config::check`) and
+//! refuses a bad one with CAS_ERR_INVALID_ARGUMENT, naming the value;
+//! checks across settings run in cas_node_start.
 
 use std::ffi::c_char;
+use std::time::Duration;
 
+use cas_core::config::check;
 use cas_core::Config;
 
 use crate::boundary::{
@@ -19,17 +24,43 @@ pub struct cas_config {
     pub(crate) inner: Config,
 }
 
+/// Runs a setter's body on the config behind `config` (NULL is an error).
+///
+/// # Safety
+/// `config` is NULL or a live handle from cas_config_new, not used elsewhere
+/// during the call.
+unsafe fn update(config: *mut cas_config, body: impl FnOnce(&mut Config) -> Result<(), FfiError>) -> cas_status {
+    ffi_boundary(|| body(&mut unsafe { arg_mut(config, "config") }?.inner))
+}
+
+/// A 32-byte key argument (`len` must be 32), or None for NULL with `len` 0.
+///
+/// # Safety
+/// As `arg_bytes`.
+unsafe fn key32(key: *const u8, len: usize, what: &str) -> Result<Option<[u8; 32]>, FfiError> {
+    if key.is_null() && len == 0 {
+        return Ok(None);
+    }
+    let bytes = unsafe { arg_bytes(key, len, "key") }?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| FfiError::new(cas_status::CAS_ERR_INVALID_ARGUMENT, format!("a {what} is 32 bytes, not {len}")))?;
+    Ok(Some(key))
+}
+
 /// Creates a configuration for a node stored in `data_dir` (created if
 /// needed), with the defaults: no networking, 3 replicas, min replicas 0,
 /// 1 MiB chunks, no capacity limit, fsync on.
 ///
-/// `data_dir` must not be NULL; it is copied. On success `*config_out`
-/// receives a new handle the caller owns and frees with cas_config_free.
+/// `data_dir` must not be NULL or "" (CAS_ERR_INVALID_ARGUMENT); it is
+/// copied. On success `*config_out` receives a new handle the caller owns
+/// and frees with cas_config_free.
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_new(data_dir: *const c_char, config_out: *mut *mut cas_config) -> cas_status {
     ffi_boundary(|| {
         let data_dir = unsafe { arg_path(data_dir, "data_dir") }?;
         let out = unsafe { Out::new(config_out, "config_out") }?;
+        check::data_dir(data_dir)?;
         out.write(into_handle(cas_config { inner: Config::new(data_dir) }));
         Ok(())
     })
@@ -42,31 +73,47 @@ pub unsafe extern "C" fn cas_config_free(config: *mut cas_config) {
     ffi_boundary_void(|| unsafe { free_handle(config) })
 }
 
-/// Sets the address to listen on for peers, e.g. "127.0.0.1:0" (port 0
-/// picks a free port; cas_node_address tells which). NULL turns networking
-/// off (the default). `address` is copied.
+/// Sets the address to listen on for peers: "HOST:PORT" with an IPv4
+/// address, a bracketed IPv6 address or a host name, e.g. "127.0.0.1:0"
+/// (port 0 picks a free port; cas_node_address tells which). A malformed
+/// address is CAS_ERR_INVALID_ARGUMENT. NULL turns networking off (the
+/// default). `address` is copied.
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_listen(config: *mut cas_config, address: *const c_char) -> cas_status {
-    ffi_boundary(|| {
-        let config = unsafe { arg_mut(config, "config") }?;
-        let listen = if address.is_null() { None } else { Some(unsafe { arg_str(address, "address") }?.to_owned()) };
-        config.inner.listen = listen;
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            c.listen = optional_address(address, "listen", true)?;
+            Ok(())
+        })
+    }
 }
 
-/// Sets the address peers should dial ("host:port"; port 0 means the
+/// Sets the address peers should dial ("HOST:PORT"; port 0 means the
 /// listen port). Needed when listening on every interface ("0.0.0.0:..."),
 /// since peers cannot dial that; by default the listen address is
-/// advertised. NULL goes back to the default. `address` is copied.
+/// advertised. A malformed address is CAS_ERR_INVALID_ARGUMENT. NULL goes
+/// back to the default. `address` is copied.
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_advertise(config: *mut cas_config, address: *const c_char) -> cas_status {
-    ffi_boundary(|| {
-        let config = unsafe { arg_mut(config, "config") }?;
-        let advertise = if address.is_null() { None } else { Some(unsafe { arg_str(address, "address") }?.to_owned()) };
-        config.inner.advertise = advertise;
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            c.advertise = optional_address(address, "advertise", true)?;
+            Ok(())
+        })
+    }
+}
+
+/// An address argument checked as `setting`, or None for NULL.
+///
+/// # Safety
+/// As `arg_str`.
+unsafe fn optional_address(address: *const c_char, setting: &str, port_zero: bool) -> Result<Option<String>, FfiError> {
+    if address.is_null() {
+        return Ok(None);
+    }
+    let address = unsafe { arg_str(address, "address") }?;
+    check::address(setting, address, port_zero)?;
+    Ok(Some(address.to_owned()))
 }
 
 /// Sets the network key: the 32 bytes every node of a network holds; a
@@ -77,19 +124,26 @@ pub unsafe extern "C" fn cas_config_set_advertise(config: *mut cas_config, addre
 /// addresses and no key fails to start (CAS_ERR_INVALID_ARGUMENT).
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_network_key(config: *mut cas_config, key: *const u8, len: usize) -> cas_status {
-    ffi_boundary(|| {
-        let config = unsafe { arg_mut(config, "config") }?;
-        if key.is_null() && len == 0 {
-            config.inner.network_key = None;
-            return Ok(());
-        }
-        let bytes = unsafe { arg_bytes(key, len, "key") }?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| {
-            FfiError::new(cas_status::CAS_ERR_INVALID_ARGUMENT, format!("a network key is 32 bytes, not {len}"))
-        })?;
-        config.inner.network_key = Some(key);
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            c.network_key = key32(key, len, "network key")?;
+            Ok(())
+        })
+    }
+}
+
+/// Sets the convergence secret for this run: 32 bytes (`len` must be 32;
+/// `key` is copied) used instead of the file `secret` in the data
+/// directory. Nodes with the same secret produce the same key for the same
+/// file. NULL (with `len` 0) goes back to the default, the file.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_secret(config: *mut cas_config, key: *const u8, len: usize) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            c.secret = key32(key, len, "secret")?;
+            Ok(())
+        })
+    }
 }
 
 /// Writes a new random network key into `out` (32 bytes). Give it to every
@@ -103,63 +157,202 @@ pub unsafe extern "C" fn cas_generate_network_key(out: *mut u8) -> cas_status {
     })
 }
 
-/// Adds the address ("host:port") of a node to join through; call it once
-/// per bootstrap node. `address` must not be NULL; it is copied.
+/// Adds the address ("HOST:PORT", a host name allowed, e.g.
+/// "node1.example:7000"; port not 0) of a node to join through; call it
+/// once per bootstrap node. A malformed address is
+/// CAS_ERR_INVALID_ARGUMENT. `address` must not be NULL; it is copied.
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_add_bootstrap(config: *mut cas_config, address: *const c_char) -> cas_status {
-    ffi_boundary(|| {
-        let config = unsafe { arg_mut(config, "config") }?;
-        let address = unsafe { arg_str(address, "address") }?;
-        config.inner.bootstrap.push(address.to_owned());
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            let address = arg_str(address, "address")?;
+            check::address("bootstrap", address, false)?;
+            c.bootstrap.push(address.to_owned());
+            Ok(())
+        })
+    }
 }
 
 /// Sets how many copies of each blob are placed on other nodes (default 3).
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_replicas(config: *mut cas_config, replicas: usize) -> cas_status {
-    ffi_boundary(|| {
-        unsafe { arg_mut(config, "config") }?.inner.replicas = replicas;
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            c.replicas = replicas;
+            Ok(())
+        })
+    }
 }
 
 /// Sets the fewest copies on other nodes a put accepts (default 0); it
 /// must not exceed the replicas (checked by cas_node_start).
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_min_replicas(config: *mut cas_config, min_replicas: usize) -> cas_status {
-    ffi_boundary(|| {
-        unsafe { arg_mut(config, "config") }?.inner.min_replicas = min_replicas;
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            c.min_replicas = min_replicas;
+            Ok(())
+        })
+    }
 }
 
 /// Sets the chunk size of new files: a power of two from 65536 to 16777216
-/// (checked by cas_node_start).
+/// (default 1048576); another value is CAS_ERR_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_chunk_size(config: *mut cas_config, chunk_size: u32) -> cas_status {
-    ffi_boundary(|| {
-        unsafe { arg_mut(config, "config") }?.inner.chunk_size = chunk_size;
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            check::chunk_size(chunk_size)?;
+            c.chunk_size = chunk_size;
+            Ok(())
+        })
+    }
 }
 
 /// Sets the most bytes of blobs the node stores; 0 removes the limit (the
 /// default: only the disk limits it).
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_capacity(config: *mut cas_config, bytes: u64) -> cas_status {
-    ffi_boundary(|| {
-        unsafe { arg_mut(config, "config") }?.inner.capacity = (bytes > 0).then_some(bytes);
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            c.capacity = (bytes > 0).then_some(bytes);
+            Ok(())
+        })
+    }
 }
 
 /// Turns fsync of every blob and file written on (the default) or off
 /// (faster, but not durable across power loss).
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_fsync(config: *mut cas_config, fsync: bool) -> cas_status {
-    ffi_boundary(|| {
-        unsafe { arg_mut(config, "config") }?.inner.fsync = fsync;
-        Ok(())
-    })
+    unsafe {
+        update(config, |c| {
+            c.fsync = fsync;
+            Ok(())
+        })
+    }
+}
+
+/// Whether blobs fetched from peers by a get are kept in the local store
+/// (default true).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_keep_fetched(config: *mut cas_config, keep: bool) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            c.keep_fetched = keep;
+            Ok(())
+        })
+    }
+}
+
+/// Sets the bound on chunk bytes one put or get holds in flight (default
+/// 67108864, 64 MiB). 0 is CAS_ERR_INVALID_ARGUMENT; cas_node_start also
+/// refuses a bound below one chunk.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_max_inflight_bytes(config: *mut cas_config, bytes: usize) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            check::positive("max_inflight_bytes", bytes as u64)?;
+            c.max_inflight_bytes = bytes;
+            Ok(())
+        })
+    }
+}
+
+/// Sets how many chunks one put or get processes in parallel: 0 (the
+/// default) means twice the cores; at most 1024.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_parallelism(config: *mut cas_config, chunks: usize) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            check::parallelism(chunks)?;
+            c.parallelism = chunks;
+            Ok(())
+        })
+    }
+}
+
+/// Sets the largest file cas_node_get_buffer (or one cas_reader_read_at)
+/// returns in memory (default 1073741824, 1 GiB); a larger one fails with
+/// CAS_ERR_INVALID_ARGUMENT before anything is fetched. 0 is
+/// CAS_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_max_get_bytes(config: *mut cas_config, bytes: u64) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            check::positive("max_get_bytes", bytes)?;
+            c.max_get_bytes = bytes;
+            Ok(())
+        })
+    }
+}
+
+/// Sets a duration setting in milliseconds, checked as the engine does.
+///
+/// # Safety
+/// As [`update`].
+unsafe fn set_duration(
+    config: *mut cas_config,
+    setting: &str,
+    ms: u64,
+    field: impl FnOnce(&mut Config) -> &mut Duration,
+) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            let value = Duration::from_millis(ms);
+            check::duration(setting, value)?;
+            *field(c) = value;
+            Ok(())
+        })
+    }
+}
+
+/// Durations are in milliseconds, from 1 to 31536000000 (a year); 0, or
+/// more than a year, is CAS_ERR_INVALID_ARGUMENT. Sets how often the node gossips its
+/// peer table (default 1000).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_gossip_interval_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "gossip_interval", ms, |c| &mut c.gossip_interval) }
+}
+
+/// Sets how long one request to a peer may take, in milliseconds (default
+/// 10000).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_request_timeout_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "request_timeout", ms, |c| &mut c.request_timeout) }
+}
+
+/// Sets after how long a connection on which nothing arrives is closed, in
+/// milliseconds (default 60000; keep it above the request timeout).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_idle_timeout_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "idle_timeout", ms, |c| &mut c.idle_timeout) }
+}
+
+/// Sets after how long without news a peer is suspect, in milliseconds
+/// (default 5000). cas_node_start checks suspect <= dead <= forget.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_suspect_after_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "suspect_after", ms, |c| &mut c.suspect_after) }
+}
+
+/// Sets after how long without news a peer is dead (out of placement), in
+/// milliseconds (default 10000).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_dead_after_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "dead_after", ms, |c| &mut c.dead_after) }
+}
+
+/// Sets after how long without news a peer is forgotten, in milliseconds
+/// (default 120000).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_forget_after_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "forget_after", ms, |c| &mut c.forget_after) }
+}
+
+/// Sets how often the node checks that the blobs it holds have enough
+/// copies and repairs them, in milliseconds (default 30000).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_repair_interval_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "repair_interval", ms, |c| &mut c.repair_interval) }
 }

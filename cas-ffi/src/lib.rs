@@ -3,11 +3,11 @@
 //!
 //! One module per C "class", each only translating between C and
 //! `cas-core`: [`config`] (`cas_config`), [`node`] (`cas_node`), [`writer`]
-//! and [`reader`] (streaming put and get), [`stat`] and [`peers`]. Shared
+//! and [`reader`] (streaming put and get), [`stat`] and [`peers`], [`log`] (the library's log records). Shared
 //! plumbing: [`status`] (the numbered `cas_status`), [`error`] (the
 //! per-thread last error), [`boundary`] (panic catching, argument checks,
 //! blocking on the shared runtime) and [`memory`] (returned strings and
-//! buffers).
+//! buffers), [`version`] (the version macros and cas_version).
 //!
 //! Safety contract of every export (hence no per-function `# Safety`
 //! section): each pointer argument is NULL (reported as
@@ -21,19 +21,12 @@
 pub mod boundary;
 pub mod config;
 pub mod error;
+pub mod log;
 pub mod memory;
 pub mod node;
 pub mod peers;
 pub mod reader;
 pub mod stat;
 pub mod status;
+pub mod version;
 pub mod writer;
-
-use std::ffi::c_char;
-
-/// The library's version ("0.1.0"): a static string, never freed.
-/// Thread-safe.
-#[no_mangle]
-pub extern "C" fn cas_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
-}

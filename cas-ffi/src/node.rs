@@ -2,15 +2,27 @@
 
 use std::ffi::{c_char, c_void};
 
-use cas_core::Node;
+use cas_core::{Cancel, Node};
 
 use crate::boundary::{
     arg_bytes, arg_key, arg_path, arg_ref, cas_progress_fn, ffi_boundary, ffi_boundary_void, into_handle,
     progress_callback, run, Out,
 };
 use crate::config::cas_config;
+use crate::error::FfiError;
 use crate::memory::{owned_buffer, owned_c_string};
 use crate::status::cas_status;
+
+/// The node behind a handle, as a clone of its own: a call keeps using it
+/// even if a progress callback frees the handle meanwhile (the node is then
+/// stopped, and the call fails with CAS_ERR_CLOSED at its next step).
+///
+/// # Safety
+/// As [`arg_ref`].
+pub(crate) unsafe fn node_arg(node: *const cas_node) -> Result<Node, FfiError> {
+    // SAFETY: forwarded contract.
+    Ok(unsafe { arg_ref(node, "node") }?.node.clone())
+}
 
 /// A running node (opaque). Created by cas_node_start, freed by
 /// cas_node_free. Every function taking a `const cas_node *` is
@@ -26,7 +38,8 @@ pub struct cas_node {
 /// frees with cas_node_free. Fails with CAS_ERR_DATA_DIR_LOCKED if another
 /// node holds the directory, CAS_ERR_INVALID_ARGUMENT for a bad setting.
 /// The first start installs the library's logger: warnings to stderr, more
-/// with the environment variable CAS_LOG (e.g. CAS_LOG=info).
+/// with the environment variable CAS_LOG (e.g. CAS_LOG=info), or records
+/// to the host's callback (see cas_set_log_callback).
 #[no_mangle]
 pub unsafe extern "C" fn cas_node_start(config: *const cas_config, node_out: *mut *mut cas_node) -> cas_status {
     ffi_boundary(|| {
@@ -59,7 +72,9 @@ pub unsafe extern "C" fn cas_node_stop(node: *const cas_node) -> cas_status {
 /// opened from it are handles of their own: free them too (before or
 /// after the node). Called from inside a progress callback, where nothing
 /// may block, it cannot wait: the node stops in the background, and its
-/// data directory is released shortly after this returns.
+/// data directory is released shortly after this returns; the operation
+/// that called back then fails with CAS_ERR_CLOSED (or, if it was past its
+/// last step, succeeds).
 #[no_mangle]
 pub unsafe extern "C" fn cas_node_free(node: *mut cas_node) {
     ffi_boundary_void(|| {
@@ -119,6 +134,12 @@ pub unsafe extern "C" fn cas_node_address(node: *const cas_node, address_out: *m
 /// `*key_out` receives a string the caller owns and frees with
 /// cas_string_free. Fails with CAS_ERR_INPUT if the file cannot be read.
 /// Thread-safe; blocks until the file is stored.
+///
+/// A progress callback that returns non-zero stops the put: it returns
+/// CAS_ERR_CANCELLED once no library thread works on it any more, with no
+/// key and no temporary file left. Chunks it stored before stay in the
+/// store as whole blobs, unreferenced (content addressing: a later put of
+/// the same bytes reuses them).
 #[no_mangle]
 pub unsafe extern "C" fn cas_node_put_file(
     node: *const cas_node,
@@ -128,10 +149,12 @@ pub unsafe extern "C" fn cas_node_put_file(
     key_out: *mut *mut c_char,
 ) -> cas_status {
     ffi_boundary(|| {
-        let node = unsafe { arg_ref(node, "node") }?;
+        let node = unsafe { node_arg(node) }?;
         let path = unsafe { arg_path(path, "path") }?;
         let out = unsafe { Out::new(key_out, "key_out") }?;
-        let report = run(node.node.put_file(path, progress_callback(progress, user)))??;
+        let cancel = Cancel::new();
+        let progress = progress_callback(progress, user, &cancel);
+        let report = run(node.put_file_cancellable(path, progress, &cancel))??;
         out.write(owned_c_string(report.key.to_string())?);
         Ok(())
     })
@@ -140,9 +163,10 @@ pub unsafe extern "C" fn cas_node_put_file(
 /// Stores `len` bytes at `data` and returns their key.
 ///
 /// `data` may be NULL only if `len` is 0; it is only read during the call.
-/// `progress` may be NULL (see cas_progress_fn). On success `*key_out`
-/// receives a string the caller owns and frees with cas_string_free.
-/// Thread-safe; blocks until the bytes are stored.
+/// `progress` may be NULL (see cas_progress_fn); it can stop the put as
+/// in cas_node_put_file. On success `*key_out` receives a string the
+/// caller owns and frees with cas_string_free. Thread-safe; blocks until
+/// the bytes are stored.
 #[no_mangle]
 pub unsafe extern "C" fn cas_node_put_buffer(
     node: *const cas_node,
@@ -153,10 +177,12 @@ pub unsafe extern "C" fn cas_node_put_buffer(
     key_out: *mut *mut c_char,
 ) -> cas_status {
     ffi_boundary(|| {
-        let node = unsafe { arg_ref(node, "node") }?;
+        let node = unsafe { node_arg(node) }?;
         let mut data = unsafe { arg_bytes(data, len, "data") }?;
         let out = unsafe { Out::new(key_out, "key_out") }?;
-        let report = run(node.node.put_reader(&mut data, len as u64, progress_callback(progress, user)))??;
+        let cancel = Cancel::new();
+        let progress = progress_callback(progress, user, &cancel);
+        let report = run(node.put_reader_cancellable(&mut data, len as u64, progress, &cancel))??;
         out.write(owned_c_string(report.key.to_string())?);
         Ok(())
     })
@@ -170,6 +196,10 @@ pub unsafe extern "C" fn cas_node_put_buffer(
 /// cas_progress_fn). Fails with CAS_ERR_INVALID_KEY for a malformed key,
 /// CAS_ERR_NOT_FOUND if no reachable node has it, CAS_ERR_DESTINATION if
 /// `dest` cannot be written. Thread-safe; blocks until done.
+///
+/// A progress callback that returns non-zero stops the get before its
+/// file is renamed into place: it returns CAS_ERR_CANCELLED and leaves
+/// nothing at `dest` (a file already there stays as it was).
 #[no_mangle]
 pub unsafe extern "C" fn cas_node_get_file(
     node: *const cas_node,
@@ -179,10 +209,12 @@ pub unsafe extern "C" fn cas_node_get_file(
     user: *mut c_void,
 ) -> cas_status {
     ffi_boundary(|| {
-        let node = unsafe { arg_ref(node, "node") }?;
+        let node = unsafe { node_arg(node) }?;
         let key = unsafe { arg_key(key, "key") }?;
         let dest = unsafe { arg_path(dest, "dest") }?;
-        run(node.node.get_file(&key, dest, progress_callback(progress, user)))??;
+        let cancel = Cancel::new();
+        let progress = progress_callback(progress, user, &cancel);
+        run(node.get_file_cancellable(&key, dest, progress, &cancel))??;
         Ok(())
     })
 }

@@ -5,17 +5,16 @@
 
 use std::ffi::{c_char, c_void};
 
-use cas_core::{Error, PutReport};
+use cas_core::{Cancel, Error, PutReport};
 use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::task::JoinHandle;
 
 use crate::boundary::{
-    arg_bytes, arg_mut, arg_ref, cas_progress_fn, ffi_boundary, ffi_boundary_void, into_handle, progress_callback, run,
-    Out,
+    arg_bytes, arg_mut, cas_progress_fn, ffi_boundary, ffi_boundary_void, into_handle, progress_callback, run, Out,
 };
 use crate::error::FfiError;
 use crate::memory::owned_c_string;
-use crate::node::cas_node;
+use crate::node::{cas_node, node_arg};
 use crate::status::cas_status;
 
 /// Bytes buffered between cas_writer_write and the put pipeline.
@@ -31,6 +30,7 @@ pub struct cas_writer {
 struct Streaming {
     pipe: DuplexStream,
     task: JoinHandle<cas_core::Result<PutReport>>,
+    cancel: Cancel,
 }
 
 impl Streaming {
@@ -52,10 +52,14 @@ fn finished() -> FfiError {
 /// Starts a streaming put on `node`.
 ///
 /// `size_hint` is the expected total size, only reported to `progress` as
-/// the total (0 if unknown). `progress` may be NULL; if given it is called
-/// with `user` from a library thread while the writer is open (see
-/// cas_progress_fn). On success `*writer_out` receives a handle the caller
-/// owns and frees with cas_writer_free.
+/// the total (0 if unknown; the last call gives the size stored as both).
+/// `progress` may be NULL; if given it is called with `user` from a library
+/// thread while the writer is open (see cas_progress_fn). If it returns
+/// non-zero the put stops: the next cas_writer_write or cas_writer_finish
+/// returns CAS_ERR_CANCELLED (chunks stored before stay, as with
+/// cas_node_put_file). On success `*writer_out` receives a handle the
+/// caller owns and frees with cas_writer_free. Fails with CAS_ERR_CLOSED if
+/// the node was stopped.
 #[no_mangle]
 pub unsafe extern "C" fn cas_writer_open(
     node: *const cas_node,
@@ -65,13 +69,19 @@ pub unsafe extern "C" fn cas_writer_open(
     writer_out: *mut *mut cas_writer,
 ) -> cas_status {
     ffi_boundary(|| {
-        let node = unsafe { arg_ref(node, "node") }?.node.clone();
+        let node = unsafe { node_arg(node) }?;
         let out = unsafe { Out::new(writer_out, "writer_out") }?;
-        let progress = progress_callback(progress, user);
+        if node.is_closed() {
+            return Err(Error::Closed.into());
+        }
+        let cancel = Cancel::new();
+        let progress = progress_callback(progress, user, &cancel);
         let (pipe, mut source) = tokio::io::duplex(PIPE_BYTES);
         let runtime = cas_core::blocking::runtime()?;
-        let task = runtime.spawn(async move { node.put_reader(&mut source, size_hint, progress).await });
-        out.write(into_handle(cas_writer { state: Some(Streaming { pipe, task }) }));
+        let put_cancel = cancel.clone();
+        let task = runtime
+            .spawn(async move { node.put_reader_cancellable(&mut source, size_hint, progress, &put_cancel).await });
+        out.write(into_handle(cas_writer { state: Some(Streaming { pipe, task, cancel }) }));
         Ok(())
     })
 }
@@ -125,7 +135,8 @@ pub unsafe extern "C" fn cas_writer_finish(writer: *mut cas_writer, key_out: *mu
 
 /// Frees a writer. If it was not finished, the put is cancelled (no key is
 /// produced; chunks already stored stay as unreferenced blobs) and this
-/// waits until its progress callback can no longer run. Called from inside
+/// waits until no library thread works on it (its progress callback can
+/// no longer run, no temporary file is left). Called from inside
 /// a progress callback, where nothing may block, it cannot wait: the put is
 /// cancelled in the background, and the writer's callback may still run
 /// once on another thread, so keep its `user` data alive until that
@@ -138,10 +149,10 @@ pub unsafe extern "C" fn cas_writer_free(writer: *mut cas_writer) {
         }
         // SAFETY: per the contract, `writer` came from cas_writer_open.
         let writer = unsafe { Box::from_raw(writer) };
-        let Some(Streaming { pipe, task }) = writer.state else { return };
+        let Some(Streaming { pipe, task, cancel }) = writer.state else { return };
         // Cancel before the pipe closes, or the put would see a clean end
         // of input and store a truncated file.
-        task.abort();
+        cancel.cancel();
         match tokio::runtime::Handle::try_current() {
             Ok(rt) => drop(rt.spawn(async move {
                 let _ = task.await;

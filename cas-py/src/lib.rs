@@ -34,6 +34,15 @@ mod _cas {
         PyBytes::new(py, &cas_core::generate_network_key())
     }
 
+    /// Checks a `HOST:PORT` address as `Node` does at start (`port_zero`:
+    /// whether port 0 is allowed); raises `InvalidArgumentError` naming
+    /// `setting` and the value. For the command line, which reports a bad
+    /// address as a usage error before it starts anything.
+    #[pyfunction]
+    fn _check_address(setting: &str, address: &str, port_zero: bool) -> PyResult<()> {
+        cas_core::config::check::address(setting, address, port_zero).map_err(crate::errors::to_pyerr)
+    }
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         // Warnings to stderr by default; CAS_LOG=info (or a tracing filter) for more.

@@ -46,6 +46,13 @@ fn key32(name: &str, bytes: &[u8]) -> PyResult<[u8; 32]> {
     })
 }
 
+/// A duration argument in seconds (a float); its range is checked at start.
+fn seconds_arg(name: &str, seconds: f64) -> PyResult<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| {
+        to_pyerr(cas_core::Error::InvalidArgument(format!("{name} {seconds} s is not a duration in seconds")))
+    })
+}
+
 #[pymethods]
 impl Node {
     /// Opens `data_dir` (creating it if needed, and locking it against other
@@ -53,7 +60,9 @@ impl Node {
     #[new]
     #[pyo3(signature = (data_dir, *, listen=None, bootstrap=Vec::new(), replicas=3, min_replicas=0,
                         chunk_size=None, capacity=None, secret=None, fsync=true, network_key=None,
-                        advertise=None, _pause_before_commit=None))]
+                        advertise=None, gossip_interval=None, request_timeout=None, suspect_after=None,
+                        dead_after=None, forget_after=None, repair_interval=None, keep_fetched=true,
+                        parallelism=0, _pause_before_commit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -68,6 +77,14 @@ impl Node {
         fsync: bool,
         network_key: Option<Vec<u8>>,
         advertise: Option<String>,
+        gossip_interval: Option<f64>,
+        request_timeout: Option<f64>,
+        suspect_after: Option<f64>,
+        dead_after: Option<f64>,
+        forget_after: Option<f64>,
+        repair_interval: Option<f64>,
+        keep_fetched: bool,
+        parallelism: usize,
         _pause_before_commit: Option<PathBuf>,
     ) -> PyResult<Node> {
         let mut config = Config::new(&data_dir);
@@ -85,17 +102,35 @@ impl Node {
         // A test hook (see cas_core::config::Faults), deliberately undocumented.
         config.faults.pause_before_commit = _pause_before_commit;
         config.secret = secret.map(|s| key32("secret", &s)).transpose()?;
+        config.keep_fetched = keep_fetched;
+        config.parallelism = parallelism;
+        for (name, seconds, field) in [
+            ("gossip_interval", gossip_interval, &mut config.gossip_interval),
+            ("request_timeout", request_timeout, &mut config.request_timeout),
+            ("suspect_after", suspect_after, &mut config.suspect_after),
+            ("dead_after", dead_after, &mut config.dead_after),
+            ("forget_after", forget_after, &mut config.forget_after),
+            ("repair_interval", repair_interval, &mut config.repair_interval),
+        ] {
+            if let Some(seconds) = seconds {
+                *field = seconds_arg(name, seconds)?;
+            }
+        }
         let node = wait(py, None, cas_core::Node::start(config))?;
         Ok(Node { inner: Mutex::new(Some(node)), data_dir })
     }
 
-    /// Stores the file at `path`; returns its key, a `cas.PutResult`.
+    /// Stores the file at `path`; returns its key, a `cas.PutResult`. A
+    /// callback that raises, or Ctrl-C, stops the put (cas_core's
+    /// cancellation, as for `get`).
     #[pyo3(signature = (path, progress=None))]
     fn put<'py>(&self, py: Python<'py>, path: PathBuf, progress: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node()?;
-        let callback = Callback::new(progress, None);
+        let cancel = cas_core::Cancel::new();
+        let callback = Callback::new(progress, Some(&cancel));
         let progress = callback.as_ref().map(|c| c.progress());
-        let report = wait(py, callback.as_ref(), node.put_file(&path, progress))?;
+        let put = node.put_file_cancellable(&path, progress, &cancel);
+        let report = wait_cancellable(py, callback.as_ref(), Some(&cancel), put)?;
         put_result(py, &node, &report)
     }
 
@@ -118,10 +153,12 @@ impl Node {
         };
         let mut slice: &[u8] = bytes.as_bytes();
         let size = slice.len() as u64;
-        let callback = Callback::new(progress, None);
+        let cancel = cas_core::Cancel::new();
+        let callback = Callback::new(progress, Some(&cancel));
         let progress = callback.as_ref().map(|c| c.progress());
         let name = name.unwrap_or_default();
-        let report = wait(py, callback.as_ref(), node.put_reader_named(&mut slice, size, progress, &name))?;
+        let put = node.put_reader_named(&mut slice, size, progress, &name, &cancel);
+        let report = wait_cancellable(py, callback.as_ref(), Some(&cancel), put)?;
         put_result(py, &node, &report)
     }
 

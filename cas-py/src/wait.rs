@@ -79,8 +79,9 @@ where
 }
 
 /// [`wait`] for an operation that `cancel` stops. On Ctrl-C or a failed
-/// callback it is cancelled; if it had already committed (the cancel came
-/// too late), it is awaited and its success returned, and a Ctrl-C is
+/// callback it is cancelled and awaited until it has wound down (no worker
+/// writes on its behalf when this returns); if it had already committed
+/// (the cancel came too late), its success is returned, and a Ctrl-C is
 /// raised again once the call has returned.
 pub fn wait_cancellable<T, F>(
     py: Python<'_>,
@@ -121,6 +122,10 @@ where
                         unsafe { pyo3::ffi::PyErr_SetInterrupt() };
                     }
                     return Outcome::Finished(result);
+                }
+                if cancel.is_some() {
+                    // Cancelled in time: it fails with Cancelled once settled.
+                    let _ = (&mut future).await;
                 }
                 return stop;
             }

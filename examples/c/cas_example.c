@@ -27,9 +27,11 @@
     } while (0)
 
 /* Runs on a library thread: keep it short and call no cas_* function. */
-static void show_progress(uint64_t done, uint64_t total, void *user) {
+/* Returning non-zero would stop the operation (CAS_ERR_CANCELLED). */
+static int show_progress(uint64_t done, uint64_t total, void *user) {
     fprintf(stderr, "\r%s: %llu / %llu bytes", (const char *)user, (unsigned long long)done,
             (unsigned long long)total);
+    return 0;
 }
 
 /* Whether two files hold the same bytes. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cas.h"
 
@@ -111,6 +112,20 @@ static inline void harness_remove_dir(char *dir) {
     if (system(cmd) != 0) fprintf(stderr, "    could not remove %s\n", dir);
     free(cmd);
     free(dir);
+}
+
+/* Writes `len` bytes to a new file at `path`; whether it worked. */
+static inline int harness_write_file(const char *path, const unsigned char *data, size_t len) {
+    FILE *fp = fopen(path, "wb");
+    if (fp == NULL) return 0;
+    int ok = fwrite(data, 1, len, fp) == len;
+    return fclose(fp) == 0 && ok;
+}
+
+/* Sleeps `ms` milliseconds (between the tries of a bounded poll). */
+static inline void harness_sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }
 
 /* `len` deterministic pseudo-random bytes; free() the result. */

@@ -48,18 +48,13 @@ static size_t peer_count(cas_node *node) {
     return alive;
 }
 
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void test_nodes_join(void) {
     /* Every node sees the two others, within 15 s. */
     int joined = 0;
     for (int tries = 0; tries < 150 && !joined; tries++) {
         joined = 1;
         for (int i = 0; i < NODES; i++) joined &= peer_count(nodes[i]) == NODES - 1;
-        if (!joined) sleep_ms(100);
+        if (!joined) harness_sleep_ms(100);
     }
     CHECK(joined);
     cas_peer_list *list = NULL;

@@ -246,8 +246,13 @@ impl Node {
         }
     }
 
+    /// Whether [`Node::shutdown`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
     fn check_open(&self) -> Result<()> {
-        if self.inner.closed.load(Ordering::SeqCst) {
+        if self.is_closed() {
             return Err(Error::Closed);
         }
         Ok(())

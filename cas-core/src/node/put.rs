@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::stream::{FuturesOrdered, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{blocking, Node, Progress};
+use super::{blocking, Cancel, Node, Progress};
 use crate::error::{Error, Result};
 use crate::format::{chunk_count, seal_chunk, BlobId, Manifest, MAX_CHUNKS, TAG_LEN};
 use crate::key::Key;
@@ -99,6 +99,22 @@ impl PutSource<'_> {
 impl Node {
     /// Stores the file at `path`.
     pub async fn put_file(&self, path: impl AsRef<Path>, progress: Option<Progress>) -> Result<PutReport> {
+        self.put_file_cancellable(path, progress, &Cancel::new()).await
+    }
+
+    /// [`Node::put_file`] that `cancel` can stop from another task or
+    /// thread (or from its progress callback). A cancelled put fails with
+    /// [`Error::Cancelled`] once no worker writes on its behalf any more: it
+    /// leaves no temporary file and no key. Chunks it stored before stay in
+    /// the store as whole blobs (content-addressed: a later put of the same
+    /// bytes reuses them). Its point of no return is the storing of the
+    /// manifest, after the last progress call.
+    pub async fn put_file_cancellable(
+        &self,
+        path: impl AsRef<Path>,
+        progress: Option<Progress>,
+        cancel: &Cancel,
+    ) -> Result<PutReport> {
         self.check_open()?;
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
@@ -114,7 +130,7 @@ impl Node {
         .map_err(|source| Error::Input { path: path.clone(), source })?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let source = PutSource::File { file: Arc::new(file), path: Arc::new(path), size, next: 0 };
-        let report = self.put_source(source, size, progress).await?;
+        let report = self.put_source(source, size, progress, cancel).await?;
         self.record_put(&report, name).await;
         Ok(report)
     }
@@ -127,19 +143,20 @@ impl Node {
     /// Stores a buffer, listed under `name` by [`Node::files`].
     pub async fn put_bytes_named(&self, data: &[u8], name: &str) -> Result<PutReport> {
         let mut reader = data;
-        self.put_reader_named(&mut reader, data.len() as u64, None, name).await
+        self.put_reader_named(&mut reader, data.len() as u64, None, name, &Cancel::new()).await
     }
 
-    /// Like [`Node::put_reader`], listed under `name` by [`Node::files`].
+    /// [`Node::put_reader_cancellable`], listed under `name` by [`Node::files`].
     pub async fn put_reader_named(
         &self,
         reader: &mut (dyn AsyncRead + Unpin + Send),
         size_hint: u64,
         progress: Option<Progress>,
         name: &str,
+        cancel: &Cancel,
     ) -> Result<PutReport> {
         self.check_open()?;
-        let report = self.put_source(PutSource::Reader(reader), size_hint, progress).await?;
+        let report = self.put_source(PutSource::Reader(reader), size_hint, progress, cancel).await?;
         self.record_put(&report, name.to_string()).await;
         Ok(report)
     }
@@ -154,17 +171,36 @@ impl Node {
     }
 
     /// Stores everything `reader` yields. `size_hint` is only reported to
-    /// `progress` as the total (0 if unknown).
+    /// `progress` as the total (0 if unknown) until the last call, which
+    /// gives the size stored as both.
     pub async fn put_reader(
         &self,
         reader: &mut (dyn AsyncRead + Unpin + Send),
         size_hint: u64,
         progress: Option<Progress>,
     ) -> Result<PutReport> {
-        self.put_reader_named(reader, size_hint, progress, "").await
+        self.put_reader_cancellable(reader, size_hint, progress, &Cancel::new()).await
     }
 
-    async fn put_source(&self, mut source: PutSource<'_>, total: u64, progress: Option<Progress>) -> Result<PutReport> {
+    /// [`Node::put_reader`] that `cancel` can stop, as
+    /// [`Node::put_file_cancellable`].
+    pub async fn put_reader_cancellable(
+        &self,
+        reader: &mut (dyn AsyncRead + Unpin + Send),
+        size_hint: u64,
+        progress: Option<Progress>,
+        cancel: &Cancel,
+    ) -> Result<PutReport> {
+        self.put_reader_named(reader, size_hint, progress, "", cancel).await
+    }
+
+    async fn put_source(
+        &self,
+        mut source: PutSource<'_>,
+        total: u64,
+        progress: Option<Progress>,
+        cancel: &Cancel,
+    ) -> Result<PutReport> {
         let chunk_size = self.inner.config.chunk_size;
         let window = self.inner.config.window(chunk_size);
         let secret = self.inner.dir.secret;
@@ -174,7 +210,11 @@ impl Node {
         let mut exhausted = false;
         loop {
             while !exhausted && inflight.len() < window {
-                match source.next(chunk_size as usize).await {
+                let next = tokio::select! {
+                    next = source.next(chunk_size as usize) => next,
+                    _ = cancel.cancelled() => Err(Error::Cancelled),
+                };
+                match next {
                     Err(e) => return Err(settle(inflight, e).await),
                     Ok(None) => exhausted = true,
                     Ok(Some(input)) => {
@@ -200,7 +240,11 @@ impl Node {
                     }
                 }
             }
-            let Some(result) = inflight.next().await else { break };
+            let next = tokio::select! {
+                next = inflight.next() => next,
+                _ = cancel.cancelled() => Some(Err(Error::Cancelled)),
+            };
+            let Some(result) = next else { break };
             let (stored, key, len) = match result {
                 Ok(v) => v,
                 Err(e) => return Err(settle(inflight, e).await),
@@ -210,7 +254,12 @@ impl Node {
             min_replicas = min_replicas.min(stored.replicas);
             done += len;
             if let Some(p) = &progress {
-                p(done, total.max(done));
+                // An unknown total (0) stays unknown; a hint that was too
+                // small grows with what was read.
+                p(done, if total == 0 { 0 } else { total.max(done) });
+            }
+            if let Err(e) = cancel.check() {
+                return Err(settle(inflight, e).await);
             }
         }
         let count = chunks.len() as u64;
@@ -221,12 +270,15 @@ impl Node {
             Ok::<_, Error>((VerifiedBlob::computed(key.manifest_id, blob), key))
         })
         .await?;
-        let stored = self.store_blob(blob).await?;
-        new_blobs += stored.new as u64;
-        min_replicas = min_replicas.min(stored.replicas);
         if let Some(p) = &progress {
             p(done, done);
         }
+        // The point of no return: a cancel that comes later is told it came
+        // too late, and the file is stored.
+        cancel.commit()?;
+        let stored = self.store_blob(blob).await?;
+        new_blobs += stored.new as u64;
+        min_replicas = min_replicas.min(stored.replicas);
         Ok(PutReport { key, size: done, chunks: count, new_blobs, replicas: min_replicas })
     }
 

@@ -15,6 +15,9 @@ Progress = Callable[[int, int], object]
 def generate_network_key() -> bytes:
     """A new random 32-byte network key; keep it secret."""
 
+def _check_address(setting: str, address: str, port_zero: bool) -> None:
+    """Raises InvalidArgumentError if `address` is not HOST:PORT (as Node checks it)."""
+
 class Node:
     """A CAS node on a data directory; a context manager, usable from many threads."""
 
@@ -32,6 +35,14 @@ class Node:
         fsync: bool = True,
         network_key: Optional[bytes] = None,
         advertise: Optional[str] = None,
+        gossip_interval: Optional[float] = None,
+        request_timeout: Optional[float] = None,
+        suspect_after: Optional[float] = None,
+        dead_after: Optional[float] = None,
+        forget_after: Optional[float] = None,
+        repair_interval: Optional[float] = None,
+        keep_fetched: bool = True,
+        parallelism: int = 0,
     ) -> None:
         """Opens (creating, owner-only) and locks `data_dir`, and starts a node.
 
@@ -41,7 +52,9 @@ class Node:
         `chunk_size` is a power of two from 65536 to 16777216 (default 1 MiB).
         `capacity` bounds the bytes of blobs stored here: None for no limit
         but the disk, 0 to store nothing. `secret` (32 bytes) replaces the
-        convergence secret of `data_dir` for this run.
+        convergence secret of `data_dir` for this run. A bad setting (an
+        address that is not "host:port", an empty `data_dir`, ...) raises
+        InvalidArgumentError before anything is created or opened.
 
         `network_key` (32 bytes, from `generate_network_key()`) is the key of
         the network: only nodes holding the same key can connect. None reads
@@ -49,17 +62,15 @@ class Node:
         `bootstrap`) creates; a node given `bootstrap` and no key fails to
         start. `advertise` ("host:port") is the address peers dial, needed
         when `listen` is "0.0.0.0:port".
+
+        Timings, in seconds (None keeps the default): `gossip_interval` (1),
+        `request_timeout` (10), `suspect_after` (5), `dead_after` (10) and
+        `forget_after` (120) for a silent peer, `repair_interval` (30); each
+        from 0.001 to a year, with suspect_after <= dead_after <=
+        forget_after. `keep_fetched` keeps blobs fetched from peers here;
+        `parallelism` is the chunks one put or get processes at once (0:
+        twice the cores, at most 1024).
         """
-    def put(self, path: StrPath, progress: Optional[Progress] = None) -> PutResult:
-        """Stores the file at `path`; returns its key: a `str`, whose
-        attributes say what the put did (`replicas` reached, `size`...)."""
-    def put_bytes(
-        self, data: Union[bytes, bytearray, memoryview], progress: Optional[Progress] = None, name: Optional[str] = None
-    ) -> PutResult:
-        """Stores `data`; returns its key (a `str`, see `put`). `name`
-        labels it in `files()`."""
-    def files(self) -> List[FileEntry]:
-        """The files this node put, oldest first: a lost key is found here."""
     def get(
         self, key: str, dest: StrPath, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None
     ) -> int:

@@ -60,49 +60,27 @@ def _count(text: str) -> int:
     return value
 
 
-def _split_host_port(text: str, *, port_zero: bool) -> str:
-    """`text` if it is HOST:PORT ([IPv6]:PORT too), else a usage error."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or host in ("[]",):
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:7000)")
-    if not port.isdigit() or not (0 if port_zero else 1) <= int(port) <= 65535:
-        lowest = 0 if port_zero else 1
-        raise argparse.ArgumentTypeError(f"{text!r} has no port from {lowest} to 65535 (HOST:PORT, e.g. 127.0.0.1:7000)")
-    if any(c.isspace() for c in host) or (":" in host and not (host.startswith("[") and host.endswith("]"))):
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (an IPv6 address goes in brackets: [::1]:7000)")
-    return text
-
-
-def _listen_address(text: str) -> Optional[str]:
-    """An IP address and port to bind (port 0: any free one), or 'none'."""
-    if text.lower() == "none":
-        return None
-    import ipaddress
-
-    _split_host_port(text, port_zero=True)
-    host = text.rpartition(":")[0].strip("[]")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not IP:PORT (listen on an address of this machine, e.g. 127.0.0.1:7000 or 0.0.0.0:7000)"
-        ) from None
-    return text
-
-
-def _advertise_address(text: str) -> str:
-    return _split_host_port(text, port_zero=True)
-
-
-def _peer_address(text: str) -> str:
-    return _split_host_port(text, port_zero=False)
-
-
 def _path(text: str) -> Path:
     """A path; an empty one would silently mean the working directory."""
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
     return Path(text)
+
+
+def _address(setting: str, port_zero: bool, none: bool = False) -> Callable[[str], str]:
+    """A HOST:PORT checked as the node checks it, or a one-line usage error (exit 2)."""
+
+    def check(text: str) -> str:
+        from ._cas import _check_address
+
+        if not (none and text.lower() == "none"):
+            try:
+                _check_address(setting, text, port_zero)
+            except errors.InvalidArgumentError as e:
+                raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    return check
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,21 +107,21 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", parents=[common], help="run a node in the foreground until interrupted")
     serve.add_argument(
         "--listen",
-        type=_listen_address,
+        type=_address("listen", port_zero=True, none=True),
         default="127.0.0.1:0",
         metavar="ADDR",
         help="address for peers, host:port (default 127.0.0.1:0, a free port); 'none' for no networking",
     )
     serve.add_argument(
         "--advertise",
-        type=_advertise_address,
+        type=_address("advertise", port_zero=True),
         default=None,
         metavar="HOST:PORT",
         help="the address peers dial (needed with --listen 0.0.0.0:PORT; default: the listen address)",
     )
     serve.add_argument(
         "--bootstrap",
-        type=_peer_address,
+        type=_address("bootstrap", port_zero=False),
         action="extend",
         nargs="+",
         default=[],
@@ -291,7 +269,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     try:
         node = Node(
             data_dir,
-            listen=args.listen,
+            listen=None if args.listen.lower() == "none" else args.listen,
             advertise=args.advertise,
             network_key=_read_network_key(args.network_key),
             bootstrap=args.bootstrap,

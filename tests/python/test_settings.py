@@ -1,0 +1,121 @@
+"""Bad settings are refused before anything starts, by `cas.Node` and by
+`cas serve` alike (one check, in cas-core); the library's logs carry no
+colour codes when stderr is not a terminal; a progress callback that raises
+stops a put with nothing left half-written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cas
+from conftest import cas_command, wait_until
+
+BAD_LISTEN = ["garbage", "127.0.0.1:99999", "127.0.0.1", ""]
+BAD_BOOTSTRAP = ["garbage", "", "127.0.0.1:0"]
+
+
+@pytest.mark.parametrize("listen", BAD_LISTEN)
+def test_node_refuses_a_bad_listen_address(tmp_path: Path, listen: str) -> None:
+    with pytest.raises(cas.InvalidArgumentError, match=re.escape(f'listen address "{listen}"')):
+        cas.Node(tmp_path / "n", listen=listen)
+    assert not (tmp_path / "n").exists(), "nothing was created"
+
+
+@pytest.mark.parametrize("bootstrap", BAD_BOOTSTRAP)
+def test_node_refuses_a_bad_bootstrap_address(tmp_path: Path, bootstrap: str) -> None:
+    with pytest.raises(cas.InvalidArgumentError, match="bootstrap address"):
+        cas.Node(tmp_path / "n", listen="127.0.0.1:0", bootstrap=[bootstrap], network_key=bytes(32))
+    assert not (tmp_path / "n").exists()
+
+
+def test_host_names_stay_allowed_in_bootstrap_addresses(tmp_path: Path) -> None:
+    with cas.Node(tmp_path / "n", listen="127.0.0.1:0", bootstrap=["localhost:9"], network_key=bytes(32)) as node:
+        assert node.unreachable_bootstrap() == ["localhost:9"]
+
+
+def test_node_refuses_an_empty_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(cas.InvalidArgumentError, match="data_dir"):
+        cas.Node("")
+    assert list(tmp_path.iterdir()) == [], "no lock or secret in the working directory"
+
+
+@pytest.mark.parametrize(
+    "option,value", [*(("--listen", v) for v in BAD_LISTEN), *(("--bootstrap", v) for v in BAD_BOOTSTRAP)]
+)
+def test_cas_serve_refuses_a_bad_address_as_a_usage_error(tmp_path: Path, option: str, value: str) -> None:
+    result = subprocess.run(
+        [*cas_command(), "serve", "--data-dir", str(tmp_path / "n"), option, value],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert f'"{value}"' in lines[-1] and option.lstrip("-") in lines[-1], result.stderr
+    assert not (tmp_path / "n").exists(), "nothing was started"
+
+
+def test_logs_to_a_file_have_no_colour_codes(tmp_path: Path) -> None:
+    program = f"import cas\ncas.Node({str(tmp_path / 'n')!r}, listen='127.0.0.1:0').close()\n"
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CAS_LOG": "info"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "node started" in result.stderr
+    assert "\x1b[" not in result.stderr
+
+
+def test_a_callback_that_raises_stops_a_put_with_no_temporary_file(
+    node: cas.Node, make_file, tmp_path: Path
+) -> None:
+    path = make_file(40 * 1024 * 1024)
+
+    def fail(done: int, total: int) -> None:
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        node.put(path, progress=fail)
+    left = [p for p in (tmp_path / "node").rglob(".tmp-*")]
+    assert left == [], "a worker still wrote for the stopped put"
+    assert node.get_bytes(node.put_bytes(b"after")) == b"after"
+
+
+@pytest.mark.parametrize(
+    "kwargs,named",
+    [
+        ({"gossip_interval": 0}, "gossip_interval 0 ms"),
+        ({"request_timeout": -1.0}, "request_timeout -1 s"),
+        ({"repair_interval": float("nan")}, "repair_interval NaN s"),
+        ({"suspect_after": 5, "dead_after": 1}, "suspect_after"),
+        ({"parallelism": 5000}, "parallelism 5000"),
+    ],
+)
+def test_node_refuses_bad_timings(tmp_path: Path, kwargs: dict, named: str) -> None:
+    with pytest.raises(cas.InvalidArgumentError, match=re.escape(named)):
+        cas.Node(tmp_path / "n", **kwargs)
+    assert not (tmp_path / "n").exists()
+
+
+def test_timings_reach_the_node(tmp_path: Path) -> None:
+    # With the defaults a silent peer is dead after 10 s; here after 0.6 s.
+    fast = {"gossip_interval": 0.1, "suspect_after": 0.3, "dead_after": 0.6, "forget_after": 60.0}
+    key = cas.generate_network_key()
+    with cas.Node(tmp_path / "a", listen="127.0.0.1:0", network_key=key, **fast) as a:
+        b = cas.Node(tmp_path / "b", listen="127.0.0.1:0", bootstrap=[a.address], network_key=key, **fast)
+        try:
+            wait_until(lambda: [p.state for p in a.peers()] == ["alive"], timeout=10, what="b alive on a")
+        finally:
+            b.close()
+        wait_until(lambda: [p.state for p in a.peers()] == ["dead"], timeout=5, what="b dead on a within 5 s")
