@@ -123,7 +123,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: venv py netns-tools test-py test-py-network test-repeat demo-py
+.PHONY: venv py netns-tools test-py test-py-network test-repeat demo-py soak
 
 venv: $(VENV)/.installed
 
@@ -165,6 +165,12 @@ REPEAT ?= 200
 REPEAT_TESTS ?= leaves_nothing or too_late or stops_it_at_once or goes_away
 test-repeat: py
 	$(VENV_PY) -m pytest tests/python -q -p no:randomly --repeat $(REPEAT) -k "$(REPEAT_TESTS)"
+
+## The fault-injection suite (tests/python/test_faults.py) for many rounds:
+## `cas serve` processes killed with SIGKILL during puts, gets and repair.
+SOAK_ROUNDS ?= 300
+soak: py
+	CAS_FAULT_ROUNDS=$(SOAK_ROUNDS) $(VENV_PY) -m pytest tests/python/test_faults.py -q -s
 
 ## Only the multi-node tests.
 test-py-network: py netns-tools

@@ -356,3 +356,17 @@ pub unsafe extern "C" fn cas_config_set_forget_after_ms(config: *mut cas_config,
 pub unsafe extern "C" fn cas_config_set_repair_interval_ms(config: *mut cas_config, ms: u64) -> cas_status {
     unsafe { set_duration(config, "repair_interval", ms, |c| &mut c.repair_interval) }
 }
+
+/// Sets how many bytes per second of stored blobs the background scrub
+/// re-reads and verifies (default 1048576, 1 MiB/s), from one repair
+/// interval after start; a corrupt blob is quarantined and fetched again
+/// from a peer. 0 turns scrubbing off.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_scrub_rate(config: *mut cas_config, bytes_per_second: u64) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            c.scrub_rate = bytes_per_second;
+            Ok(())
+        })
+    }
+}

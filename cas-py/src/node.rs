@@ -62,7 +62,7 @@ impl Node {
                         chunk_size=None, capacity=None, secret=None, fsync=true, network_key=None,
                         advertise=None, gossip_interval=None, request_timeout=None, suspect_after=None,
                         dead_after=None, forget_after=None, repair_interval=None, keep_fetched=true,
-                        parallelism=0, _pause_before_commit=None))]
+                        parallelism=0, scrub_rate=None, _pause_before_commit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -85,6 +85,7 @@ impl Node {
         repair_interval: Option<f64>,
         keep_fetched: bool,
         parallelism: usize,
+        scrub_rate: Option<u64>,
         _pause_before_commit: Option<PathBuf>,
     ) -> PyResult<Node> {
         let mut config = Config::new(&data_dir);
@@ -104,6 +105,9 @@ impl Node {
         config.secret = secret.map(|s| key32("secret", &s)).transpose()?;
         config.keep_fetched = keep_fetched;
         config.parallelism = parallelism;
+        if let Some(rate) = scrub_rate {
+            config.scrub_rate = rate;
+        }
         for (name, seconds, field) in [
             ("gossip_interval", gossip_interval, &mut config.gossip_interval),
             ("request_timeout", request_timeout, &mut config.request_timeout),

@@ -43,6 +43,7 @@ class Node:
         repair_interval: Optional[float] = None,
         keep_fetched: bool = True,
         parallelism: int = 0,
+        scrub_rate: Optional[int] = None,
     ) -> None:
         """Opens (creating, owner-only) and locks `data_dir`, and starts a node.
 
@@ -69,7 +70,9 @@ class Node:
         from 0.001 to a year, with suspect_after <= dead_after <=
         forget_after. `keep_fetched` keeps blobs fetched from peers here;
         `parallelism` is the chunks one put or get processes at once (0:
-        twice the cores, at most 1024).
+        twice the cores, at most 1024). `scrub_rate` is the bytes per
+        second of stored blobs re-read and verified in the background
+        (default 1 MiB/s; 0 = off).
         """
     def get(
         self, key: str, dest: StrPath, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None

@@ -60,6 +60,28 @@ def _count(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds (the node checks the range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+# The timing options of `cas serve`: (option, Node keyword, default in seconds, what it is).
+_TIMINGS = [
+    ("--gossip-interval", "gossip_interval", 1, "how often gossip runs"),
+    ("--request-timeout", "request_timeout", 10, "how long one request to a peer may take"),
+    ("--suspect-after", "suspect_after", 5, "silence after which a peer is suspect"),
+    ("--dead-after", "dead_after", 10, "silence after which a peer is dead (out of placement)"),
+    ("--forget-after", "forget_after", 120, "silence after which a peer is forgotten"),
+    ("--repair-interval", "repair_interval", 30, "how often the node tops up missing copies"),
+]
+
+
 def _path(text: str) -> Path:
     """A path; an empty one would silently mean the working directory."""
     if not text:
@@ -143,6 +165,19 @@ def _parser() -> argparse.ArgumentParser:
         "--capacity", type=_count, default=None, metavar="BYTES", help="most bytes of blobs to store (default: no limit)"
     )
     serve.add_argument("--no-fsync", action="store_true", help="do not fsync blobs (faster, less durable)")
+    for option, _, default, what in _TIMINGS:
+        serve.add_argument(option, type=_seconds, default=None, metavar="SECONDS", help=f"{what} (default {default})")
+    serve.add_argument(
+        "--scrub-rate",
+        type=_count,
+        default=None,
+        metavar="BYTES",
+        help="bytes per second of stored blobs re-read and verified (default 1048576; 0 = off)",
+    )
+    serve.add_argument(
+        "--parallelism", type=_count, default=0, metavar="N", help="chunks in flight per put or get (0: twice the cores)"
+    )
+    serve.add_argument("--no-keep-fetched", action="store_true", help="do not keep blobs fetched from peers")
     # A test hook: holds every get just before it commits (see cas_core Faults).
     serve.add_argument("--test-pause-before-commit", type=Path, default=None, help=argparse.SUPPRESS)
 
@@ -278,6 +313,10 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
             chunk_size=args.chunk_size,
             capacity=args.capacity,
             fsync=not args.no_fsync,
+            keep_fetched=not args.no_keep_fetched,
+            parallelism=args.parallelism,
+            scrub_rate=args.scrub_rate,
+            **{keyword: getattr(args, keyword) for _, keyword, _, _ in _TIMINGS},
             _pause_before_commit=args.test_pause_before_commit,
         )
     except errors.InvalidArgumentError as e:
