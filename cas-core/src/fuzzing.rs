@@ -145,6 +145,7 @@ pub fn check_frame_codec(data: &[u8]) {
     let end = match refused {
         Some(e) => {
             assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+            assert_eq!(codec.buffered_capacity(), 0, "an oversized frame is refused before any of it is held");
             StreamEnd::Oversized
         }
         None => match codec.decode_eof(&mut src) {
