@@ -113,10 +113,10 @@ pub fn check_frame_codec(data: &[u8]) {
         return;
     }
     let (sizes, stream) = rest.split_at(n);
-    let sizes: Vec<usize> = match sizes.iter().map(|&s| s as usize).collect::<Vec<_>>() {
-        s if s.iter().any(|&x| x > 0) => s,
-        _ => vec![stream.len().max(1)],
-    };
+    let mut sizes: Vec<usize> = sizes.iter().map(|&s| s as usize).collect();
+    if sizes.iter().all(|&s| s == 0) {
+        sizes = vec![stream.len().max(1)]; // the whole stream in one read
+    }
 
     let mut codec = FrameCodec::default();
     let mut src = BytesMut::new();
