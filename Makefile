@@ -38,7 +38,7 @@ demo-rust: build
 	./target/release/examples/cluster
 
 ## Every test, and the lint gates.
-test: lint test-rust test-c test-py
+test: lint test-rust test-c test-py fuzz-smoke
 
 test-rust:
 	$(CARGO) test --release $(CRATES)
@@ -180,3 +180,30 @@ test-py-network: py netns-tools
 demo-py: py
 	$(VENV_PY) scripts/demo.py
 # ---- end of the Python block ----------------------------------------------------
+
+# ---- Fuzzing (fuzz/; README "Fuzzing") -----------------------------------------
+# cargo-fuzz on the nightly toolchain, installed on first use into build/tools.
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TARGETS := frame frame_codec manifest_parse manifest_open key_parse chunk_open
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 20
+FUZZ := PATH="$(TOOLS)/bin:$$PATH" CARGO="$(CARGO)" scripts/fuzz.sh
+
+.PHONY: cargo-fuzz fuzz fuzz-smoke fuzz-seeds
+
+cargo-fuzz:
+	@$(TOOLS)/bin/cargo-fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $(CARGO_FUZZ_VERSION)" || \
+		$(CARGO) install cargo-fuzz --version "=$(CARGO_FUZZ_VERSION)" --locked --root $(TOOLS)
+
+## Each fuzz target for FUZZ_SECONDS (default 60); fails naming any crash input.
+fuzz: cargo-fuzz
+	$(FUZZ) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+## Each fuzz target for FUZZ_SMOKE_SECONDS (default 20): part of `make test`.
+fuzz-smoke: cargo-fuzz
+	$(FUZZ) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+## Rewrite the seed inputs in fuzz/regressions (from shared/vectors and the library).
+fuzz-seeds:
+	$(CARGO) test --release -p cas-core --test fuzz_regressions -- --ignored --exact write_seeds
+# ---- end of the fuzzing block -------------------------------------------------

@@ -8,6 +8,9 @@ pub mod blocking;
 pub mod config;
 pub mod error;
 pub mod format;
+/// The fuzz targets' property checks (`fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod key;
 pub mod logging;

@@ -2,23 +2,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use cas_core::error::KeyParseError;
 use cas_core::format::{seal_chunk, BlobId, Manifest};
 use cas_core::Key;
-use common::generate;
+use common::{generate, vectors};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-fn vectors() -> Value {
-    let path = std::env::var_os("CAS_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/format-v1.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read test vectors at {} ({e}); set CAS_VECTORS", path.display()));
-    serde_json::from_str(&text).expect("vectors are JSON")
-}
 
 fn content(spec: &Value) -> Vec<u8> {
     if let Some(r) = spec.get("repeat") {

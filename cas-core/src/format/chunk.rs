@@ -23,7 +23,8 @@ pub fn seal_chunk(secret: &[u8; 32], mut plaintext: Vec<u8>) -> SealedChunk {
 /// Opens a chunk blob whose id was already verified, checking the tag and
 /// that the plaintext has the length the manifest says. Returns the plaintext.
 pub fn open_chunk(key: &[u8; 32], mut blob: Vec<u8>, expected_len: usize) -> Result<Vec<u8>, &'static str> {
-    if blob.len() != expected_len + TAG_LEN {
+    // Subtracts rather than adds: a length near usize::MAX must not wrap around.
+    if blob.len().checked_sub(TAG_LEN) != Some(expected_len) {
         return Err("chunk has the wrong length for its place in the file");
     }
     if !open_in_place(key, &mut blob, b"") {

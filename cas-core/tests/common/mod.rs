@@ -237,3 +237,13 @@ pub async fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> boo
 pub fn alive(node: &Node) -> usize {
     node.peers().iter().filter(|p| p.state == PeerState::Alive).count()
 }
+
+/// shared/vectors/format-v1.json (or the file `CAS_VECTORS` names).
+pub fn vectors() -> serde_json::Value {
+    let path = std::env::var_os("CAS_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/format-v1.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read test vectors at {} ({e}); set CAS_VECTORS", path.display()));
+    serde_json::from_str(&text).expect("vectors are JSON")
+}
