@@ -232,6 +232,12 @@ typedef uint32_t cas_peer_state;
 typedef struct cas_config cas_config;
 
 /**
+ * The files a node put (opaque), oldest first, from cas_node_files; freed
+ * by cas_file_list_free. Read-only, so thread-safe.
+ */
+typedef struct cas_file_list cas_file_list;
+
+/**
  * A running node (opaque). Created by cas_node_start, freed by
  * cas_node_free. Every function taking a `const cas_node *` is
  * thread-safe: one node may be used from many threads at once.
@@ -264,6 +270,29 @@ typedef struct cas_stat cas_stat;
  * (any thread).
  */
 typedef struct cas_writer cas_writer;
+
+/**
+ * One file this node put. The strings belong to the cas_file_list it came
+ * from and are valid until that list is freed.
+ */
+typedef struct cas_file_entry {
+  /**
+   * The file's key ("cas1..."): whoever holds it can read the file.
+   */
+  const char *key;
+  /**
+   * The file's name at put time (without its directory), or "".
+   */
+  const char *name;
+  /**
+   * Size in bytes.
+   */
+  uint64_t size;
+  /**
+   * When it was (last) put, in milliseconds since the Unix epoch.
+   */
+  uint64_t time_ms;
+} cas_file_entry;
 
 /**
  * A log callback: the record's level, its target (the library module it
@@ -557,6 +586,14 @@ cas_status cas_config_set_forget_after_ms(struct cas_config *config, uint64_t ms
 cas_status cas_config_set_repair_interval_ms(struct cas_config *config, uint64_t ms);
 
 /**
+ * Sets how many bytes per second of stored blobs the background scrub
+ * re-reads and verifies (default 1048576, 1 MiB/s), from one repair
+ * interval after start; a corrupt blob is quarantined and fetched again
+ * from a peer. 0 turns scrubbing off.
+ */
+cas_status cas_config_set_scrub_rate(struct cas_config *config, uint64_t bytes_per_second);
+
+/**
  * The message of the most recent failed cas_* call on the calling thread,
  * or "" if none has failed. Never NULL.
  *
@@ -577,6 +614,34 @@ const char *cas_last_error(void);
  * caller owns `buf`. Thread-safe.
  */
 size_t cas_last_error_copy(char *buf, size_t size);
+
+/**
+ * The files this node put, oldest first, with their keys (a user who lost
+ * a key finds it here; the catalog is kept in the data dir, owner-only).
+ *
+ * On success `*files_out` receives a list the caller owns and frees with
+ * cas_file_list_free. Thread-safe.
+ */
+cas_status cas_node_files(const struct cas_node *node, struct cas_file_list **files_out);
+
+/**
+ * The number of files in `list`, into `*len_out` (must not be NULL).
+ */
+cas_status cas_file_list_len(const struct cas_file_list *list, size_t *len_out);
+
+/**
+ * File number `index` of `list` into `*entry_out` (must not be NULL). Its
+ * strings belong to `list`: valid until cas_file_list_free, never freed by
+ * the caller. An index out of range is CAS_ERR_INVALID_ARGUMENT.
+ */
+cas_status cas_file_list_get(const struct cas_file_list *list,
+                             size_t index,
+                             struct cas_file_entry *entry_out);
+
+/**
+ * Frees a file list and every string it handed out. NULL is a no-op.
+ */
+void cas_file_list_free(struct cas_file_list *list);
 
 /**
  * Sends the library's log records, up to `level` (a cas_log_level: the

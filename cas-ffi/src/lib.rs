@@ -21,6 +21,7 @@
 pub mod boundary;
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod log;
 pub mod memory;
 pub mod node;

@@ -153,6 +153,7 @@ static void test_every_setting_reaches_the_node(void) {
     CHECK_OK(cas_config_set_dead_after_ms(config, 2000));
     CHECK_OK(cas_config_set_forget_after_ms(config, 3000));
     CHECK_OK(cas_config_set_repair_interval_ms(config, 1000));
+    CHECK_OK(cas_config_set_scrub_rate(config, 0));
     CHECK_OK(cas_node_start(config, &a));
 
     /* max_get_bytes: 100 bytes come back in memory, 101 do not. */
@@ -460,6 +461,40 @@ static void test_logs_go_to_the_host_callback(void) {
     harness_remove_dir(dir);
 }
 
+static void test_files_lists_what_the_node_put(void) {
+    char *dir = harness_tempdir();
+    cas_node *node = NULL;
+    CHECK_OK(start_in(dir, "node", &node));
+    cas_file_list *list = NULL;
+    size_t n = 99;
+    CHECK_OK(cas_node_files(node, &list));
+    CHECK_OK(cas_file_list_len(list, &n));
+    CHECK(n == 0);
+    cas_file_list_free(list);
+
+    unsigned char *data = harness_bytes(3000, 5);
+    char *src = harness_join(dir, "report.pdf");
+    CHECK(harness_write_file(src, data, 3000));
+    char *key = NULL;
+    CHECK_OK(cas_node_put_file(node, src, NULL, NULL, &key));
+    CHECK_OK(cas_node_files(node, &list));
+    CHECK_OK(cas_file_list_len(list, &n));
+    CHECK(n == 1);
+    cas_file_entry entry;
+    CHECK_OK(cas_file_list_get(list, 0, &entry));
+    CHECK(strcmp(entry.key, key) == 0 && strcmp(entry.name, "report.pdf") == 0 && entry.size == 3000);
+    CHECK(entry.time_ms > 1700000000000ULL);
+    CHECK_STATUS(cas_file_list_get(list, 1, &entry), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cas_node_files(node, NULL), CAS_ERR_NULL_ARGUMENT);
+    cas_file_list_free(list);
+    cas_file_list_free(NULL);
+    cas_string_free(key);
+    cas_node_free(node);
+    free(src);
+    free(data);
+    harness_remove_dir(dir);
+}
+
 int main(void) {
     static const struct harness_test tests[] = {
         TEST_ENTRY(test_header_and_library_versions_agree),
@@ -474,6 +509,7 @@ int main(void) {
         TEST_ENTRY(test_writer_on_a_stopped_node_is_closed),
         TEST_ENTRY(test_node_freed_in_its_callback),
         TEST_ENTRY(test_logs_go_to_the_host_callback),
+        TEST_ENTRY(test_files_lists_what_the_node_put),
     };
     return harness_main("test_host", tests, sizeof tests / sizeof tests[0], 0);
 }
