@@ -67,6 +67,7 @@ def test_serve_put_get_stat_status(serve, make_file, tmp_path: Path) -> None:
     assert cas_json("peers", "--data-dir", d) == {"self": {"id": status["id"], "address": status["address"]}, "peers": []}
     assert cas_json("status", "--data-dir", d)["stats"]["blobs_stored"] > 0
     assert status["id"] in run_cas("status", "--data-dir", d).stdout
+    assert "corrupt" in run_cas("status", "--data-dir", d).stdout
 
 
 def test_relative_paths_are_resolved_by_the_client(serve, tmp_path: Path) -> None:

@@ -483,6 +483,10 @@ def _print_status(result: Dict[str, Any]) -> None:
     for addr in result.get("unreachable_bootstrap", []):
         print(f"bootstrap {addr} unreachable, still trying")
     print(f"stored    {stats['blobs_stored']} blobs, {_human_bytes(stats['bytes_stored'])}")
+    print(
+        f"verified  {stats['blobs_scrubbed']} blobs by scrub, {stats['scrub_corrupt']} corrupt "
+        f"({stats['scrub_restored']} restored from peers); {stats['blobs_repaired']} copies given by repair"
+    )
 
 
 _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
