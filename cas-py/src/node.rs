@@ -62,7 +62,8 @@ impl Node {
                         chunk_size=None, capacity=None, secret=None, fsync=true, network_key=None,
                         advertise=None, gossip_interval=None, request_timeout=None, suspect_after=None,
                         dead_after=None, forget_after=None, repair_interval=None, keep_fetched=true,
-                        parallelism=0, scrub_rate=None, _pause_before_commit=None))]
+                        parallelism=0, scrub_rate=None, idle_timeout=None, max_get_bytes=None,
+                        _pause_before_commit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -86,6 +87,8 @@ impl Node {
         keep_fetched: bool,
         parallelism: usize,
         scrub_rate: Option<u64>,
+        idle_timeout: Option<f64>,
+        max_get_bytes: Option<u64>,
         _pause_before_commit: Option<PathBuf>,
     ) -> PyResult<Node> {
         let mut config = Config::new(&data_dir);
@@ -108,6 +111,9 @@ impl Node {
         if let Some(rate) = scrub_rate {
             config.scrub_rate = rate;
         }
+        if let Some(bytes) = max_get_bytes {
+            config.max_get_bytes = bytes;
+        }
         for (name, seconds, field) in [
             ("gossip_interval", gossip_interval, &mut config.gossip_interval),
             ("request_timeout", request_timeout, &mut config.request_timeout),
@@ -115,6 +121,7 @@ impl Node {
             ("dead_after", dead_after, &mut config.dead_after),
             ("forget_after", forget_after, &mut config.forget_after),
             ("repair_interval", repair_interval, &mut config.repair_interval),
+            ("idle_timeout", idle_timeout, &mut config.idle_timeout),
         ] {
             if let Some(seconds) = seconds {
                 *field = seconds_arg(name, seconds)?;

@@ -100,12 +100,22 @@ def test_a_callback_that_raises_stops_a_put_with_no_temporary_file(
         ({"repair_interval": float("nan")}, "repair_interval NaN s"),
         ({"suspect_after": 5, "dead_after": 1}, "suspect_after"),
         ({"parallelism": 5000}, "parallelism 5000"),
+        ({"idle_timeout": 0}, "idle_timeout 0 ms"),
+        ({"max_get_bytes": 0}, "max_get_bytes"),
     ],
 )
 def test_node_refuses_bad_timings(tmp_path: Path, kwargs: dict, named: str) -> None:
     with pytest.raises(cas.InvalidArgumentError, match=re.escape(named)):
         cas.Node(tmp_path / "n", **kwargs)
     assert not (tmp_path / "n").exists()
+
+
+def test_max_get_bytes_reaches_the_node(tmp_path: Path) -> None:
+    with cas.Node(tmp_path / "n", max_get_bytes=100, idle_timeout=5.0, fsync=False) as node:
+        small, big = node.put_bytes(b"x" * 100), node.put_bytes(b"y" * 101)
+        assert node.get_bytes(small) == b"x" * 100
+        with pytest.raises(cas.InvalidArgumentError, match="101"):
+            node.get_bytes(big)
 
 
 def test_timings_reach_the_node(tmp_path: Path) -> None:

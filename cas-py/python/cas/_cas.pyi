@@ -44,6 +44,8 @@ class Node:
         keep_fetched: bool = True,
         parallelism: int = 0,
         scrub_rate: Optional[int] = None,
+        idle_timeout: Optional[float] = None,
+        max_get_bytes: Optional[int] = None,
     ) -> None:
         """Opens (creating, owner-only) and locks `data_dir`, and starts a node.
 
@@ -72,7 +74,9 @@ class Node:
         `parallelism` is the chunks one put or get processes at once (0:
         twice the cores, at most 1024). `scrub_rate` is the bytes per
         second of stored blobs re-read and verified in the background
-        (default 1 MiB/s; 0 = off).
+        (default 1 MiB/s; 0 = off). `idle_timeout` (60 s) closes a
+        connection silent that long; `max_get_bytes` (1 GiB) is the largest
+        file `get_bytes` returns in memory.
         """
     def get(
         self, key: str, dest: StrPath, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None

@@ -79,6 +79,7 @@ _TIMINGS = [
     ("--dead-after", "dead_after", 10, "silence after which a peer is dead (out of placement)"),
     ("--forget-after", "forget_after", 120, "silence after which a peer is forgotten"),
     ("--repair-interval", "repair_interval", 30, "how often the node tops up missing copies"),
+    ("--idle-timeout", "idle_timeout", 60, "a connection silent this long is closed"),
 ]
 
 
