@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition};
 
 use crate::error::{Error, Result};
 use crate::key::Key;
@@ -63,7 +63,9 @@ impl Catalog {
             .map_err(|e| Error::io(format!("creating the catalog {}", path.display()), e))?;
         let db = match Database::create(&path) {
             Ok(db) => db,
-            Err(e) => {
+            // Only a file that is not a sound database is moved aside; any
+            // other failure (I/O, a database still open) is an error.
+            Err(e) if is_damage(&e) => {
                 let aside = dir.join(format!("{CATALOG_FILE}.damaged-{}", now_ms()));
                 tracing::warn!(
                     path = %path.display(), aside = %aside.display(),
@@ -72,6 +74,7 @@ impl Catalog {
                 std::fs::rename(&path, &aside).map_err(|e| Error::io(format!("moving aside {}", path.display()), e))?;
                 return Catalog::open(dir);
             }
+            Err(e) => return Err(db_error(&path, "opening", e)),
         };
         let catalog = Catalog { db, path };
         // The table exists from the start, so that listing never fails on a new catalog.
@@ -114,6 +117,18 @@ impl Catalog {
         }
         out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.name.cmp(&b.name)));
         Ok(out)
+    }
+}
+
+/// Whether `e` says the file is not a sound database (as opposed to an I/O
+/// failure or a database in use).
+fn is_damage(e: &DatabaseError) -> bool {
+    match e {
+        DatabaseError::Storage(StorageError::Corrupted(_)) => true,
+        DatabaseError::Storage(StorageError::Io(io)) => {
+            matches!(io.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
+        }
+        _ => false,
     }
 }
 
