@@ -21,10 +21,13 @@ use crate::key::Key;
 /// The catalog's file in the data dir.
 pub const CATALOG_FILE: &str = "catalog.redb";
 
-/// (key, name) -> (size, time in ms since the epoch). The same content put
-/// under two names is two entries; put again under the same name, one
-/// entry with the latest time.
-const FILES: TableDefinition<(&str, &str), (u64, u64)> = TableDefinition::new("files");
+/// (key, name) -> (size, time in ms since the epoch, put number). The same
+/// content put under two names is two entries; put again under the same
+/// name, one entry with the latest time. The put number orders the list
+/// (two puts can share a millisecond).
+const FILES: TableDefinition<(&str, &str), (u64, u64, u64)> = TableDefinition::new("files");
+/// "next" -> the next put number.
+const COUNTER: TableDefinition<&str, u64> = TableDefinition::new("counter");
 
 /// One file this node put.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,25 +81,30 @@ impl Catalog {
         };
         let catalog = Catalog { db, path };
         // The table exists from the start, so that listing never fails on a new catalog.
-        catalog.write(|_| Ok(()))?;
+        catalog.write(|_, _| Ok(()))?;
         Ok(catalog)
     }
 
-    fn write(&self, f: impl FnOnce(&mut redb::Table<(&str, &str), (u64, u64)>) -> Result<()>) -> Result<()> {
-        let txn = self.db.begin_write().map_err(|e| db_error(&self.path, "writing", e))?;
+    /// Runs `f` on the files table with the next put number, in one transaction.
+    fn write(&self, f: impl FnOnce(&mut redb::Table<(&str, &str), (u64, u64, u64)>, u64) -> Result<()>) -> Result<()> {
+        let err = |e: &dyn std::fmt::Display| db_error(&self.path, "writing", e);
+        let txn = self.db.begin_write().map_err(|e| err(&e))?;
         {
-            let mut table = txn.open_table(FILES).map_err(|e| db_error(&self.path, "writing", e))?;
-            f(&mut table)?;
+            let mut counter = txn.open_table(COUNTER).map_err(|e| err(&e))?;
+            let next = counter.get("next").map_err(|e| err(&e))?.map_or(0, |v| v.value());
+            counter.insert("next", next + 1).map_err(|e| err(&e))?;
+            let mut table = txn.open_table(FILES).map_err(|e| err(&e))?;
+            f(&mut table, next)?;
         }
-        txn.commit().map_err(|e| db_error(&self.path, "writing", e))
+        txn.commit().map_err(|e| err(&e))
     }
 
     /// Records a put.
     pub(crate) fn record(&self, key: &Key, name: &str, size: u64) -> Result<()> {
         let key = key.to_string();
         let path = self.path.clone();
-        self.write(|table| {
-            table.insert((key.as_str(), name), (size, now_ms())).map_err(|e| db_error(&path, "writing", e))?;
+        self.write(|table, seq| {
+            table.insert((key.as_str(), name), (size, now_ms(), seq)).map_err(|e| db_error(&path, "writing", e))?;
             Ok(())
         })
     }
@@ -110,13 +118,14 @@ impl Catalog {
         for row in table.iter().map_err(|e| err(&e))? {
             let (k, v) = row.map_err(|e| err(&e))?;
             let (key, name) = k.value();
-            let (size, time) = v.value();
+            let (size, time, seq) = v.value();
             // A key that does not parse was not written by this code: skip it.
             let Ok(key) = key.parse::<Key>() else { continue };
-            out.push(FileEntry { key, name: name.to_string(), size, time: UNIX_EPOCH + Duration::from_millis(time) });
+            let entry = FileEntry { key, name: name.to_string(), size, time: UNIX_EPOCH + Duration::from_millis(time) };
+            out.push((seq, entry));
         }
-        out.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.name.cmp(&b.name)));
-        Ok(out)
+        out.sort_by_key(|(seq, _)| *seq);
+        Ok(out.into_iter().map(|(_, entry)| entry).collect())
     }
 }
 
