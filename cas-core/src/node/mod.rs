@@ -96,7 +96,9 @@ struct NodeInner {
     closed: AtomicBool,
     net: Option<Arc<Network>>,
     scrub: Arc<scrub::ScrubStats>,
-    catalog: Arc<Catalog>,
+    /// Closed (taken) at shutdown, with the data dir's lock: the next node
+    /// on the directory opens it.
+    catalog: std::sync::Mutex<Option<Arc<Catalog>>>,
     /// Stops every background task when the node is shut down or dropped.
     cancel: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -153,7 +155,7 @@ impl Node {
             closed: AtomicBool::new(false),
             net,
             scrub: scrub_stats,
-            catalog: Arc::new(catalog),
+            catalog: std::sync::Mutex::new(Some(Arc::new(catalog))),
             _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
         };
@@ -201,7 +203,7 @@ impl Node {
     /// The files this node put, oldest first: key, name, size, time (see
     /// [`FileEntry`]). A user who lost a key finds it here.
     pub async fn files(&self) -> Result<Vec<FileEntry>> {
-        let catalog = self.inner.catalog.clone();
+        let catalog = self.catalog()?;
         blocking(move || catalog.list()).await
     }
 
@@ -241,6 +243,7 @@ impl Node {
     pub async fn shutdown(&self) {
         if !self.inner.closed.swap(true, Ordering::SeqCst) {
             self.inner.cancel.cancel();
+            self.inner.catalog.lock().unwrap_or_else(|e| e.into_inner()).take();
             self.inner.dir.release();
             tracing::info!(node = %self.inner.id, "node stopped");
         }
@@ -249,6 +252,10 @@ impl Node {
     /// Whether [`Node::shutdown`] was called.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::SeqCst)
+    }
+
+    fn catalog(&self) -> Result<Arc<Catalog>> {
+        self.inner.catalog.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)
     }
 
     fn check_open(&self) -> Result<()> {

@@ -164,8 +164,12 @@ impl Node {
     /// Adds a finished put to the catalog. The file is stored whatever
     /// happens here: a catalog that cannot be written is a warning.
     async fn record_put(&self, report: &PutReport, name: String) {
-        let (catalog, key, size) = (self.inner.catalog.clone(), report.key, report.size);
-        if let Err(e) = blocking(move || catalog.record(&key, &name, size)).await {
+        let (key, size) = (report.key, report.size);
+        let recorded = match self.catalog() {
+            Ok(catalog) => blocking(move || catalog.record(&key, &name, size)).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
             tracing::warn!(key = %report.key, "the file is stored, but not listed in the catalog: {e}");
         }
     }

@@ -64,7 +64,7 @@ impl Catalog {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io(format!("creating the catalog {}", path.display()), e))?;
-        let db = match Database::create(&path) {
+        let db = match create_waiting(&path) {
             Ok(db) => db,
             // Only a file that is not a sound database is moved aside; any
             // other failure (I/O, a database still open) is an error.
@@ -126,6 +126,24 @@ impl Catalog {
         }
         out.sort_by_key(|(seq, _)| *seq);
         Ok(out.into_iter().map(|(_, entry)| entry).collect())
+    }
+}
+
+/// How long a start waits for the catalog of a node of this process that
+/// was just shut down: its last writes may still hold the file.
+const OPEN_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens the database, waiting (bounded) while another handle in this
+/// process still has it open.
+fn create_waiting(path: &Path) -> std::result::Result<Database, DatabaseError> {
+    let deadline = std::time::Instant::now() + OPEN_WAIT;
+    loop {
+        match Database::create(path) {
+            Err(DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 
