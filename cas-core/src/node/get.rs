@@ -82,7 +82,9 @@ impl Node {
         let manifest = Arc::new(self.load_manifest(key).await?);
         let total = manifest.header.file_size;
         let d = dest.clone();
-        let tmp = blocking(move || {
+        // The pending name is owned here, not by the writer: if this future is
+        // dropped (cancelled) or fails, the file never gets a name.
+        let (file, pending) = blocking(move || {
             if d.is_dir() {
                 return Err(Error::Destination { path: d, source: std::io::Error::other("is a directory") });
             }
@@ -93,9 +95,6 @@ impl Node {
             super::output::create(&parent).map_err(|e| Error::Destination { path: d.clone(), source: e })
         })
         .await?;
-        // The pending name is owned here, not by the writer: if this future is
-        // dropped (cancelled) or fails, the file never gets a name.
-        let (file, pending) = tmp;
         // Chunks are fetched and decrypted concurrently but written in order by
         // one thread: parallel writes to one file only contend on its inode lock.
         let (chunks_tx, mut chunks_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);

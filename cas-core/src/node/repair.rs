@@ -69,24 +69,20 @@ impl Repair {
         }
         everyone.push(me);
         let store = self.store.clone();
-        let local = blocking(move || {
-            let mut ids = Vec::new();
-            store.for_each_blob(|id, _| ids.push(id)).map(|_| ids)
-        })
-        .await
-        .unwrap_or_default();
+        let local = blocking(move || store.ids()).await.unwrap_or_default();
 
-        // The ideal holders of each local blob, and what to ask each peer.
-        let mut ideal: HashMap<BlobId, (bool, Vec<NodeId>)> = HashMap::new();
+        // What to ask each ideal holder, and the blobs this node is an ideal holder of.
         let mut to_ask: HashMap<NodeId, Vec<BlobId>> = HashMap::new();
+        let mut me_ideal: HashSet<BlobId> = HashSet::new();
         for id in local {
             rank_nodes(&id, &mut everyone, |n| *n);
-            let set = &everyone[..(self.replicas + 1).min(everyone.len())];
-            let others: Vec<NodeId> = set.iter().copied().filter(|p| *p != me).collect();
-            for peer in &others {
-                to_ask.entry(*peer).or_default().push(id);
+            for peer in &everyone[..(self.replicas + 1).min(everyone.len())] {
+                if *peer == me {
+                    me_ideal.insert(id);
+                } else {
+                    to_ask.entry(*peer).or_default().push(id);
+                }
             }
-            ideal.insert(id, (set.contains(&me), others));
         }
 
         // Who lacks what. A peer that does not answer is neither a holder
@@ -111,8 +107,7 @@ impl Repair {
 
         let mut copied = 0;
         for (id, peers) in lacking {
-            let me_ideal = ideal.get(&id).is_some_and(|(ideal, _)| *ideal);
-            if !me_ideal && held_by_ideal.contains(&id) {
+            if !me_ideal.contains(&id) && held_by_ideal.contains(&id) {
                 continue; // an ideal holder has it and repairs it
             }
             if cancel.is_cancelled() {

@@ -64,12 +64,7 @@ impl Scrub {
     /// One pass over the store; false when cancelled.
     async fn pass(&self, cancel: &CancellationToken) -> bool {
         let store = self.store.clone();
-        let ids = blocking(move || {
-            let mut ids = Vec::new();
-            store.for_each_blob(|id, _| ids.push(id)).map(|_| ids)
-        })
-        .await
-        .unwrap_or_default();
+        let ids = blocking(move || store.ids()).await.unwrap_or_default();
         let started = Instant::now();
         let mut read = 0u64;
         for id in ids {

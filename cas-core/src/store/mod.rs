@@ -255,6 +255,16 @@ impl BlobStore {
         })
     }
 
+    /// The ids of every stored blob (no per-file stat, unlike `for_each_blob`).
+    pub fn ids(&self) -> Result<Vec<BlobId>> {
+        let mut ids = Vec::new();
+        self.for_each_fan_out_entry(|entry| {
+            ids.extend(entry.file_name().to_str().and_then(BlobId::from_hex));
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
     /// Calls `f(id, len)` for every stored blob.
     pub fn for_each_blob(&self, mut f: impl FnMut(BlobId, u64)) -> Result<()> {
         self.for_each_fan_out_entry(|entry| {
