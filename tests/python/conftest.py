@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -50,6 +52,29 @@ def wait_until(condition: Callable[[], object], timeout: float = 30.0, what: str
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+def fixed_port() -> int:
+    """A free TCP port on 127.0.0.1 below the kernel's ephemeral range, for a
+    node that must come back on the same address after a restart, as a
+    node with a configured port does: no outgoing connection or port-0
+    listener can take it while the node is down."""
+    low = 32768
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port below the ephemeral range")
 
 
 def sha256_of(path: Path) -> str:

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from conftest import Server, cas_command, cas_json, network_key_file, run_cas, sha256_of, wait_until
+from conftest import Server, cas_command, cas_json, fixed_port, network_key_file, run_cas, sha256_of, wait_until
 
 pytestmark = pytest.mark.network
 
@@ -62,11 +62,18 @@ class Cluster:
         self.serve = serve
         self.rng = rng
         key = network_key_file(tmp_path)
-        self.args = ("--listen", "127.0.0.1:0", "--network-key", key, "--chunk-size", CHUNK, "--min-replicas", "2", *FAST)
-        first = serve("f0", *self.args)
+        self.args = ("--network-key", key, "--chunk-size", CHUNK, "--min-replicas", "2", *FAST)
+        # Each node keeps its address across restarts, as a node with a
+        # configured port does. (With a new port at every restart, a node
+        # killed before it saved its peers' latest addresses could come back
+        # knowing only addresses that are all gone: it would need a
+        # bootstrap address again, as a real node would.)
+        self.listen = {f"f{i}": f"127.0.0.1:{fixed_port()}" for i in range(NODES)}
+        first = serve("f0", "--listen", self.listen["f0"], *self.args)
         self.servers: Dict[str, Server] = {"f0": first}
         for i in range(1, NODES):
-            self.servers[f"f{i}"] = serve(f"f{i}", *self.args, "--bootstrap", first.address)
+            name = f"f{i}"
+            self.servers[name] = serve(name, "--listen", self.listen[name], *self.args, "--bootstrap", first.address)
         self.wait_mesh()
 
     def alive(self) -> List[str]:
@@ -80,11 +87,25 @@ class Cluster:
                     return False
             return True
 
-        wait_until(mesh, timeout=60, what="every node to see every other alive")
+        try:
+            wait_until(mesh, timeout=60, what="every node to see every other alive")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.describe()}") from None
+
+    def describe(self) -> str:
+        """Who sees whom, and what each node saved to rejoin: for a failure message."""
+        lines = []
+        for name in self.alive():
+            server = self.servers[name]
+            peers = cas_json("peers", "--data-dir", server.data_dir)["peers"]
+            saved = (server.data_dir / "peers").read_text().split() if (server.data_dir / "peers").exists() else []
+            seen = ", ".join(f"{p.get('address')}={p['state']}" for p in peers)
+            lines.append(f"{name} at {server.address}: sees [{seen}]; saved {saved}")
+        return "\n".join(lines)
 
     def restart(self, name: str) -> None:
         """Starts `name` again on its data dir (it rejoins the peers it saved)."""
-        server = self.serve(name, *self.args)
+        server = self.serve(name, "--listen", self.listen[name], *self.args)
         self.servers[name] = server
         leftovers = temporaries(server)
         assert not leftovers, f"temporary files survived the restart of {name}: {leftovers}"
