@@ -22,7 +22,9 @@ pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
 pub use identity::generate_network_key;
 pub use key::Key;
-pub use node::{Cancel, FileReader, Node, NodeId, PeerInfo, PeerState, Progress, PutReport, StatInfo, Stats};
+pub use node::{
+    Cancel, FileReader, Node, NodeId, PeerInfo, PeerState, Progress, PutReport, RepairReport, StatInfo, Stats,
+};
 pub use store::FileEntry;
 
 /// The README's Rust snippets, compiled by `cargo test --doc` so that they

@@ -45,10 +45,12 @@ async fn put_killed_midway_leaves_only_whole_blobs() {
     let survivors = blob_files(&data_dir).len() as u64;
     assert!(survivors < chunks, "killed midway: {survivors} of {chunks} chunks stored");
 
-    // Every blob that made it is whole; leftovers of the interrupted write go.
+    // Every blob that made it is whole; leftovers of the interrupted write
+    // go; the index lists exactly the blob files.
     let store = BlobStore::open(&data_dir, true, None).unwrap();
     assert_eq!(temp_files(&data_dir), Vec::<std::path::PathBuf>::new());
     assert_eq!(store.blob_count(), survivors);
+    assert_eq!(common::indexed(&store), common::on_disk(&store));
     let mut checked = 0u64;
     store
         .for_each_blob(|id, len| {

@@ -218,10 +218,16 @@ async fn scrub_finds_a_blob_damaged_on_disk_and_fetches_a_good_copy() {
     assert!(path.exists(), "every node holds every blob (3 nodes, 3 replicas)");
     common::flip_byte(&path, 100);
 
-    wait_for("the scrub to restore the damaged blob", RESTORE_LIMIT, || nodes[1].stats().scrub_restored == 1).await;
-    let stats = nodes[1].stats();
-    assert_eq!(stats.scrub_corrupt, 1);
-    assert!(stats.blobs_scrubbed >= ids.len() as u64 - 1, "{stats:?}");
+    // A pass reads every blob; the damaged one may come first or last in it.
+    wait_for("the scrub to restore the damaged blob and read the others", RESTORE_LIMIT, || {
+        let stats = nodes[1].stats();
+        stats.scrub_restored == 1 && stats.blobs_scrubbed >= ids.len() as u64 - 1
+    })
+    .await;
+    assert_eq!(nodes[1].stats().scrub_corrupt, 1);
+    let entry = nodes[1].store().entry(&damaged).unwrap().expect("the restored blob is indexed");
+    assert_eq!(entry.origin, cas_core::store::Origin::Replica, "it keeps the origin of the copy it replaces");
+    assert!(entry.verified.is_some());
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(BlobId::of(&bytes), damaged, "the blob file is whole again");
     assert!(nodes[1].data_dir().join("quarantine").join(damaged.to_hex()).exists(), "the bad copy is kept aside");
@@ -238,6 +244,73 @@ async fn scrub_finds_a_blob_damaged_on_disk_and_fetches_a_good_copy() {
     wait_for("the lone node's scrub to find the damage", RESTORE_LIMIT, || lone.stats().scrub_corrupt == 1).await;
     assert_eq!(lone.stats().scrub_restored, 0);
     assert!(!common::blob_path(lone.data_dir(), &manifest).exists());
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_round_checks_what_changed_not_the_whole_store() {
+    const SWEEP: u64 = cas_core::node::REPAIR_SWEEP as u64;
+    let dir = TempDir::new().unwrap();
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..5 {
+        let mut cfg = net_config(&dir.path().join(format!("c{i}")), &nodes.first().into_iter().collect::<Vec<_>>());
+        cfg.replicas = 2;
+        // No background round in this test: it runs each round itself.
+        cfg.repair_interval = Duration::from_secs(3600);
+        nodes.push(Node::start(cfg).await.unwrap());
+    }
+    for n in &nodes {
+        wait_for("a full mesh", Duration::from_secs(30), || alive(n) == 4).await;
+    }
+    // 300 one-chunk files: 600 blobs on node 0, more than one sweep.
+    for seed in 0..300 {
+        nodes[0].put_bytes(&content(1000 + seed, 100)).await.unwrap();
+    }
+    let stored = nodes[0].stats().blobs_stored;
+    assert_eq!(stored, 600);
+
+    // The first round checks every new blob (and sweeps, like every round).
+    let first = nodes[0].repair_round().await.unwrap();
+    assert_eq!((first.checked, first.unconfirmed), (stored + SWEEP, 0), "{first:?}");
+    // No change: only the sweep, and no copy.
+    for _ in 0..2 {
+        let quiet = nodes[0].repair_round().await.unwrap();
+        assert_eq!((quiet.checked, quiet.copied, quiet.unconfirmed), (SWEEP, 0, 0), "{quiet:?}");
+    }
+
+    // A node stops: the blobs it was an ideal holder of, and the sweep.
+    let victim = nodes[3].id();
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = nodes[0].store().page(after, 1000).unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        ids.extend(page.into_iter().map(|(id, _)| id));
+    }
+    let everyone: Vec<NodeId> = nodes.iter().map(|n| n.id()).collect();
+    let affected = ids
+        .iter()
+        .filter(|id| {
+            let mut ranked = everyone.clone();
+            rank_nodes(id, &mut ranked, |n| *n);
+            ranked[..3].contains(&victim)
+        })
+        .count() as u64;
+    assert!(affected > 0 && affected < stored);
+    let stopped = nodes.remove(3);
+    stopped.shutdown().await;
+    wait_for("node 0 to see the stopped node gone", Duration::from_secs(30), || {
+        nodes[0].peers().iter().any(|p| p.id == victim && p.state != PeerState::Alive)
+    })
+    .await;
+    let change = nodes[0].repair_round().await.unwrap();
+    assert!(change.checked >= affected && change.checked <= affected + SWEEP, "{affected} affected: {change:?}");
+    assert!(change.copied > 0, "{change:?}");
+    let quiet = nodes[0].repair_round().await.unwrap();
+    assert_eq!((quiet.checked, quiet.copied), (SWEEP, 0), "{quiet:?}");
     for n in nodes {
         n.shutdown().await;
     }

@@ -12,7 +12,7 @@ use crate::blocking::blocking;
 use crate::error::Error;
 use crate::format::MAX_BLOB_LEN;
 use crate::identity::NodeId;
-use crate::store::VerifiedBlob;
+use crate::store::{Origin, VerifiedBlob};
 
 /// Bytes of a blob answer besides the blob: message and response tags,
 /// request id and length (varints).
@@ -41,8 +41,10 @@ impl Handler for Service {
                         return Response::Error { message: format!("at most {MAX_HAS_BATCH} ids per request") }.into();
                     }
                     let store = net.store.clone();
-                    let present = blocking(move || ids.iter().map(|id| store.has(id)).collect()).await;
-                    Response::Has { present }.into()
+                    match blocking(move || store.contains(&ids)).await {
+                        Ok(present) => Response::Has { present }.into(),
+                        Err(e) => Response::Error { message: e.to_string() }.into(),
+                    }
                 }
             }
         })
@@ -95,7 +97,7 @@ async fn store_blob(net: &Arc<Network>, from: NodeId, id: crate::format::BlobId,
     }
     let result = blocking(move || {
         let blob = VerifiedBlob::check(id, data.into())?;
-        store.put(&blob)
+        store.put_from(&blob, Origin::Replica)
     })
     .await;
     match result {

@@ -219,7 +219,8 @@ impl Node {
         let me = self.inner.id;
         let local: Vec<bool> = {
             let ids = ids.clone();
-            blocking(move || ids.iter().map(|id| store.has(id)).collect()).await
+            let n = ids.len();
+            blocking(move || store.contains(&ids)).await.unwrap_or_else(|_| vec![false; n])
         };
         ids.into_iter()
             .zip(local)

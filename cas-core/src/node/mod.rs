@@ -20,6 +20,7 @@ pub use cancel::Cancel;
 pub use get::StatInfo;
 pub use put::PutReport;
 pub use reader::FileReader;
+pub use repair::{RepairReport, SWEEP as REPAIR_SWEEP};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -27,7 +28,7 @@ use crate::format::{BlobId, Manifest};
 use crate::key::Key;
 use crate::net::transport::{TcpTransport, Transport};
 use crate::net::{Keys, Network};
-use crate::store::{BlobStore, Catalog, DataDir, FileEntry, VerifiedBlob};
+use crate::store::{BlobStore, Catalog, DataDir, FileEntry, Origin, VerifiedBlob};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Counters of a node since it started (the store figures are current).
@@ -96,6 +97,7 @@ struct NodeInner {
     closed: AtomicBool,
     net: Option<Arc<Network>>,
     scrub: Arc<scrub::ScrubStats>,
+    repair: Option<Arc<repair::Repair>>,
     /// Closed (taken) at shutdown, with the data dir's lock: the next node
     /// on the directory opens it.
     catalog: std::sync::Mutex<Option<Arc<Catalog>>>,
@@ -124,6 +126,7 @@ impl Node {
         .await?;
         let id = dir.identity.id();
         let cancel = CancellationToken::new();
+        let mut repair = None;
         let net = match &config.listen {
             Some(listen) => {
                 let keys = Keys {
@@ -132,8 +135,9 @@ impl Node {
                     incarnation: dir.next_incarnation(crate::net::now_ms())?,
                 };
                 let net = Network::start(&config, listen, keys, store.clone(), transport, cancel.child_token()).await?;
-                let repair = repair::Repair { net: net.clone(), store: store.clone(), replicas: config.replicas };
-                tokio::spawn(repair.run(config.repair_interval, config.dead_after, cancel.child_token()));
+                let r = Arc::new(repair::Repair::new(net.clone(), store.clone(), config.replicas));
+                tokio::spawn(r.clone().run(config.repair_interval, config.dead_after, cancel.child_token()));
+                repair = Some(r);
                 Some(net)
             }
             None => None,
@@ -155,6 +159,7 @@ impl Node {
             closed: AtomicBool::new(false),
             net,
             scrub: scrub_stats,
+            repair,
             catalog: std::sync::Mutex::new(Some(Arc::new(catalog))),
             _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
@@ -233,6 +238,17 @@ impl Node {
         stats
     }
 
+    /// Runs one repair round now (besides the background ones, every
+    /// `repair_interval`) and says what it did. A node without networking
+    /// has nothing to repair.
+    pub async fn repair_round(&self) -> Result<RepairReport> {
+        self.check_open()?;
+        match &self.inner.repair {
+            Some(repair) => Ok(repair.round(&self.inner.cancel).await),
+            None => Ok(RepairReport::default()),
+        }
+    }
+
     /// The local blob store.
     pub fn store(&self) -> &BlobStore {
         &self.inner.store
@@ -244,6 +260,9 @@ impl Node {
         if !self.inner.closed.swap(true, Ordering::SeqCst) {
             self.inner.cancel.cancel();
             self.inner.catalog.lock().unwrap_or_else(|e| e.into_inner()).take();
+            // Waits for blob writes in flight; later ones fail with Closed.
+            let store = self.inner.store.clone();
+            blocking(move || store.close()).await;
             self.inner.dir.release();
             tracing::info!(node = %self.inner.id, "node stopped");
         }
@@ -281,7 +300,7 @@ impl Node {
         if self.inner.config.keep_fetched {
             let (store, blob) = (self.inner.store.clone(), blob);
             return blocking(move || {
-                if let Err(e) = store.put(&blob) {
+                if let Err(e) = store.put_from(&blob, Origin::Fetched) {
                     tracing::debug!(blob = %id, "not keeping a fetched blob: {e}");
                 }
                 Ok(blob)

@@ -1,9 +1,8 @@
 //! Background repair, a policy of the node (the network only moves bytes).
 //!
-//! Every `repair_interval`, for each blob it holds, a node computes the
-//! blob's ideal holders: the first `replicas + 1` alive nodes in rendezvous
-//! order, itself included. It asks the ideal holders which of them lack the
-//! blob, then:
+//! A blob's ideal holders are the first `replicas + 1` alive nodes in
+//! rendezvous order, this node included. Checking a blob means asking its
+//! ideal holders which of them lack it, then:
 //! - an ideal holder gives a copy to each other ideal holder that lacks it;
 //! - a holder outside the ideal set (the owner of a file, a node that
 //!   fetched it, a node that took a place that has since been given back)
@@ -13,6 +12,20 @@
 //! So a blob whose surviving copies all sit outside its ideal set is still
 //! brought back to `replicas + 1` copies on alive nodes, and since only ideal
 //! holders are ever given copies, repair cannot multiply copies.
+//!
+//! A round checks only what may have changed, so that its cost follows the
+//! changes, not the size of the store. The blob index keeps, for each blob,
+//! the ideal holders its last check confirmed ([`Placement`]). A round checks:
+//! 1. the blobs a check could not confirm (a holder did not answer, a copy
+//!    failed);
+//! 2. the blobs stored since the last round (the index's log);
+//! 3. when the set of alive nodes changed: the blobs whose confirmed holders
+//!    include a node no longer alive, or that a node which joined now ranks
+//!    into (a walk over the index, hashing, without network);
+//! 4. a small sweep of [`SWEEP`] confirmed blobs, in turn, so that a copy a
+//!    peer lost without any sign (a deleted file) is found in time.
+//!
+//! With no change, a round is step 4 alone.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -25,26 +38,74 @@ use crate::blocking::blocking;
 use crate::format::BlobId;
 use crate::identity::NodeId;
 use crate::net::frame::MAX_HAS_BATCH;
-use crate::net::placement::rank_nodes;
+use crate::net::placement::{rank_nodes, score};
 use crate::net::Network;
-use crate::store::BlobStore;
+use crate::store::{BlobStore, Placement};
+
+/// Blobs checked together (bounds a round's memory, whatever the store's size).
+const BATCH: usize = 4096;
+/// Confirmed blobs re-checked per round, in turn (the sweep).
+pub const SWEEP: usize = 256;
+
+/// What one repair round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Blobs whose ideal holders were asked about them.
+    pub checked: u64,
+    /// Copies given to ideal holders that lacked them.
+    pub copied: u64,
+    /// Blobs left to check again next round (a holder did not answer, a
+    /// copy failed).
+    pub unconfirmed: u64,
+}
+
+impl RepairReport {
+    fn add(&mut self, other: RepairReport) {
+        self.checked += other.checked;
+        self.copied += other.copied;
+        self.unconfirmed += other.unconfirmed;
+    }
+}
 
 /// What repair works with: the network to move bytes, the local store, and
 /// the placement setting. (Not the `Node`: a task holding the node would
 /// keep it from ever being dropped.)
 pub(crate) struct Repair {
-    pub net: Arc<Network>,
-    pub store: BlobStore,
-    pub replicas: usize,
+    net: Arc<Network>,
+    store: BlobStore,
+    replicas: usize,
+    /// Rounds run one at a time (the background loop, `Node::repair_round`).
+    state: tokio::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The alive nodes (this one included) the last completed round saw;
+    /// `None` before the first.
+    alive: Option<HashSet<NodeId>>,
+    /// Where the sweep goes on.
+    sweep_after: Option<BlobId>,
+}
+
+/// What checking a batch found.
+#[derive(Default)]
+struct Outcome {
+    placed: Vec<(BlobId, Placement)>,
+    unplaced: Vec<BlobId>,
+    report: RepairReport,
 }
 
 impl Repair {
+    pub(crate) fn new(net: Arc<Network>, store: BlobStore, replicas: usize) -> Repair {
+        Repair { net, store, replicas, state: Default::default() }
+    }
+
     /// Repairs every `interval`, from `settle` after start: a node that has
     /// just started knows only some of the alive nodes, and would take
     /// others for the ideal holders. `settle` is the time after which the
     /// membership view is informed (dead_after: the silence that decides
     /// absence).
-    pub(crate) async fn run(self, interval: Duration, settle: Duration, cancel: CancellationToken) {
+    pub(crate) async fn run(self: Arc<Self>, interval: Duration, settle: Duration, cancel: CancellationToken) {
         let first = tokio::time::Instant::now() + settle.max(interval);
         let mut tick = tokio::time::interval_at(first, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -53,48 +114,178 @@ impl Repair {
                 _ = tick.tick() => {}
                 _ = cancel.cancelled() => break,
             }
-            let copied = self.round(&cancel).await;
-            if copied > 0 {
-                tracing::info!(copied, "repair round restored replicas");
+            let report = self.round(&cancel).await;
+            if report.copied > 0 {
+                tracing::info!(copied = report.copied, checked = report.checked, "repair round restored replicas");
             }
         }
     }
 
-    /// One pass over the local store. Returns the copies made.
-    pub(crate) async fn round(&self, cancel: &CancellationToken) -> usize {
+    /// One round (see the module's documentation).
+    pub(crate) async fn round(&self, cancel: &CancellationToken) -> RepairReport {
+        let mut state = self.state.lock().await;
         let me = self.net.me();
-        let mut everyone = self.net.alive_peers();
-        if everyone.is_empty() {
-            return 0;
+        let mut alive = self.net.alive_peers();
+        if alive.is_empty() {
+            return RepairReport::default();
         }
-        everyone.push(me);
-        let store = self.store.clone();
-        let local = blocking(move || store.ids()).await.unwrap_or_default();
+        alive.push(me);
+        let alive_set: HashSet<NodeId> = alive.iter().copied().collect();
+        let mut report = RepairReport::default();
 
-        // What to ask each ideal holder, and the blobs this node is an ideal holder of.
+        // 1. What earlier checks could not confirm (first: what this round
+        // leaves unconfirmed waits for the next one).
+        let mut after = None;
+        loop {
+            let Some(ids) = self.with_store(move |s| s.index().unplaced_page(after, BATCH)).await else {
+                return report;
+            };
+            let Some(&last) = ids.last() else { break };
+            after = Some(last);
+            if !self.check_and_record(ids, &alive, None, cancel, &mut report).await {
+                return report;
+            }
+        }
+
+        // 2. What arrived since the last round, in log order.
+        let Some(mut cursor) = self.with_store(|s| s.index().repair_cursor()).await else { return report };
+        loop {
+            let Some(page) = self.with_store(move |s| s.index().log_since(cursor, BATCH)).await else { return report };
+            let Some(&(last, _)) = page.last() else { break };
+            let ids = page.into_iter().map(|(_, id)| id).collect();
+            if !self.check_and_record(ids, &alive, Some(last), cancel, &mut report).await {
+                return report;
+            }
+            cursor = last;
+        }
+
+        // 3. A membership change: the blobs whose ideal holders it changes.
+        if state.alive.as_ref() != Some(&alive_set) {
+            let joined: Vec<NodeId> = match &state.alive {
+                Some(before) => alive_set.difference(before).copied().collect(),
+                None => alive.clone(),
+            };
+            let full = self.replicas + 1;
+            let mut after = None;
+            loop {
+                let Some(page) = self.with_store(move |s| s.index().placed_page(after, BATCH)).await else {
+                    return report;
+                };
+                let Some((last, _)) = page.last() else { break };
+                after = Some(*last);
+                let affected: Vec<BlobId> = page
+                    .into_iter()
+                    .filter(|(id, p)| {
+                        let holders: Vec<NodeId> = p.holders.iter().map(|h| NodeId(*h)).collect();
+                        holders.iter().any(|h| !alive_set.contains(h))
+                            || joined
+                                .iter()
+                                .any(|j| !holders.contains(j) && (holders.len() < full || score(id, j) > p.min_score))
+                    })
+                    .map(|(id, _)| id)
+                    .collect();
+                if !affected.is_empty() && !self.check_and_record(affected, &alive, None, cancel, &mut report).await {
+                    return report;
+                }
+            }
+            state.alive = Some(alive_set);
+        }
+
+        // 4. The sweep: the next SWEEP confirmed blobs, going round the index.
+        let sweep_after = state.sweep_after;
+        let Some(ids) = self
+            .with_store(move |s| {
+                let mut ids: Vec<BlobId> =
+                    s.index().placed_page(sweep_after, SWEEP)?.into_iter().map(|(id, _)| id).collect();
+                if ids.len() < SWEEP && sweep_after.is_some() {
+                    // From the start again, up to where this sweep began.
+                    let wrapped = s.index().placed_page(None, SWEEP - ids.len())?;
+                    ids.extend(wrapped.into_iter().map(|(id, _)| id).take_while(|id| Some(*id) <= sweep_after));
+                }
+                Ok(ids)
+            })
+            .await
+        else {
+            return report;
+        };
+        state.sweep_after = ids.last().copied();
+        self.check_and_record(ids, &alive, None, cancel, &mut report).await;
+        report
+    }
+
+    /// Runs `f` on the store on the blocking pool; `None` (logged) on error.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&BlobStore) -> crate::error::Result<T> + Send + 'static,
+    ) -> Option<T> {
+        let store = self.store.clone();
+        match blocking(move || f(&store)).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("repair: {e}");
+                None
+            }
+        }
+    }
+
+    /// Checks `ids` and records the outcome in the index, with `cursor`
+    /// (the log position these ids reach) if given. False when cancelled
+    /// or the index cannot be written.
+    async fn check_and_record(
+        &self,
+        ids: Vec<BlobId>,
+        alive: &[NodeId],
+        cursor: Option<u64>,
+        cancel: &CancellationToken,
+        report: &mut RepairReport,
+    ) -> bool {
+        let Some(outcome) = self.check(ids, alive, cancel).await else { return false };
+        report.add(outcome.report);
+        let Outcome { placed, unplaced, .. } = outcome;
+        self.with_store(move |s| s.index().record_repair(&placed, &unplaced, cursor)).await.is_some()
+    }
+
+    /// Asks each blob's ideal holders whether they hold it and gives copies
+    /// as the module's documentation says. `None` if cancelled.
+    async fn check(&self, ids: Vec<BlobId>, alive: &[NodeId], cancel: &CancellationToken) -> Option<Outcome> {
+        let me = self.net.me();
+        let mut everyone = alive.to_vec();
+        let k = (self.replicas + 1).min(everyone.len());
+        let mut outcome = Outcome::default();
+
+        // Each blob's ideal holders, and what to ask each of them.
+        let mut placements: HashMap<BlobId, Placement> = HashMap::new();
         let mut to_ask: HashMap<NodeId, Vec<BlobId>> = HashMap::new();
         let mut me_ideal: HashSet<BlobId> = HashSet::new();
-        for id in local {
+        for id in ids {
             rank_nodes(&id, &mut everyone, |n| *n);
-            for peer in &everyone[..(self.replicas + 1).min(everyone.len())] {
+            let ideal = &everyone[..k];
+            for peer in ideal {
                 if *peer == me {
                     me_ideal.insert(id);
                 } else {
                     to_ask.entry(*peer).or_default().push(id);
                 }
             }
+            let min_score = score(&id, &ideal[k - 1]);
+            placements.insert(id, Placement { min_score, holders: ideal.iter().map(|n| n.0).collect() });
         }
+        outcome.report.checked = placements.len() as u64;
 
         // Who lacks what. A peer that does not answer is neither a holder
-        // nor given a copy this round.
+        // nor given a copy: its blobs stay unconfirmed.
         let mut lacking: HashMap<BlobId, Vec<NodeId>> = HashMap::new();
         let mut held_by_ideal: HashSet<BlobId> = HashSet::new();
+        let mut unconfirmed: HashSet<BlobId> = HashSet::new();
         for (peer, ids) in to_ask {
             for batch in ids.chunks(MAX_HAS_BATCH) {
                 if cancel.is_cancelled() {
-                    return 0;
+                    return None;
                 }
-                let Some(present) = self.net.has_blobs(peer, batch.to_vec()).await else { continue };
+                let Some(present) = self.net.has_blobs(peer, batch.to_vec()).await else {
+                    unconfirmed.extend(batch);
+                    continue;
+                };
                 for (id, has) in batch.iter().zip(present) {
                     if has {
                         held_by_ideal.insert(*id);
@@ -105,24 +296,41 @@ impl Repair {
             }
         }
 
-        let mut copied = 0;
         for (id, peers) in lacking {
             if !me_ideal.contains(&id) && held_by_ideal.contains(&id) {
                 continue; // an ideal holder has it and repairs it
             }
             if cancel.is_cancelled() {
-                break;
+                return None;
             }
             let store = self.store.clone();
-            let Ok(Some(blob)) = blocking(move || store.get(&id)).await else { continue };
+            let blob = match blocking(move || store.get(&id)).await {
+                Ok(Some(blob)) => blob,
+                Ok(None) => continue, // no longer stored here: nothing to give, nothing to record
+                Err(_) => {
+                    unconfirmed.insert(id); // quarantined or unreadable here
+                    continue;
+                }
+            };
             let data: bytes::Bytes = blob.into_bytes().into();
             for peer in peers {
                 if self.net.store_on(peer, id, data.clone()).await.is_ok() {
                     self.net.stats.repaired.fetch_add(1, Ordering::Relaxed);
-                    copied += 1;
+                    outcome.report.copied += 1;
+                } else {
+                    unconfirmed.insert(id);
                 }
             }
         }
-        copied
+
+        for (id, placement) in placements {
+            if unconfirmed.contains(&id) {
+                outcome.unplaced.push(id);
+            } else {
+                outcome.placed.push((id, placement));
+            }
+        }
+        outcome.report.unconfirmed = outcome.unplaced.len() as u64;
+        Some(outcome)
     }
 }

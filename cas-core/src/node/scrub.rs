@@ -15,11 +15,13 @@ use crate::blocking::blocking;
 use crate::error::ErrorKind;
 use crate::format::BlobId;
 use crate::net::Network;
-use crate::store::BlobStore;
+use crate::store::{BlobStore, Origin};
 
 /// The shortest time between two passes, so that a small store is not
 /// re-read in a loop.
 const MIN_PASS: Duration = Duration::from_secs(1);
+/// Index rows read at a time.
+const PAGE: usize = 1024;
 
 /// Scrub counters since start.
 #[derive(Default)]
@@ -63,29 +65,44 @@ impl Scrub {
 
     /// One pass over the store; false when cancelled.
     async fn pass(&self, cancel: &CancellationToken) -> bool {
-        let store = self.store.clone();
-        let ids = blocking(move || store.ids()).await.unwrap_or_default();
         let started = Instant::now();
-        let mut read = 0u64;
-        for id in ids {
-            if cancel.is_cancelled() {
-                return false;
-            }
-            read += self.check(id).await;
-            // Pace: `read` bytes may take no less than read / rate seconds.
-            let due = started + Duration::from_secs_f64(read as f64 / self.rate as f64);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => {}
-                _ = cancel.cancelled() => return false,
+        let (mut read, mut after) = (0u64, None);
+        loop {
+            // The index, a page at a time: bounded memory whatever the store's size.
+            let store = self.store.clone();
+            let page = blocking(move || store.page(after, PAGE)).await.unwrap_or_default();
+            let Some((last, _)) = page.last() else { return true };
+            after = Some(*last);
+            for (id, _) in page {
+                if cancel.is_cancelled() {
+                    return false;
+                }
+                read += self.check(id).await;
+                // Pace: `read` bytes may take no less than read / rate seconds.
+                let due = started + Duration::from_secs_f64(read as f64 / self.rate as f64);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = cancel.cancelled() => return false,
+                }
             }
         }
-        true
     }
 
     /// Verifies one blob; returns the bytes read.
     async fn check(&self, id: BlobId) -> u64 {
         let store = self.store.clone();
-        match blocking(move || store.get(&id)).await {
+        let (origin, read) = blocking(move || {
+            let origin = store.entry(&id).ok().flatten().map_or(Origin::Unknown, |e| e.origin);
+            let read = store.get(&id);
+            if let Ok(Some(_)) = read {
+                if let Err(e) = store.mark_verified(&id) {
+                    tracing::debug!(blob = %id, "scrub: not recording the check: {e}");
+                }
+            }
+            (origin, read)
+        })
+        .await;
+        match read {
             Ok(Some(blob)) => {
                 let len = blob.bytes().len() as u64;
                 self.stats.blobs.fetch_add(1, Ordering::Relaxed);
@@ -97,7 +114,7 @@ impl Scrub {
                 // The store has moved it to quarantine/.
                 self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(blob = %id, "scrub: a stored blob failed verification and was quarantined: {e}");
-                self.restore(id).await;
+                self.restore(id, origin).await;
                 0
             }
             Err(e) => {
@@ -108,14 +125,14 @@ impl Scrub {
     }
 
     /// Replaces a quarantined blob with a verified copy from a peer.
-    async fn restore(&self, id: BlobId) {
+    async fn restore(&self, id: BlobId, origin: Origin) {
         let Some(net) = &self.net else { return };
         let Some(blob) = net.fetch(id).await else {
             tracing::warn!(blob = %id, "scrub: no peer has a good copy of a quarantined blob yet; repair may bring one");
             return;
         };
         let store = self.store.clone();
-        match blocking(move || store.put(&blob)).await {
+        match blocking(move || store.put_from(&blob, origin)).await {
             Ok(_) => {
                 self.stats.restored.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(blob = %id, "scrub: replaced a corrupt blob with a good copy from a peer");

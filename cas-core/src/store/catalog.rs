@@ -8,13 +8,12 @@
 //! cannot be opened is moved aside (`catalog.redb.damaged-<ms>`), reported
 //! at warning level, and a new one is started: the node still runs.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::db::{self, is_damage, now_ms};
 use crate::error::{Error, Result};
 use crate::key::Key;
 
@@ -49,22 +48,14 @@ pub(crate) struct Catalog {
 }
 
 fn db_error(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::io(format!("{what} the catalog {}", path.display()), std::io::Error::other(e.to_string()))
+    db::db_error(path, &format!("{what} the catalog"), e)
 }
 
 impl Catalog {
     /// Opens (creating, mode 0600) the catalog of the data dir at `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Catalog> {
         let path = dir.join(CATALOG_FILE);
-        // Created owner-only before redb opens it (redb would use the umask).
-        OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::io(format!("creating the catalog {}", path.display()), e))?;
-        let db = match create_waiting(&path) {
+        let db = match db::open(&path)? {
             Ok(db) => db,
             // Only a file that is not a sound database is moved aside; any
             // other failure (I/O, a database still open) is an error.
@@ -127,38 +118,4 @@ impl Catalog {
         out.sort_by_key(|(seq, _)| *seq);
         Ok(out.into_iter().map(|(_, entry)| entry).collect())
     }
-}
-
-/// How long a start waits for the catalog of a node of this process that
-/// was just shut down: its last writes may still hold the file.
-const OPEN_WAIT: Duration = Duration::from_secs(5);
-
-/// Opens the database, waiting (bounded) while another handle in this
-/// process still has it open.
-fn create_waiting(path: &Path) -> std::result::Result<Database, DatabaseError> {
-    let deadline = std::time::Instant::now() + OPEN_WAIT;
-    loop {
-        match Database::create(path) {
-            Err(DatabaseError::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Whether `e` says the file is not a sound database (as opposed to an I/O
-/// failure or a database in use).
-fn is_damage(e: &DatabaseError) -> bool {
-    match e {
-        DatabaseError::Storage(StorageError::Corrupted(_)) => true,
-        DatabaseError::Storage(StorageError::Io(io)) => {
-            matches!(io.kind(), std::io::ErrorKind::InvalidData | std::io::ErrorKind::UnexpectedEof)
-        }
-        _ => false,
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

@@ -5,9 +5,16 @@
 //! a blob is either absent or whole; leftovers of a crash are removed at
 //! open. (Temporary files live in the fan-out directories, not in one shared
 //! directory, so that parallel writers do not all contend on one directory.) Blobs that fail verification on read move to `quarantine/`.
+//!
+//! Every blob file has a row in the blob index (`index.rs`): its length,
+//! how it came, when it was last verified. The totals and every
+//! enumeration (repair, scrub) come from the index, not from listing
+//! directories, except on a start after a crash, which reconciles the two.
 
 mod catalog;
 mod data_dir;
+mod db;
+mod index;
 
 use std::fs::{self, File};
 use std::io::{ErrorKind as IoKind, Read, Write};
@@ -18,6 +25,9 @@ use std::sync::Arc;
 pub(crate) use catalog::Catalog;
 pub use catalog::{FileEntry, CATALOG_FILE};
 pub use data_dir::{DataDir, IDENTITY_FILE, NETWORK_KEY_FILE};
+pub(crate) use index::Placement;
+pub use index::{BlobEntry, Origin, INDEX_FILE};
+use index::{Index, Opened};
 
 use crate::error::{is_disk_full, Error, Result};
 use crate::format::{BlobId, MAX_BLOB_LEN};
@@ -88,29 +98,76 @@ struct StoreInner {
     fsync: bool,
     capacity: Option<u64>,
     counters: Counters,
+    index: Index,
+}
+
+impl StoreInner {
+    fn close(&self) {
+        let c = &self.counters;
+        // The totals are read once every write in flight has finished.
+        self.index.close(|| (c.used_bytes.load(Ordering::Relaxed), c.blob_count.load(Ordering::Relaxed)));
+    }
+}
+
+impl Drop for StoreInner {
+    fn drop(&mut self) {
+        self.close();
+    }
 }
 
 impl BlobStore {
-    /// Opens (creating if needed) the store under `root`; removes temporary
-    /// files left by a crash and counts the bytes stored.
+    /// Opens (creating if needed) the store under `root`. After an orderly
+    /// close this reads the totals from the index; after a crash (or with
+    /// the index missing or damaged) it removes the temporary files of
+    /// interrupted writes and reconciles the index with the blob files.
     pub fn open(root: &Path, fsync: bool, capacity: Option<u64>) -> Result<BlobStore> {
         let blobs = root.join("blobs");
         let quarantine = root.join("quarantine");
         for dir in [&blobs, &quarantine] {
             fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
+        let (index, opened) = Index::open(root)?;
         let store = BlobStore {
-            inner: Arc::new(StoreInner { blobs, quarantine, fsync, capacity, counters: Counters::default() }),
+            inner: Arc::new(StoreInner { blobs, quarantine, fsync, capacity, counters: Counters::default(), index }),
         };
-        store.remove_temporaries()?;
-        let (mut bytes, mut count) = (0, 0);
-        store.for_each_blob(|_, len| {
-            bytes += len;
-            count += 1;
-        })?;
+        let (bytes, count) = match opened {
+            Opened::Clean { bytes, count } => (bytes, count),
+            Opened::Reconcile => store.reconcile()?,
+        };
         store.inner.counters.used_bytes.store(bytes, Ordering::Relaxed);
         store.inner.counters.blob_count.store(count, Ordering::Relaxed);
         Ok(store)
+    }
+
+    /// Makes the index agree with `blobs/` (after a crash); returns the totals.
+    fn reconcile(&self) -> Result<(u64, u64)> {
+        self.remove_temporaries()?;
+        let index = &self.inner.index;
+        let mut batch = Vec::new();
+        let mut failed = None;
+        self.for_each_fan_out_entry(|entry| {
+            if let Some(id) = entry.file_name().to_str().and_then(BlobId::from_hex) {
+                batch.push((id, entry.metadata()?.len()));
+            }
+            if batch.len() >= 4096 {
+                if let Err(e) = index.reconcile_files(&batch) {
+                    failed = Some(e);
+                    return Err(std::io::Error::other("index"));
+                }
+                batch.clear();
+            }
+            Ok(())
+        })
+        .map_err(|e| failed.take().unwrap_or(e))?;
+        index.reconcile_files(&batch)?;
+        let totals = index.reconcile_rows(|id, len| self.len_of(id) == Some(len))?;
+        tracing::debug!(
+            blobs = totals.1,
+            bytes = totals.0,
+            "blob index reconciled with {}",
+            self.inner.blobs.display()
+        );
+        Ok(totals)
     }
 
     fn path(&self, id: &BlobId) -> PathBuf {
@@ -123,12 +180,19 @@ impl BlobStore {
         self.path(id).exists()
     }
 
-    /// Stores a blob. Returns `false` (and writes nothing) if it was present.
+    /// Stores a blob put on this node. Returns `false` (and writes nothing)
+    /// if it was present.
     pub fn put(&self, blob: &VerifiedBlob) -> Result<bool> {
+        self.put_from(blob, Origin::Put)
+    }
+
+    /// Stores a blob that came as `origin` (recorded only if it is new).
+    pub fn put_from(&self, blob: &VerifiedBlob, origin: Origin) -> Result<bool> {
         let path = self.path(&blob.id);
         if path.exists() {
             return Ok(false);
         }
+        let held = self.inner.index.hold()?;
         let len = blob.bytes.len() as u64;
         let counters = &self.inner.counters;
         // Reserve the space first, so concurrent writers cannot overshoot.
@@ -143,6 +207,7 @@ impl BlobStore {
         }
         match self.write_new(&path, &blob.bytes) {
             Ok(true) => {
+                self.inner.index.insert(&held, &blob.id, len, origin);
                 counters.blob_count.fetch_add(1, Ordering::Relaxed);
                 Ok(true)
             }
@@ -217,7 +282,9 @@ impl BlobStore {
     /// Moves a bad blob out of the way so that a good replica can replace it.
     pub fn quarantine(&self, id: &BlobId) {
         let path = self.path(id);
-        let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let Ok(held) = self.inner.index.hold() else { return };
+        let Ok(len) = fs::metadata(&path).map(|m| m.len()) else { return };
+        self.inner.index.remove(&held, id);
         if fs::rename(&path, self.inner.quarantine.join(id.to_hex())).is_ok() {
             let c = &self.inner.counters;
             c.used_bytes.fetch_sub(len, Ordering::Relaxed);
@@ -230,10 +297,12 @@ impl BlobStore {
     /// Deletes a blob (used by repair when a node holds a surplus copy).
     pub fn remove(&self, id: &BlobId) -> Result<bool> {
         let path = self.path(id);
+        let held = self.inner.index.hold()?;
         let len = match fs::metadata(&path) {
             Ok(m) => m.len(),
             Err(_) => return Ok(false),
         };
+        self.inner.index.remove(&held, id);
         match fs::remove_file(&path) {
             Ok(()) => {
                 self.inner.counters.used_bytes.fetch_sub(len, Ordering::Relaxed);
@@ -255,17 +324,48 @@ impl BlobStore {
         })
     }
 
-    /// The ids of every stored blob (no per-file stat, unlike `for_each_blob`).
-    pub fn ids(&self) -> Result<Vec<BlobId>> {
-        let mut ids = Vec::new();
-        self.for_each_fan_out_entry(|entry| {
-            ids.extend(entry.file_name().to_str().and_then(BlobId::from_hex));
-            Ok(())
-        })?;
-        Ok(ids)
+    /// What the index knows of blob `id` (length, origin, last verified).
+    pub fn entry(&self, id: &BlobId) -> Result<Option<BlobEntry>> {
+        self.inner.index.entry(id)
     }
 
-    /// Calls `f(id, len)` for every stored blob.
+    /// Which of `ids` are stored, from the index (one lookup for all).
+    pub fn contains(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
+        self.inner.index.contains(ids)
+    }
+
+    /// Up to `limit` stored blobs (id, length) after `after`, in id order,
+    /// from the index: a walk over a large store in bounded memory.
+    pub fn page(&self, after: Option<BlobId>, limit: usize) -> Result<Vec<(BlobId, u64)>> {
+        self.inner.index.page(after, limit)
+    }
+
+    /// Records that blob `id` was just read and found good.
+    pub fn mark_verified(&self, id: &BlobId) -> Result<()> {
+        self.inner.index.set_verified(id)
+    }
+
+    pub(crate) fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    /// Closes the index (marking it consistent with the files); later
+    /// writes fail with `Closed`. Dropping the last handle does the same.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// For tests of crash recovery in one process: closes the index as a
+    /// crash would leave it, so that the next open reconciles it with the
+    /// files (a real crash is tested with killed processes).
+    #[doc(hidden)]
+    pub fn close_as_if_crashed(&self) {
+        self.inner.index.close_as_if_crashed();
+        self.inner.close();
+    }
+
+    /// Calls `f(id, len)` for every blob file in `blobs/` (a directory
+    /// walk: for checks and tests; the node itself walks the index).
     pub fn for_each_blob(&self, mut f: impl FnMut(BlobId, u64)) -> Result<()> {
         self.for_each_fan_out_entry(|entry| {
             if let Some(id) = entry.file_name().to_str().and_then(BlobId::from_hex) {

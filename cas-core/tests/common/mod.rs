@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cas_core::format::BlobId;
+use cas_core::store::BlobStore;
 use cas_core::{Config, Node, PeerState};
 use sha2::{Digest, Sha256};
 
@@ -246,4 +247,27 @@ pub fn vectors() -> serde_json::Value {
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read test vectors at {} ({e}); set CAS_VECTORS", path.display()));
     serde_json::from_str(&text).expect("vectors are JSON")
+}
+
+/// Every (id, length) the index lists, walked a page at a time.
+pub fn indexed(store: &BlobStore) -> std::collections::BTreeMap<BlobId, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.page(after, 7).unwrap();
+        let Some((last, _)) = page.last() else { return out };
+        after = Some(*last);
+        out.extend(page);
+    }
+}
+
+/// Every (id, length) of the blob files on disk.
+pub fn on_disk(store: &BlobStore) -> std::collections::BTreeMap<BlobId, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    store
+        .for_each_blob(|id, len| {
+            out.insert(id, len);
+        })
+        .unwrap();
+    out
 }
