@@ -16,11 +16,16 @@
 //! `CAS_BENCH_DIR` chooses where the file and data directories go (default:
 //! the system temporary directory); `CAS_BENCH_PARALLELISM` sets
 //! `Config::parallelism` in the children, and `CAS_BENCH_NETWORK_ONLY=1`
-//! runs only the network rows (printed, not saved): knobs for experiments.
+//! runs only the network rows (printed, not saved), `CAS_BENCH_REPAIR_ONLY=1`
+//! only the repair rounds: knobs for experiments.
+//!
+//! After the table, the cost of a repair round on a store of 100,000 blobs
+//! (`repair.rs`): the first round after a start against rounds with no change.
 
 mod baseline;
 mod ceiling;
 mod child;
+mod repair;
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -74,12 +79,20 @@ struct Row {
 
 /// Set: only the network rows.
 const NETWORK_ONLY_ENV: &str = "CAS_BENCH_NETWORK_ONLY";
+/// Set: only the repair rounds.
+const REPAIR_ONLY_ENV: &str = "CAS_BENCH_REPAIR_ONLY";
 
 /// Nodes of the loopback cluster, besides the putting and getting ones.
 const CLUSTER_NODES: usize = 4;
 
 fn bench() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let base = std::env::var_os("CAS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    if std::env::var_os(REPAIR_ONLY_ENV).is_some() {
+        let work = tempfile::Builder::new().prefix("cas-bench-").tempdir_in(&base).expect("bench directory");
+        println!("{}", render_repair(repair::measure(work.path())));
+        return;
+    }
     eprintln!("measuring the crypto ceiling on {cores} cores...");
     let (put_ceiling, get_ceiling) = ceiling::measure(CEILING_WINDOWS, CEILING_TIME);
     let mut rows = vec![
@@ -101,7 +114,6 @@ fn bench() {
         },
     ];
 
-    let base = std::env::var_os("CAS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     let work = tempfile::Builder::new().prefix("cas-bench-").tempdir_in(&base).expect("bench directory");
     let input = work.path().join("input.bin");
     eprintln!("writing a {} MiB input file in {}...", FILE_SIZE >> 20, work.path().display());
@@ -177,7 +189,8 @@ fn bench() {
     let local_get = local_get.expect("local get row").mb_per_s * 1e6;
     rows.extend(network(work.path(), &input, &input_digest, local_put, local_get));
 
-    let table = render(&rows, cores);
+    let mut table = render(&rows, cores);
+    table.push_str(&render_repair(repair::measure(work.path())));
     println!("{table}");
     let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results.md");
     std::fs::create_dir_all(results.parent().unwrap()).expect("bench directory");
@@ -347,6 +360,42 @@ fn render(rows: &[Row], cores: usize) -> String {
     .unwrap();
     if let Some(line) = transport_cost(rows) {
         writeln!(out, "\n{line}").unwrap();
+    }
+    out
+}
+
+/// The repair section: each round's blobs checked and time, against the
+/// first; the store's open time, against the open after a crash.
+fn render_repair(m: repair::Measured) -> String {
+    let (blobs, rounds) = (m.blobs, m.rounds);
+    let mut out = String::new();
+    writeln!(
+        out,
+        "\n## Repair round on a store of {blobs} blobs\n\n3 nodes in one process (loopback, secure transport), \
+         each holding the same {blobs} blobs of 256 bytes, 2 replicas: nothing to copy. A round checks what \
+         changed (new blobs, membership) and a sweep of {} confirmed blobs.\n",
+        cas_core::node::REPAIR_SWEEP
+    )
+    .unwrap();
+    writeln!(out, "| round | blobs checked | copies | ms | vs first round |").unwrap();
+    writeln!(out, "|---|---:|---:|---:|---:|").unwrap();
+    let first = rounds.first().map_or(f64::NAN, |r| r.seconds);
+    for r in &rounds {
+        writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {:.3} |",
+            r.what,
+            r.report.checked,
+            r.report.copied,
+            r.seconds * 1e3,
+            r.seconds / first
+        )
+        .unwrap();
+    }
+    writeln!(out, "\n| store of {blobs} blobs: open | ms | vs open after a crash |\n|---|---:|---:|").unwrap();
+    let crashed = m.opens.last().map_or(f64::NAN, |o| o.1);
+    for (what, seconds) in &m.opens {
+        writeln!(out, "| {what} | {:.1} | {:.3} |", seconds * 1e3, seconds / crashed).unwrap();
     }
     out
 }
