@@ -96,8 +96,12 @@ pub(crate) struct Gateway {
 }
 
 /// Serves the gateway of `node` on TCP `address` (`HOST:PORT`; port 0 picks
-/// a free one). A non-loopback address requires `options.token`.
+/// a free one), or on a Unix socket for `unix:PATH` (as [`serve_unix`]). A
+/// non-loopback TCP address requires `options.token`.
 pub async fn serve(node: Node, address: &str, options: Options) -> cas_core::Result<Server> {
+    if let Some(path) = address.strip_prefix("unix:") {
+        return serve_unix(node, path, options).await;
+    }
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(address)
         .await
         .map_err(|e| Error::InvalidArgument(format!("HTTP address {address:?} is not HOST:PORT: {e}")))?

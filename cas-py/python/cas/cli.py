@@ -159,6 +159,22 @@ def _parser() -> argparse.ArgumentParser:
         help="the network's 32-byte key file (from 'cas keygen'; default: DATA_DIR/network_key, "
         "created by the first node of a network, one started without --bootstrap)",
     )
+    serve.add_argument(
+        "--http",
+        type=_address("http", port_zero=True),
+        default=None,
+        metavar="ADDR",
+        help="also serve the HTTP gateway and web page on HOST:PORT (e.g. 127.0.0.1:8080); "
+        "another address than loopback needs --http-token",
+    )
+    serve.add_argument(
+        "--http-token",
+        type=_path,
+        default=None,
+        metavar="FILE",
+        help="a file holding the bearer token that HTTP uploads, /api and /metrics require "
+        "(downloads by key stay open)",
+    )
     serve.add_argument("--replicas", type=_count, default=3, help="copies of each blob on other nodes (default 3)")
     serve.add_argument("--min-replicas", type=_count, default=0, help="fail a put below this many copies (default 0)")
     serve.add_argument("--chunk-size", type=_count, default=None, metavar="BYTES", help="chunk size of new files")
@@ -302,6 +318,9 @@ def _keygen(args: argparse.Namespace, data_dir: Path) -> int:
 def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     from ._cas import Node
 
+    if args.http_token is not None and args.http is None:
+        raise UsageError("--http-token needs --http ADDR")
+
     try:
         node = Node(
             data_dir,
@@ -324,7 +343,14 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         # A setting the node refused (e.g. a chunk size that is not a power of two).
         raise UsageError(str(e)) from None
     stop = threading.Event()
+    http = None
     try:
+        if args.http is not None:
+            try:
+                http = node.serve_http(args.http, token_file=args.http_token)
+            except errors.InvalidArgumentError as e:
+                # No token for a public address, or an unreadable token file.
+                raise UsageError(str(e)) from None
         server = control.ControlServer(node, control.socket_path(data_dir))
     except BaseException:
         node.close()
@@ -333,13 +359,13 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     thread = threading.Thread(target=server.serve_forever, name="cas-control", daemon=True)
     thread.start()
     try:
-        ready = {"id": node.id, "address": node.address, "socket": str(server.path), "pid": os.getpid()}
+        ready = {"id": node.id, "address": node.address, "socket": str(server.path), "pid": os.getpid(), "http": http}
         if args.json:
             print(json.dumps(ready), flush=True)
         else:
             print(
                 f"cas: node {node.id[:16]} serving {data_dir} at {node.address or '(no networking)'}; "
-                f"control socket {server.path}; Ctrl-C stops it",
+                f"control socket {server.path}; " + (f"HTTP on http://{http}/; " if http else "") + "Ctrl-C stops it",
                 flush=True,
             )
         while not stop.wait(1.0):
