@@ -4,11 +4,13 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::time::UNIX_EPOCH;
 
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use cas_core::{PeerInfo, PeerState, Stats};
+use cas_core::{Key, PeerInfo, PeerState, Stats};
 use serde_json::{json, Value};
 
 use crate::{node_error, Gateway};
@@ -84,6 +86,7 @@ pub(crate) async fn status(State(gateway): State<Gateway>) -> Response {
         "address": node.address().map(|a| a.to_string()),
         "data_dir": node.data_dir().display().to_string(),
         "version": env!("CARGO_PKG_VERSION"),
+        "pid": std::process::id(),
         "replicas": node.config().replicas,
         "requests_in_progress": gateway.requests_in_progress.load(Ordering::Relaxed),
         "requests_done": gateway.requests_done.load(Ordering::Relaxed),
@@ -102,6 +105,45 @@ pub(crate) async fn peers(State(gateway): State<Gateway>) -> Response {
     Json(json!({
         "self": { "id": node.id().to_string(), "address": node.address().map(|a| a.to_string()) },
         "peers": node.peers().iter().map(peer).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+/// What `Node::stat` says of a key: size, chunks, each blob's holders, and
+/// the nodes among them with their addresses.
+pub(crate) async fn stat(State(gateway): State<Gateway>, Path(key): Path<String>) -> Response {
+    let node = &gateway.node;
+    let key = match Key::parse(&key) {
+        Ok(key) => key,
+        Err(e) => return node_error(e.into()),
+    };
+    let stat = match node.stat(&key).await {
+        Ok(stat) => stat,
+        Err(e) => return node_error(e),
+    };
+    let mut addresses: HashMap<String, Option<String>> =
+        node.peers().into_iter().map(|p| (p.id.to_string(), Some(p.address.to_string()))).collect();
+    let me = node.id().to_string();
+    addresses.insert(me.clone(), node.address().map(|a| a.to_string()));
+    // Every node holding a blob of the file, sorted (as `Stat.nodes` in Python).
+    let mut holders: Vec<String> = stat.holders.iter().flat_map(|(_, n)| n.iter().map(|id| id.to_string())).collect();
+    holders.sort();
+    holders.dedup();
+    Json(json!({
+        "key": key.to_string(),
+        "size": stat.size,
+        "chunk_size": stat.chunk_size,
+        "chunks": stat.chunks,
+        "manifest_id": stat.manifest_id.to_string(),
+        "holders": stat.holders.iter().map(|(blob, nodes)| json!({
+            "blob": blob.to_string(),
+            "nodes": nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "nodes": holders.iter().map(|id| json!({
+            "id": id,
+            "address": addresses.get(id).cloned().flatten(),
+            "self": *id == me,
+        })).collect::<Vec<_>>(),
     }))
     .into_response()
 }

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cas_core::{Cancel, Key};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::{error, mime, node_error, Gateway};
 
@@ -134,12 +134,33 @@ pub(crate) async fn download(
     if method == Method::HEAD {
         return response.status(status).body(Body::empty()).unwrap_or_else(internal);
     }
+    // The first piece is fetched before the status is sent: a file that
+    // cannot be read from there gets an error status, not a cut body. A
+    // client whose body was cut asks again from where it stopped to learn why.
+    let mut stream = reader.into_stream(start, end - start).boxed();
+    let first = match stream.next().await {
+        Some(Err(e)) => return node_error(e),
+        first => first,
+    };
     let key_text = key.to_string();
-    let stream = reader.into_stream(start, end - start).inspect_err(move |e| {
-        // The status is sent: the client sees a body shorter than its length.
+    let stream = futures::stream::iter(first).chain(stream).map_err(move |e| {
+        // The status is sent: the client sees a body shorter than its
+        // length, and may ask /api/cut/{key} why.
         tracing::warn!(key = %&key_text[..16], "HTTP download cut short: {e}");
+        let message = e.to_string();
+        gateway.record_cut(key_text.clone(), e);
+        std::io::Error::other(message)
     });
     response.status(status).body(Body::from_stream(stream)).unwrap_or_else(internal)
+}
+
+/// `GET /api/cut/{key}`: why the last download of `key` cut short was cut
+/// (its error, with its status), once; 404 if none was.
+pub(crate) async fn cut(State(gateway): State<Gateway>, Path(key): Path<String>) -> Response {
+    match gateway.take_cut(&key) {
+        Some(e) => node_error(e),
+        None => error(StatusCode::NOT_FOUND, "no download of this key was cut short"),
+    }
 }
 
 fn internal(e: axum::http::Error) -> Response {

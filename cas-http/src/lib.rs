@@ -93,6 +93,29 @@ pub(crate) struct Gateway {
     token: Option<Arc<str>>,
     pub(crate) requests_in_progress: Arc<AtomicU64>,
     pub(crate) requests_done: Arc<AtomicU64>,
+    /// Why the last downloads cut short were cut, by key (a few only): the
+    /// status was sent before, so the client asks `/api/cut/{key}`.
+    pub(crate) cut: Arc<std::sync::Mutex<Vec<(String, Error)>>>,
+}
+
+/// How many reasons for cut downloads are kept.
+const CUT_KEPT: usize = 16;
+
+impl Gateway {
+    pub(crate) fn record_cut(&self, key: String, e: Error) {
+        let mut cut = self.cut.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        cut.retain(|(k, _)| *k != key);
+        if cut.len() >= CUT_KEPT {
+            cut.remove(0);
+        }
+        cut.push((key, e));
+    }
+
+    pub(crate) fn take_cut(&self, key: &str) -> Option<Error> {
+        let mut cut = self.cut.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let at = cut.iter().position(|(k, _)| k == key)?;
+        Some(cut.remove(at).1)
+    }
 }
 
 /// Serves the gateway of `node` on TCP `address` (`HOST:PORT`; port 0 picks
@@ -150,6 +173,7 @@ where
         token: options.token.map(Arc::from),
         requests_in_progress: Arc::default(),
         requests_done: Arc::default(),
+        cut: Arc::default(),
     };
     let app = router(gateway);
     let stop = CancellationToken::new();
@@ -181,6 +205,8 @@ fn router(gateway: Gateway) -> Router {
         .route("/api/status", get(api::status))
         .route("/api/peers", get(api::peers))
         .route("/api/files", get(api::files))
+        .route("/api/stat/{key}", get(api::stat))
+        .route("/api/cut/{key}", get(files::cut))
         .route("/metrics", get(api::metrics))
         .route_layer(middleware::from_fn_with_state(gateway.clone(), authorize));
     Router::new()
@@ -193,7 +219,8 @@ fn router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-/// Counts requests in progress (until the response body is sent) and done.
+/// Counts requests in progress (until the response body is sent) and done,
+/// other than `/api/status`, `/metrics` and `/health`.
 async fn count_requests(State(gateway): State<Gateway>, request: Request, next: Next) -> Response {
     struct InProgress(Gateway);
     impl Drop for InProgress {
@@ -201,6 +228,10 @@ async fn count_requests(State(gateway): State<Gateway>, request: Request, next: 
             self.0.requests_in_progress.fetch_sub(1, Ordering::Relaxed);
             self.0.requests_done.fetch_add(1, Ordering::Relaxed);
         }
+    }
+    // Questions about the node itself are not work done for a client.
+    if matches!(request.uri().path(), "/api/status" | "/metrics" | "/health") {
+        return next.run(request).await;
     }
     gateway.requests_in_progress.fetch_add(1, Ordering::Relaxed);
     let guard = InProgress(gateway);
