@@ -128,6 +128,17 @@ def test_upload_open_and_live_counters_in_a_browser(browser: Any, tmp_path: Path
         )
         href = link.get_attribute("href")
         assert sha256_in_page(browser, href) == hashlib.sha256(data).hexdigest()
+        # A byte range from the browser (what a video element asks for when it seeks).
+        status, content_range, part = browser.execute_async_script(
+            """const [href, done] = arguments;
+            fetch(href, {headers: {Range: "bytes=1000000-1000099"}})
+              .then(async (r) => done([r.status, r.headers.get("Content-Range"),
+                                       Array.from(new Uint8Array(await r.arrayBuffer()))]))
+              .catch((e) => done([0, String(e), []]));""",
+            href,
+        )
+        assert (status, content_range) == (206, f"bytes 1000000-1000099/{len(data)}")
+        assert bytes(part) == data[1000000:1000100]
 
         # A bad key is refused in words, not with a broken page.
         box.clear()
