@@ -199,5 +199,7 @@ pub(crate) async fn metrics(State(gateway): State<Gateway>) -> Response {
     metric("http_requests_in_progress", "gauge", "HTTP requests being answered.", &[("", in_progress)]);
     let done = gateway.requests_done.load(Ordering::Relaxed);
     metric("http_requests_total", "counter", "HTTP requests answered.", &[("", done)]);
+    let partial = gateway.partial_responses.load(Ordering::Relaxed);
+    metric("http_partial_responses_total", "counter", "Downloads answered 206 (byte ranges).", &[("", partial)]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }

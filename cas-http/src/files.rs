@@ -134,6 +134,9 @@ pub(crate) async fn download(
     if method == Method::HEAD {
         return response.status(status).body(Body::empty()).unwrap_or_else(internal);
     }
+    if status == StatusCode::PARTIAL_CONTENT {
+        gateway.partial_responses.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     // The first piece is fetched before the status is sent: a file that
     // cannot be read from there gets an error status, not a cut body. A
     // client whose body was cut asks again from where it stopped to learn why.

@@ -93,6 +93,8 @@ pub(crate) struct Gateway {
     token: Option<Arc<str>>,
     pub(crate) requests_in_progress: Arc<AtomicU64>,
     pub(crate) requests_done: Arc<AtomicU64>,
+    /// Downloads answered 206 (byte ranges: a video seeking, a resumed download).
+    pub(crate) partial_responses: Arc<AtomicU64>,
     /// Why the last downloads cut short were cut, by key (a few only): the
     /// status was sent before, so the client asks `/api/cut/{key}`.
     pub(crate) cut: Arc<std::sync::Mutex<Vec<(String, Error)>>>,
@@ -173,6 +175,7 @@ where
         token: options.token.map(Arc::from),
         requests_in_progress: Arc::default(),
         requests_done: Arc::default(),
+        partial_responses: Arc::default(),
         cut: Arc::default(),
     };
     let app = router(gateway);

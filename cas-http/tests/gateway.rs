@@ -194,6 +194,8 @@ async fn ranges_answer_exactly_their_bytes() {
         assert!(a.json()["error"].as_str().unwrap().contains("range"));
         assert_eq!(a.header("content-range").unwrap(), format!("bytes */{size}"));
     }
+    let metrics = http(&server, "GET", "/metrics", &[], b"").await.text();
+    assert!(metrics.lines().any(|l| l == "cas_http_partial_responses_total 6"), "{metrics}");
     // A stale If-Range asks for the whole file.
     let a = http(&server, "GET", &path, &[("Range", "bytes=0-0"), ("If-Range", "\"other\"")], b"").await;
     assert_eq!((a.status, a.body.len()), (200, file.len()));

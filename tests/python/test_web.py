@@ -2,8 +2,9 @@
 (Debian's `chromium` and `chromium-driver`, driven by Selenium; `make
 test-py` installs them) uploads files through the page (file picker and drag
 and drop), reads the key it shows, opens the key through the page and checks
-the bytes, on a phone-sized window whose counters update live. A screenshot
-is saved to build/test-artifacts/web-page.png."""
+the bytes, plays and seeks a video (recorded in the browser) through the
+gateway's byte ranges, on a phone-sized window whose counters update live.
+A screenshot is saved to build/test-artifacts/web-page.png."""
 
 from __future__ import annotations
 
@@ -69,6 +70,68 @@ def sha256_in_page(driver: Any, href: str) -> str:
           .catch((e) => done("failed: " + e));""",
         href,
     )
+
+
+def partial_responses(address: str) -> int:
+    """The gateway's count of 206 answers (from /metrics)."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("cas_http_partial_responses_total "):
+                return int(line.split()[1])
+    raise AssertionError("no cas_http_partial_responses_total in /metrics")
+
+
+# Records 3 s of a changing canvas as WebM and drops it on the page's drop
+# zone as film.webm; answers the video's size.
+RECORD_AND_DROP_A_VIDEO = """
+const done = arguments[arguments.length - 1];
+const canvas = document.createElement("canvas");
+canvas.width = 160; canvas.height = 120;
+const ctx = canvas.getContext("2d");
+const recorder = new MediaRecorder(canvas.captureStream(25), {mimeType: "video/webm"});
+const pieces = [];
+recorder.ondataavailable = (e) => pieces.push(e.data);
+recorder.onstop = () => {
+  const blob = new Blob(pieces, {type: "video/webm"});
+  const dt = new DataTransfer();
+  dt.items.add(new File([blob], "film.webm", {type: "video/webm"}));
+  document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
+  done(blob.size);
+};
+let frame = 0;
+const timer = setInterval(() => {
+  ctx.fillStyle = `hsl(${(frame * 17) % 360}, 80%, 50%)`;
+  ctx.fillRect(0, 0, 160, 120);
+  ctx.fillStyle = "#000";
+  ctx.fillText(String(frame++), 10, 60);
+}, 40);
+recorder.start(200);
+setTimeout(() => { clearInterval(timer); recorder.stop(); }, 3000);
+"""
+
+# Waits for the opened video's metadata, learns its duration (a recorded
+# WebM does not say it: seeking far past the end makes the player find it),
+# then seeks to the middle; answers "seeked at T" or what went wrong.
+SEEK_THE_VIDEO = """
+const done = arguments[arguments.length - 1];
+const video = document.getElementById("opened-view");
+video.muted = true;
+const fail = (why) => done(why + " (readyState " + video.readyState + ", error " + (video.error && video.error.message) + ")");
+video.onerror = () => fail("error");
+const seekMiddle = () => {
+  video.onseeked = () => done("seeked at " + video.currentTime);
+  video.currentTime = Math.min(1.5, video.duration / 2);
+};
+const whenDurationKnown = () => {
+  if (Number.isFinite(video.duration)) return seekMiddle();
+  video.ondurationchange = () => { if (Number.isFinite(video.duration)) { video.ondurationchange = null; seekMiddle(); } };
+  video.currentTime = 1e6;
+};
+if (video.readyState >= 1) whenDurationKnown(); else video.onloadedmetadata = whenDurationKnown;
+setTimeout(() => fail("no seek within 40 s"), 40000);
+"""
 
 
 def test_upload_open_and_live_counters_in_a_browser(browser: Any, tmp_path: Path) -> None:
@@ -145,6 +208,29 @@ def test_upload_open_and_live_counters_in_a_browser(browser: Any, tmp_path: Path
         box.send_keys("cas1-not-a-key")
         browser.find_element(By.ID, "open").click()
         wait_until(lambda: "not a valid key" in text_of(browser, "open-result"), timeout=30, what="the refusal")
+
+        # A video recorded in the browser (MediaRecorder, WebM) and dropped on
+        # the page plays from the gateway and seeks: its element asks for
+        # byte ranges, which the gateway answers 206.
+        size = browser.execute_async_script(RECORD_AND_DROP_A_VIDEO)
+        assert isinstance(size, int) and size > 0, size
+        film = wait_until(
+            lambda: (lambda k: k if k and k not in (key, dropped) else None)(text_of(browser, "uploaded-key")),
+            timeout=60,
+            what="the recorded video's key",
+        )
+        assert len(node.get_bytes(film)) == size
+        ranges_before = partial_responses(address)
+        box.clear()
+        box.send_keys(film)
+        name = browser.find_element(By.ID, "open-name")
+        name.clear()
+        name.send_keys("film.webm")
+        browser.find_element(By.ID, "open").click()
+        wait_until(lambda: browser.find_elements(By.ID, "opened-view"), timeout=30, what="the video element")
+        seeked = browser.execute_async_script(SEEK_THE_VIDEO)
+        assert seeked.startswith("seeked"), seeked
+        assert partial_responses(address) > ranges_before, "the video element asked for byte ranges"
 
         # Phone-sized: nothing wider than the window.
         assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
