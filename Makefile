@@ -145,30 +145,14 @@ py: venv
 ## besides root: `ip` and `nft`, installed with apt-get when missing and we
 ## are root. If that cannot be done, carry on: those tests skip and say why.
 netns-tools:
-	@pkgs=""; \
-	command -v nft >/dev/null 2>&1 || pkgs="$$pkgs nftables"; \
-	command -v ip >/dev/null 2>&1 || pkgs="$$pkgs iproute2"; \
-	if [ -n "$$pkgs" ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing$$pkgs for the network-namespace tests"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -q $$pkgs || { apt-get update -q && apt-get install -y -q $$pkgs; } || \
-			echo "could not install$$pkgs: tests/python/test_multihost.py will skip" >&2; \
-	fi
+	@scripts/apt-missing.sh "the network-namespace tests" tests/python/test_multihost.py nft:nftables ip:iproute2
 
 ## What the browser test of the web page (tests/python/test_web.py) needs:
 ## Debian's chromium and chromium-driver (apt-get, when missing and we are
 ## root) and Selenium (pip, into .venv). If that cannot be done, carry on:
 ## that test skips and says why.
 browser-tools: venv
-	@pkgs=""; \
-	command -v chromium >/dev/null 2>&1 || pkgs="$$pkgs chromium"; \
-	command -v chromedriver >/dev/null 2>&1 || pkgs="$$pkgs chromium-driver"; \
-	if [ -n "$$pkgs" ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing$$pkgs for the browser test"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -q $$pkgs || { apt-get update -q && apt-get install -y -q $$pkgs; } || \
-			echo "could not install$$pkgs: tests/python/test_web.py will skip" >&2; \
-	fi
+	@scripts/apt-missing.sh "the browser test" tests/python/test_web.py chromium:chromium chromedriver:chromium-driver
 	@$(VENV_PY) -c "import selenium" 2>/dev/null || \
 		$(VENV_PY) -m pip install --progress-bar off --disable-pip-version-check "selenium>=4.20,<5" || \
 		echo "could not install selenium: tests/python/test_web.py will skip" >&2
