@@ -123,7 +123,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: venv py netns-tools test-py test-py-network test-repeat demo-py soak
+.PHONY: venv py netns-tools browser-tools test-py test-py-network test-repeat demo-py soak
 
 venv: $(VENV)/.installed
 
@@ -145,18 +145,20 @@ py: venv
 ## besides root: `ip` and `nft`, installed with apt-get when missing and we
 ## are root. If that cannot be done, carry on: those tests skip and say why.
 netns-tools:
-	@pkgs=""; \
-	command -v nft >/dev/null 2>&1 || pkgs="$$pkgs nftables"; \
-	command -v ip >/dev/null 2>&1 || pkgs="$$pkgs iproute2"; \
-	if [ -n "$$pkgs" ] && [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing$$pkgs for the network-namespace tests"; \
-		export DEBIAN_FRONTEND=noninteractive; \
-		apt-get install -y -q $$pkgs || { apt-get update -q && apt-get install -y -q $$pkgs; } || \
-			echo "could not install$$pkgs: tests/python/test_multihost.py will skip" >&2; \
-	fi
+	@scripts/apt-missing.sh "the network-namespace tests" tests/python/test_multihost.py nft:nftables ip:iproute2
+
+## What the browser test of the web page (tests/python/test_web.py) needs:
+## Debian's chromium and chromium-driver (apt-get, when missing and we are
+## root) and Selenium (pip, into .venv). If that cannot be done, carry on:
+## that test skips and says why.
+browser-tools: venv
+	@scripts/apt-missing.sh "the browser test" tests/python/test_web.py chromium:chromium chromedriver:chromium-driver
+	@$(VENV_PY) -c "import selenium" 2>/dev/null || \
+		$(VENV_PY) -m pip install --progress-bar off --disable-pip-version-check "selenium>=4.20,<5" || \
+		echo "could not install selenium: tests/python/test_web.py will skip" >&2
 
 ## pytest exits 5 when it collects no test: a failure here like any non-zero status.
-test-py: py netns-tools
+test-py: py netns-tools browser-tools
 	$(VENV_PY) -m pytest tests/python -q
 
 ## The tests that once failed by timing, each run REPEAT times in a row

@@ -644,6 +644,23 @@ cas_status cas_file_list_get(const struct cas_file_list *list,
 void cas_file_list_free(struct cas_file_list *list);
 
 /**
+ * Serves the node over HTTP (files by key with ranges, uploads, the JSON
+ * API, Prometheus metrics at /metrics, /health and a web page at /) until
+ * the node is stopped or freed.
+ *
+ * `addr` is "HOST:PORT" (port 0 picks a free one; NULL means
+ * "127.0.0.1:0"), or "unix:PATH" for an owner-only Unix socket. Only
+ * loopback addresses are accepted here: the bearer token that another
+ * address needs is given through `cas serve --http-token` or Python.
+ * `bound_out` may be NULL; otherwise on success `*bound_out` receives the
+ * bound "host:port" (or the socket's path), a string the caller owns and
+ * frees with cas_string_free. Fails with CAS_ERR_INVALID_ARGUMENT for a
+ * bad or non-loopback address, CAS_ERR_NETWORK if it cannot be bound,
+ * CAS_ERR_CLOSED if the node was stopped. Thread-safe.
+ */
+cas_status cas_node_serve_http(const struct cas_node *node, const char *addr, char **bound_out);
+
+/**
  * Sends the library's log records, up to `level` (a cas_log_level: the
  * most verbose taken, e.g. CAS_LOG_INFO takes errors, warnings and info),
  * to `callback` with `user`, instead of stderr. The environment variable

@@ -12,7 +12,7 @@ pub const SUBCOMMAND: &str = "__measure";
 
 /// What one child reports.
 pub struct Measured {
-    /// Seconds the put_file or get_file call took.
+    /// Seconds the put_file or get_file call (or the HTTP GET) took.
     pub seconds: f64,
     /// The process's peak RSS, in KiB (VmHWM).
     pub peak_rss_kib: u64,
@@ -20,8 +20,10 @@ pub struct Measured {
     pub key: Option<String>,
 }
 
-/// Runs `put DATA_DIR FILE FSYNC [BOOTSTRAP PEERS]` or
-/// `get DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]` in a child. With
+/// Runs `put DATA_DIR FILE FSYNC [BOOTSTRAP PEERS]`,
+/// `get DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]` or `http DATA_DIR KEY
+/// DEST FSYNC` (`GET /cas/KEY` of the node's HTTP gateway over loopback
+/// TCP, into DEST) in a child. With
 /// BOOTSTRAP, the child's node listens on 127.0.0.1, joins through that
 /// address and waits until it sees PEERS alive peers before timing.
 pub fn run(args: &[&str]) -> Measured {
@@ -138,17 +140,64 @@ pub fn main(args: &[String]) -> cas_core::Result<()> {
                 node.get_file(&Key::parse(key)?, Path::new(dest), None).await?;
                 None
             }
-            _ => panic!("usage: {SUBCOMMAND} put DATA_DIR FILE FSYNC | get DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]"),
+            ("http", [key, dest, _]) => {
+                let start = Instant::now();
+                let server = cas_http::serve(node.clone(), "127.0.0.1:0", cas_http::Options::default()).await?;
+                // Only the GET is timed, as only get_file is above.
+                let setup = start.elapsed();
+                http_get(server.address(), key, Path::new(dest)).await;
+                server.shutdown().await;
+                return finish(&node, start.elapsed() - setup, None).await;
+            }
+            _ => panic!(
+                "usage: {SUBCOMMAND} put DATA_DIR FILE FSYNC | get|http DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]"
+            ),
         };
-        let seconds = start.elapsed().as_secs_f64();
-        node.shutdown().await;
-        print!("seconds={seconds} peak_rss_kib={}", peak_rss_kib());
-        if let Some(key) = key {
-            print!(" key={key}");
-        }
-        println!();
-        Ok(())
+        finish(&node, start.elapsed(), key).await
     })
+}
+
+/// Stops the node and prints what `run` parses.
+async fn finish(node: &Node, took: std::time::Duration, key: Option<String>) -> cas_core::Result<()> {
+    node.shutdown().await;
+    print!("seconds={} peak_rss_kib={}", took.as_secs_f64(), peak_rss_kib());
+    if let Some(key) = key {
+        print!(" key={key}");
+    }
+    println!();
+    Ok(())
+}
+
+/// `GET /cas/KEY` from the gateway at `address` over loopback TCP, the body
+/// written to `dest` (a plain HTTP/1.1 client: the response head, then
+/// exactly Content-Length bytes).
+async fn http_get(address: &str, key: &str, dest: &Path) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect to the gateway");
+    let request = format!("GET /cas/{key} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send the request");
+    let mut reader = BufReader::with_capacity(1 << 20, stream);
+    let (mut length, mut line) = (None, String::new());
+    loop {
+        line.clear();
+        reader.read_line(&mut line).await.expect("read the response head");
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<u64>().ok();
+            }
+        } else {
+            assert!(header.starts_with("HTTP/1.1 200"), "the gateway answered {header}");
+        }
+    }
+    let length = length.expect("a Content-Length");
+    let mut out = tokio::fs::File::create(dest).await.expect("create the output");
+    let copied = tokio::io::copy_buf(&mut (&mut reader).take(length), &mut out).await.expect("copy the body");
+    assert_eq!(copied, length, "the whole body");
+    out.flush().await.expect("flush the output");
 }
 
 /// A cluster node: fsync off (the bench measures the pipeline, not the disk).

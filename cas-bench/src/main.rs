@@ -1,7 +1,8 @@
 //! `make bench`: on this machine, in one run, the crypto ceiling of put and
 //! get, the I/O baseline (the same file operations without crypto), local
 //! put and get of a 1 GiB file through the real `Node` API (fsync off and
-//! on), network put (3 replicas) and get (from non-owners) on a loopback
+//! on), `GET /cas/{key}` of that file from the HTTP gateway over loopback
+//! (against local get), network put (3 replicas) and get (from non-owners) on a loopback
 //! cluster of node processes, and the peak memory of each. Prints a Markdown
 //! table and writes it to `bench/results.md`.
 //!
@@ -141,6 +142,7 @@ fn bench() {
         std::fs::remove_file(&out).expect("remove baseline output");
     };
     let mut local = Vec::new();
+    let mut http_gets = Vec::new();
     for fsync in [false, true] {
         let label = if fsync { "fsync on" } else { "fsync off" };
         let (mut puts, mut gets) = (Vec::new(), Vec::new());
@@ -156,6 +158,14 @@ fn bench() {
             sync();
             let get = child::run(&["get", path_str(&data_dir), &key, path_str(&dest), flag]);
             assert!(digest(&dest) == input_digest, "get returned other bytes than were put");
+            if !fsync {
+                // The same file through the HTTP gateway, over loopback.
+                std::fs::remove_file(&dest).expect("remove output");
+                sync();
+                let http = child::run(&["http", path_str(&data_dir), &key, path_str(&dest), flag]);
+                assert!(digest(&dest) == input_digest, "GET /cas/{{key}} returned other bytes than were put");
+                http_gets.push(http);
+            }
             std::fs::remove_dir_all(&data_dir).expect("remove data directory");
             std::fs::remove_file(&dest).expect("remove output");
             puts.push(put);
@@ -187,6 +197,9 @@ fn bench() {
     let local_put = local_put.expect("local put row").mb_per_s * 1e6;
     let local_get = rows.iter().find(|r| r.operation.starts_with("local get") && r.operation.ends_with("fsync off"));
     let local_get = local_get.expect("local get row").mb_per_s * 1e6;
+    let size = format!("{} GiB", FILE_SIZE >> 30);
+    let http = format!("HTTP GET /cas/{{key}} {size} over loopback into a file, fsync off (vs local get)");
+    rows.push(row(http, &http_gets, Some(get_ceiling), Some(io_get), Some(local_get)));
     rows.extend(network(work.path(), &input, &input_digest, local_put, local_get));
 
     let mut table = render(&rows, cores);

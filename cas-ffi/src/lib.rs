@@ -3,7 +3,7 @@
 //!
 //! One module per C "class", each only translating between C and
 //! `cas-core`: [`config`] (`cas_config`), [`node`] (`cas_node`), [`writer`]
-//! and [`reader`] (streaming put and get), [`stat`] and [`peers`], [`log`] (the library's log records). Shared
+//! and [`reader`] (streaming put and get), [`stat`] and [`peers`], [`log`] (the library's log records), [`http`] (the HTTP gateway). Shared
 //! plumbing: [`status`] (the numbered `cas_status`), [`error`] (the
 //! per-thread last error), [`boundary`] (panic catching, argument checks,
 //! blocking on the shared runtime) and [`memory`] (returned strings and
@@ -22,6 +22,7 @@ pub mod boundary;
 pub mod config;
 pub mod error;
 pub mod files;
+pub mod http;
 pub mod log;
 pub mod memory;
 pub mod node;

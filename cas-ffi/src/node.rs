@@ -29,6 +29,9 @@ pub(crate) unsafe fn node_arg(node: *const cas_node) -> Result<Node, FfiError> {
 /// thread-safe: one node may be used from many threads at once.
 pub struct cas_node {
     pub(crate) node: Node,
+    /// HTTP gateways started by cas_node_serve_http: they stop with the
+    /// node, or when the handle is freed.
+    pub(crate) servers: std::sync::Mutex<Vec<cas_http::Server>>,
 }
 
 /// Opens the configured data directory (taking its lock) and starts a node.
@@ -49,7 +52,7 @@ pub unsafe extern "C" fn cas_node_start(config: *const cas_config, node_out: *mu
         // process installed its own tracing subscriber or did so before.
         cas_core::logging::init();
         let node = run(Node::start(config.inner.clone()))??;
-        out.write(into_handle(cas_node { node }));
+        out.write(into_handle(cas_node { node, servers: Default::default() }));
         Ok(())
     })
 }

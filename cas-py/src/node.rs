@@ -21,6 +21,8 @@ pub struct Node {
     /// `None` once closed.
     inner: Mutex<Option<cas_core::Node>>,
     data_dir: PathBuf,
+    /// HTTP gateways started by `serve_http`, stopped by `close`.
+    servers: Mutex<Vec<cas_http::Server>>,
 }
 
 impl Node {
@@ -128,7 +130,7 @@ impl Node {
             }
         }
         let node = wait(py, None, cas_core::Node::start(config))?;
-        Ok(Node { inner: Mutex::new(Some(node)), data_dir })
+        Ok(Node { inner: Mutex::new(Some(node)), data_dir, servers: Mutex::default() })
     }
 
     /// Stores the file at `path`; returns its key, a `cas.PutResult`. A
@@ -237,6 +239,24 @@ impl Node {
         Ok(files.into_iter().map(FileEntry::from).collect())
     }
 
+    /// Serves this node over HTTP (the gateway: files by key, uploads, the
+    /// API, metrics and the web page) until it is closed; returns the bound
+    /// `host:port` (or, for `unix:PATH`, the socket's path). An address
+    /// other than loopback needs `token_file`, a file holding the bearer
+    /// token that uploads and the API then require.
+    #[pyo3(signature = (address="127.0.0.1:0", *, token_file=None))]
+    fn serve_http(&self, py: Python<'_>, address: &str, token_file: Option<PathBuf>) -> PyResult<String> {
+        let node = self.node()?;
+        let options = match token_file {
+            Some(path) => cas_http::Options::with_token_file(path).map_err(to_pyerr)?,
+            None => cas_http::Options::default(),
+        };
+        let server = wait(py, None, cas_http::serve(node, address, options))?;
+        let bound = server.address().to_string();
+        self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(server);
+        Ok(bound)
+    }
+
     /// Counters since the node started.
     fn stats(&self) -> PyResult<Stats> {
         Ok(self.node()?.stats().into())
@@ -271,6 +291,15 @@ impl Node {
     /// does nothing; any other use afterwards raises `ClosedError`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let node = self.lock().take();
+        let servers = std::mem::take(&mut *self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        if !servers.is_empty() {
+            wait(py, None, async move {
+                for server in servers {
+                    server.shutdown().await;
+                }
+                Ok(())
+            })?;
+        }
         if let Some(node) = node {
             wait(py, None, async move {
                 node.shutdown().await;

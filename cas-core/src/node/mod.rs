@@ -273,6 +273,12 @@ impl Node {
         self.inner.closed.load(Ordering::SeqCst)
     }
 
+    /// Completes once [`Node::shutdown`] is called: for services that live
+    /// as long as the node, such as the HTTP gateway.
+    pub async fn closed(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
     fn catalog(&self) -> Result<Arc<Catalog>> {
         self.inner.catalog.lock().unwrap_or_else(|e| e.into_inner()).clone().ok_or(Error::Closed)
     }

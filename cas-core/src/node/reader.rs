@@ -3,6 +3,8 @@
 use std::io::SeekFrom;
 use std::sync::Arc;
 
+use futures::stream::{Stream, StreamExt};
+
 use super::Node;
 use crate::error::{Error, Result};
 use crate::format::Manifest;
@@ -35,6 +37,11 @@ impl FileReader {
     /// The current position.
     pub fn position(&self) -> u64 {
         self.pos
+    }
+
+    /// The file's chunk size.
+    pub fn chunk_size(&self) -> u32 {
+        self.manifest.header.chunk_size
     }
 
     /// How many chunks this reader has fetched so far.
@@ -97,5 +104,37 @@ impl FileReader {
         }
         out.truncate(filled);
         Ok(out)
+    }
+
+    /// The bytes `[offset, offset + len)`, clipped to the end of the file,
+    /// as a stream of pieces (at most one chunk each, in order). Only the
+    /// chunks the range covers are fetched, several at a time within the
+    /// node's window (`parallelism`, `max_inflight_bytes`), so memory stays
+    /// bounded whatever the length. A chunk this reader already holds is
+    /// not fetched again.
+    pub fn into_stream(self, offset: u64, len: u64) -> impl Stream<Item = Result<Vec<u8>>> + Send + 'static {
+        let size = self.size();
+        let start = offset.min(size);
+        let end = start.saturating_add(len).min(size);
+        let chunk_size = self.manifest.header.chunk_size as u64;
+        let chunks = if start < end { start / chunk_size..(end - 1) / chunk_size + 1 } else { 0..0 };
+        let window = self.node.inner.config.window(self.manifest.header.chunk_size);
+        let (node, manifest, mut held) = (self.node, self.manifest, self.current);
+        futures::stream::iter(chunks)
+            .map(move |i| {
+                let (node, manifest) = (node.clone(), manifest.clone());
+                let held = held.take_if(|(index, _)| *index as u64 == i).map(|(_, plain)| plain);
+                async move {
+                    let plain = match held {
+                        Some(plain) => plain,
+                        None => node.fetch_chunk(&manifest, i as u32).await?,
+                    };
+                    let base = i * chunk_size;
+                    let from = start.saturating_sub(base) as usize;
+                    let to = (end - base).min(plain.len() as u64) as usize;
+                    Ok(if from == 0 && to == plain.len() { plain } else { plain[from..to].to_vec() })
+                }
+            })
+            .buffered(window)
     }
 }

@@ -98,6 +98,10 @@ class Node:
         """Bootstrap addresses (given, or peers saved from the last run) still being tried."""
     def stats(self) -> Stats:
         """Counters since start."""
+    def serve_http(self, address: str = "127.0.0.1:0", *, token_file: Optional[Union[str, os.PathLike[str]]] = None) -> str:
+        """Serves this node over HTTP until it is closed; returns the bound `host:port`
+        (`unix:PATH` serves on an owner-only Unix socket). Another address than
+        loopback needs `token_file` (the bearer token for uploads and the API)."""
     @property
     def address(self) -> Optional[str]:
         """The `host:port` peers reach this node at; None without networking."""

@@ -1,5 +1,6 @@
 """The ``cas`` command: ``cas serve`` runs a node; the other subcommands talk
-to the node of the same data directory through its control socket.
+to the node of the same data directory through its HTTP API on the control
+socket (``client.py``).
 
 Exit status: 0 success, 1 the operation failed, 2 bad usage, 3 no node is
 running on the data directory.
@@ -16,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, NoReturn, Optional, Sequence
 
-from . import control, errors
+from . import client, errors
 
 __all__ = ["main", "default_data_dir"]
 
@@ -158,6 +159,22 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the network's 32-byte key file (from 'cas keygen'; default: DATA_DIR/network_key, "
         "created by the first node of a network, one started without --bootstrap)",
+    )
+    serve.add_argument(
+        "--http",
+        type=_address("http", port_zero=True),
+        default=None,
+        metavar="ADDR",
+        help="also serve the HTTP gateway and web page on HOST:PORT (e.g. 127.0.0.1:8080); "
+        "another address than loopback needs --http-token",
+    )
+    serve.add_argument(
+        "--http-token",
+        type=_path,
+        default=None,
+        metavar="FILE",
+        help="a file holding the bearer token that HTTP uploads, /api and /metrics require "
+        "(downloads by key stay open)",
     )
     serve.add_argument("--replicas", type=_count, default=3, help="copies of each blob on other nodes (default 3)")
     serve.add_argument("--min-replicas", type=_count, default=0, help="fail a put below this many copies (default 0)")
@@ -302,6 +319,9 @@ def _keygen(args: argparse.Namespace, data_dir: Path) -> int:
 def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     from ._cas import Node
 
+    if args.http_token is not None and args.http is None:
+        raise UsageError("--http-token needs --http ADDR")
+
     try:
         node = Node(
             data_dir,
@@ -324,22 +344,30 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
         # A setting the node refused (e.g. a chunk size that is not a power of two).
         raise UsageError(str(e)) from None
     stop = threading.Event()
+    http = None
     try:
-        server = control.ControlServer(node, control.socket_path(data_dir))
+        if args.http is not None:
+            try:
+                http = node.serve_http(args.http, token_file=args.http_token)
+            except errors.InvalidArgumentError as e:
+                # No token for a public address, or an unreadable token file.
+                raise UsageError(str(e)) from None
+        sock = client.socket_path(data_dir)
+        client.check_socket_path(sock)
+        # The node holds the data directory's lock, so a socket left here is stale.
+        node.serve_http(f"unix:{sock}")
     except BaseException:
         node.close()
         raise
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    thread = threading.Thread(target=server.serve_forever, name="cas-control", daemon=True)
-    thread.start()
     try:
-        ready = {"id": node.id, "address": node.address, "socket": str(server.path), "pid": os.getpid()}
+        ready = {"id": node.id, "address": node.address, "socket": str(sock), "pid": os.getpid(), "http": http}
         if args.json:
             print(json.dumps(ready), flush=True)
         else:
             print(
                 f"cas: node {node.id[:16]} serving {data_dir} at {node.address or '(no networking)'}; "
-                f"control socket {server.path}; Ctrl-C stops it",
+                f"control socket {sock}; " + (f"HTTP on http://{http}/; " if http else "") + "Ctrl-C stops it",
                 flush=True,
             )
         while not stop.wait(1.0):
@@ -347,9 +375,8 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        server.shutdown()
-        server.close()
-        node.close()
+        node.close()  # stops its HTTP servers
+        sock.unlink(missing_ok=True)
     if not args.json:
         print("cas: node stopped", flush=True)
     return 0
@@ -360,9 +387,7 @@ def _put(args: argparse.Namespace, data_dir: Path) -> int:
     if not path.is_file():
         reason = "is not a regular file" if path.exists() else "does not exist"
         raise errors.InputError(f"cannot read input {path}: it {reason}")
-    result = _with_progress(
-        f"put {path.name}", lambda p: control.call(data_dir, "put", {"path": str(path)}, progress=p)
-    )
+    result = _with_progress(f"put {path.name}", lambda p: client.put(data_dir, path, p))
     if args.json:
         _print_json(result)
     else:
@@ -400,9 +425,7 @@ def _get(args: argparse.Namespace, data_dir: Path) -> int:
     dest = Path(target).absolute()
     if dest.exists() and not args.force:
         raise errors.DestinationError(f"{dest} exists already; --force replaces it")
-    result = _with_progress(
-        f"get {dest.name}", lambda p: control.call(data_dir, "get", {"key": args.key, "dest": str(dest)}, progress=p)
-    )
+    result = _with_progress(f"get {dest.name}", lambda p: client.get(data_dir, args.key, dest, p))
     if args.json:
         _print_json(result)
     else:
@@ -411,15 +434,16 @@ def _get(args: argparse.Namespace, data_dir: Path) -> int:
 
 
 def _cat(data_dir: Path, key: str) -> int:
-    size, stream, sock = control.open_stream(data_dir, key)
+    size, stream, conn = client.open_download(data_dir, key)
     bar = _ProgressBar("get") if _ProgressBar.wanted() and not sys.stdout.isatty() else None
     out = sys.stdout.buffer
     done = 0
     try:
         while done < size:
-            block = control.read_block(stream)
+            block = client.read_block(stream)
             if not block:
-                raise errors.CasError(f"the node stopped sending after {done} of {size} bytes; try again")
+                out.flush()
+                client.why_cut(data_dir, key, done, size)
             out.write(block)
             done += len(block)
             if bar is not None:
@@ -428,12 +452,12 @@ def _cat(data_dir: Path, key: str) -> int:
     finally:
         if bar is not None:
             bar.close()
-        sock.close()
+        conn.close()
     return 0
 
 
 def _stat(args: argparse.Namespace, data_dir: Path) -> int:
-    result = control.call(data_dir, "stat", {"key": args.key})
+    result = client.stat(data_dir, args.key)
     if args.json:
         _print_json(result)
         return 0
@@ -448,9 +472,11 @@ def _stat(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
-def _query(args: argparse.Namespace, data_dir: Path, op: str, render: Callable[[Dict[str, Any]], None]) -> int:
-    """Asks the node one question; prints the answer as JSON or through `render`."""
-    result = control.call(data_dir, op)
+def _query(args: argparse.Namespace, data_dir: Path, what: str, render: Callable[[Dict[str, Any]], None]) -> int:
+    """Asks the node one question (GET /api/WHAT); prints the answer as JSON or through `render`."""
+    result = client.get_json(data_dir, f"/api/{what}")
+    if what == "status":
+        result["socket"] = str(client.socket_path(data_dir))
     if args.json:
         _print_json(result)
     else:
@@ -525,7 +551,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _report(args: argparse.Namespace, e: errors.CasError) -> None:
     if args.json:
-        _print_json({"error": {"type": type(e).__name__, "message": str(e)}})
+        # The public class (a private one, such as the client's _Lost, names its base).
+        name = next(c.__name__ for c in type(e).__mro__ if not c.__name__.startswith("_"))
+        _print_json({"error": {"type": name, "message": str(e)}})
     print(f"cas: error: {e}", file=sys.stderr)
 
 

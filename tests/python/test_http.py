@@ -1,0 +1,329 @@
+"""The HTTP gateway (crate cas-http) from Python and from `cas serve --http`:
+every endpoint and error, with real nodes on 127.0.0.1, through the standard
+library's http.client."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+from typing import Callable, Dict, Iterator, Optional, Tuple
+
+import pytest
+
+import cas
+from conftest import cas_command, wait_until
+
+MiB = 1024 * 1024
+
+
+class Answer:
+    def __init__(self, response: http.client.HTTPResponse, body: bytes) -> None:
+        self.status = response.status
+        self.headers = response.headers
+        self.body = body
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+def call(
+    address: str,
+    method: str,
+    path: str,
+    body: object = None,
+    headers: Optional[Dict[str, str]] = None,
+) -> Answer:
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60, blocksize=1 << 20)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})  # type: ignore[arg-type]
+        response = conn.getresponse()
+        return Answer(response, response.read())
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Tuple[cas.Node, str]]:
+    node = cas.Node(tmp_path / "node", chunk_size=64 * 1024, fsync=False)
+    address = node.serve_http()
+    yield node, address
+    node.close()
+
+
+def test_serve_http_returns_the_bound_address(gateway: Tuple[cas.Node, str]) -> None:
+    node, address = gateway
+    host, port = address.rsplit(":", 1)
+    assert host == "127.0.0.1" and int(port) > 0
+    answer = call(address, "GET", "/health")
+    assert (answer.status, answer.json()) == (200, {"status": "ok"})
+    assert call(address, "GET", "/").headers["Content-Type"].startswith("text/html")
+
+
+def test_get_streams_the_file_with_its_headers(gateway: Tuple[cas.Node, str]) -> None:
+    node, address = gateway
+    data = b"%PDF-1.4\n" + os.urandom(700_000)
+    key = node.put_bytes(data)
+    answer = call(address, "GET", f"/cas/{key}")
+    assert answer.status == 200 and answer.body == data
+    assert answer.headers["Content-Length"] == str(len(data))
+    assert answer.headers["Content-Type"] == "application/pdf"
+    assert answer.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert answer.headers["ETag"] == f'"{node.stat(key).manifest_id}"'
+    assert answer.headers.get("Content-Disposition") is None
+
+    named = call(address, "GET", f"/cas/{key}?name=report%202024.txt")
+    assert named.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert named.headers["Content-Disposition"].startswith('inline; filename="report 2024.txt"')
+    assert call(address, "GET", f"/cas/{key}?filename=a.webm").headers["Content-Type"] == "video/webm"
+
+    head = call(address, "HEAD", f"/cas/{key}")
+    assert head.status == 200 and head.body == b""
+    assert head.headers["Content-Length"] == str(len(data))
+
+    cached = call(address, "GET", f"/cas/{key}", headers={"If-None-Match": answer.headers["ETag"]})
+    assert cached.status == 304 and cached.body == b""
+
+
+def test_ranges_give_exactly_their_bytes_or_416(gateway: Tuple[cas.Node, str]) -> None:
+    node, address = gateway
+    data = os.urandom(5 * 64 * 1024 + 77)
+    key = node.put_bytes(data)
+    size = len(data)
+    for header, start, end in [
+        ("bytes=0-99", 0, 100),
+        ("bytes=65530-65545", 65530, 65546),
+        ("bytes=200000-", 200000, size),
+        ("bytes=-1", size - 1, size),
+    ]:
+        answer = call(address, "GET", f"/cas/{key}", headers={"Range": header})
+        assert answer.status == 206, header
+        assert answer.body == data[start:end], header
+        assert answer.headers["Content-Range"] == f"bytes {start}-{end - 1}/{size}"
+    for header in [f"bytes={size}-", "bytes=10-5", "bytes=0-1,4-5", "lines=1-2", "bytes=x-"]:
+        answer = call(address, "GET", f"/cas/{key}", headers={"Range": header})
+        assert answer.status == 416, header
+        assert "error" in answer.json()
+        assert answer.headers["Content-Range"] == f"bytes */{size}"
+
+
+def test_errors_are_json(gateway: Tuple[cas.Node, str], tmp_path: Path) -> None:
+    node, address = gateway
+    bad = call(address, "GET", "/cas/cas1-not-a-key")
+    assert bad.status == 400 and "invalid key" in bad.json()["error"]
+    # A well-formed key that was never stored.
+    other = cas.Node(tmp_path / "other", fsync=False)
+    unknown = other.put_bytes(b"only elsewhere")
+    other.close()
+    missing = call(address, "GET", f"/cas/{unknown}")
+    assert missing.status == 404 and "not found" in missing.json()["error"]
+    assert call(address, "HEAD", f"/cas/{unknown}").status == 404
+    assert call(address, "GET", "/no/such/page").status == 404
+
+
+def test_too_few_peers_answers_503_and_stores_nothing(nodes: Callable[..., cas.Node]) -> None:
+    node = nodes("lonely", listen="127.0.0.1:0", min_replicas=1)
+    address = node.serve_http()
+    answer = call(address, "POST", "/cas?name=x.bin", body=os.urandom(10_000))
+    assert answer.status == 503
+    assert "replica" in answer.json()["error"]
+    assert node.files() == []
+
+
+def test_post_stores_the_body_and_lists_it(gateway: Tuple[cas.Node, str]) -> None:
+    node, address = gateway
+    data = os.urandom(3 * MiB + 5)
+    answer = call(address, "POST", "/cas?name=upload.bin", body=data)
+    assert answer.status == 200
+    reply = answer.json()
+    assert reply["size"] == len(data) and reply["replicas"] == 0
+    assert node.get_bytes(reply["key"]) == data
+    assert [(f.key, f.name, f.size) for f in node.files()] == [(reply["key"], "upload.bin", len(data))]
+    listed = call(address, "GET", "/api/files").json()["files"]
+    assert [(f["key"], f["name"], f["size"]) for f in listed] == [(reply["key"], "upload.bin", len(data))]
+
+
+def test_an_upload_cut_short_stores_no_file(gateway: Tuple[cas.Node, str]) -> None:
+    node, address = gateway
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"POST /cas?name=cut.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 50000000\r\n\r\n")
+        sock.sendall(os.urandom(2 * MiB))
+        wait_until(
+            lambda: call(address, "GET", "/api/status").json()["requests_in_progress"] == 1,
+            what="the upload to be in progress",
+        )
+    wait_until(
+        lambda: call(address, "GET", "/api/status").json()["requests_in_progress"] == 0,
+        what="the cut upload to end",
+    )
+    assert node.files() == []
+    leftovers = [p for p in Path(node.data_dir).rglob("*") if p.name.startswith(".") or "tmp" in p.name]
+    assert leftovers == []
+
+
+@pytest.mark.network
+def test_status_peers_and_metrics(nodes: Callable[..., cas.Node]) -> None:
+    key = cas.generate_network_key()
+    a = nodes("a", listen="127.0.0.1:0", network_key=key, gossip_interval=0.1)
+    b = nodes("b", listen="127.0.0.1:0", network_key=key, gossip_interval=0.1, bootstrap=[a.address])
+    address = a.serve_http()
+    wait_until(lambda: [p for p in a.peers() if p.state == "alive"], what="a to see b")
+    a.put_bytes(os.urandom(200_000), name="x")
+
+    status = call(address, "GET", "/api/status").json()
+    assert status["id"] == a.id and status["address"] == a.address
+    assert status["stats"]["blobs_stored"] == a.stats().blobs_stored
+    assert status["peers"]["alive"] == 1
+
+    peers = call(address, "GET", "/api/peers").json()
+    assert peers["self"]["id"] == a.id
+    assert [(p["id"], p["address"], p["state"]) for p in peers["peers"]] == [(b.id, b.address, "alive")]
+
+    metrics = call(address, "GET", "/metrics")
+    assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for line in metrics.body.decode().splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = int(value)
+    stats = a.stats()
+    for counter in ("bytes_sent", "bytes_received", "requests_served", "verification_failures", "blobs_repaired",
+                    "request_timeouts", "blobs_scrubbed", "bytes_scrubbed", "scrub_corrupt", "scrub_restored"):
+        assert f"cas_{counter}_total" in samples, counter
+    for gauge in ("blobs_stored", "bytes_stored", "peers_alive"):
+        assert samples[f"cas_{gauge}"] == getattr(stats, gauge), gauge
+    assert samples["cas_bytes_sent_total"] > 0, "the put sent replicas to b"
+    assert samples['cas_peers{state="alive"}'] == 1
+    assert samples['cas_peers{state="dead"}'] == 0
+    assert samples["cas_http_requests_in_progress"] == 0
+
+
+def test_other_addresses_need_a_token(node: cas.Node, tmp_path: Path) -> None:
+    with pytest.raises(cas.InvalidArgumentError, match="token"):
+        node.serve_http("0.0.0.0:0")
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    address = node.serve_http("0.0.0.0:0", token_file=token)
+    local = "127.0.0.1:" + address.rsplit(":", 1)[1]
+    data = os.urandom(1000)
+    for method, path in [("POST", "/cas"), ("GET", "/api/status"), ("GET", "/api/peers"), ("GET", "/metrics")]:
+        refused = call(local, method, path, body=data if method == "POST" else None)
+        assert refused.status == 401 and "token" in refused.json()["error"], path
+    ok = call(local, "POST", "/cas", body=data, headers={"Authorization": "Bearer t0ken"})
+    assert ok.status == 200
+    key = ok.json()["key"]
+    assert call(local, "GET", f"/cas/{key}").body == data, "downloads by key stay open"
+    with pytest.raises(cas.InvalidArgumentError, match="token"):
+        node.serve_http("0.0.0.0:0", token_file=tmp_path / "absent")
+
+
+def test_the_gateway_stops_with_the_node(tmp_path: Path) -> None:
+    node = cas.Node(tmp_path / "n", fsync=False)
+    address = node.serve_http()
+    assert call(address, "GET", "/health").status == 200
+    node.close()
+    with pytest.raises(OSError):
+        call(address, "GET", "/health")
+    with pytest.raises(cas.ClosedError):
+        node.serve_http()
+    with pytest.raises(cas.InvalidArgumentError):
+        cas.Node(tmp_path / "m", fsync=False).serve_http("no port")
+
+
+def _start_serve(data_dir: Path, *extra: object) -> Tuple[subprocess.Popen[str], dict]:
+    process = subprocess.Popen(
+        [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync", "--listen", "none", "--json",
+         *map(str, extra)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        process.wait(timeout=30)
+        raise AssertionError(f"cas serve exited {process.returncode}: {process.stderr.read()}")  # type: ignore[union-attr]
+    return process, json.loads(line)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+    for stream in (process.stdout, process.stderr):
+        if stream:
+            stream.close()
+
+
+def test_cas_serve_http_usage_errors(tmp_path: Path) -> None:
+    for extra, message in [
+        (["--http", "0.0.0.0:0"], "token"),
+        (["--http-token", str(tmp_path / "t")], "--http"),
+        (["--http", "nonsense"], "http"),
+    ]:
+        result = subprocess.run(
+            [*cas_command(), "serve", "--data-dir", str(tmp_path / "d"), "--listen", "none", *extra],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert result.returncode == 2, (extra, result.stderr)
+        assert message in result.stderr, (extra, result.stderr)
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_cas_serve_http_streams_a_large_file_in_bounded_memory(tmp_path: Path) -> None:
+    """A streaming upload then download through `cas serve --http`; the
+    server's peak RSS stays under 150 MiB. CAS_HTTP_BIG_MIB sets the size
+    (default 256; the issue's figure is 2048)."""
+    size = int(os.environ.get("CAS_HTTP_BIG_MIB", "256")) * MiB
+    process, ready = _start_serve(tmp_path / "big", "--http", "127.0.0.1:0")
+    try:
+        address = ready["http"]
+        sent = hashlib.sha256()
+
+        def blocks() -> Iterator[bytes]:
+            left = size
+            while left:
+                block = os.urandom(min(left, MiB))
+                sent.update(block)
+                left -= len(block)
+                yield block
+
+        reply = call(address, "POST", "/cas?name=big.bin", body=blocks(), headers={"Content-Length": str(size)})
+        assert reply.status == 200, reply.body
+        key = reply.json()["key"]
+        assert reply.json()["size"] == size
+
+        host, port = address.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        conn.request("GET", f"/cas/{key}")
+        response = conn.getresponse()
+        assert response.status == 200 and int(response.headers["Content-Length"]) == size
+        got, received = hashlib.sha256(), 0
+        while True:
+            block = response.read(MiB)
+            if not block:
+                break
+            got.update(block)
+            received += len(block)
+        conn.close()
+        assert received == size and got.hexdigest() == sent.hexdigest()
+        peak = _peak_rss_mib(process.pid)
+        print(f"cas serve peak RSS after {size // MiB} MiB up and down over HTTP: {peak:.0f} MiB")
+        assert peak < 150, f"peak RSS {peak:.0f} MiB"
+    finally:
+        _stop(process)
