@@ -22,9 +22,11 @@ pub const CAS_SEEK_CUR: cas_whence = 1;
 pub const CAS_SEEK_END: cas_whence = 2;
 
 /// An open file being read (opaque). Created by cas_reader_open, freed by
-/// cas_reader_free. It fetches only the chunks it reads and holds one chunk
-/// in memory. Not thread-safe: use it from one thread at a time (any
-/// thread); open one reader per thread to read in parallel.
+/// cas_reader_free. It fetches only the chunks it reads, and when read in
+/// order also the next few ahead, holding at most the node's window of
+/// chunks (max_inflight_bytes) in memory. Not thread-safe: use it from one
+/// thread at a time (any thread); open one reader per thread to read in
+/// parallel.
 pub struct cas_reader {
     reader: FileReader,
 }

@@ -144,6 +144,18 @@ impl From<Bytes> for OutFrame {
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 
+/// A request's place in `pending`, removed on drop.
+struct PendingEntry<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for PendingEntry<'_> {
+    fn drop(&mut self) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
 /// A live, handshaken connection.
 pub(crate) struct Connection {
     pub peer: NodeId,
@@ -244,6 +256,10 @@ impl Connection {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(id, tx);
+        // Removes the entry however the request ends, also when its caller
+        // drops it (a hedged fetch whose other request answered first): the
+        // answer, if it comes, is then discarded on arrival.
+        let _entry = PendingEntry { pending: &self.pending, id };
         let frame = frame::encode(&Message::Request { id, body });
         let result = tokio::time::timeout(timeout, async {
             let _slot = self.slots.acquire().await.map_err(|_| ())?;
@@ -251,7 +267,6 @@ impl Connection {
             rx.await.map_err(|_| ())
         })
         .await;
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         match result {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(())) => Err(Error::Network(format!("connection to {} closed during a request", self.peer_listen))),

@@ -1,16 +1,28 @@
-//! A seekable reader over a stored file that fetches only the chunks it needs.
+//! A seekable reader over a stored file that fetches only the chunks it
+//! needs, and reads ahead when it is read sequentially.
 
+use std::collections::VecDeque;
 use std::io::SeekFrom;
 use std::sync::Arc;
 
 use futures::stream::{Stream, StreamExt};
+use tokio_util::task::AbortOnDropHandle;
 
 use super::Node;
 use crate::error::{Error, Result};
 use crate::format::Manifest;
 use crate::key::Key;
 
+/// A chunk being fetched ahead of the position; dropping it stops the fetch.
+type Ahead = (u32, AbortOnDropHandle<Result<Vec<u8>>>);
+
 /// Reads a file by key, one chunk at a time, from any position.
+///
+/// Read-ahead: once the reads have gone through a whole chunk in order and
+/// reach the next one, the reader also starts fetching the chunks after it
+/// (1, then 2, 4... up to the node's window less the chunk it holds, so
+/// that it never holds more than `Config::max_inflight_bytes` of chunks).
+/// A read elsewhere (a seek out of what is being read ahead) drops them.
 pub struct FileReader {
     node: Node,
     manifest: Arc<Manifest>,
@@ -18,13 +30,33 @@ pub struct FileReader {
     /// The last chunk fetched: its index and plaintext.
     current: Option<(u32, Vec<u8>)>,
     chunks_fetched: u64,
+    /// Where the current run of contiguous reads began, and where it is now.
+    run_start: u64,
+    run_end: u64,
+    /// Chunks fetched ahead, in order of index, at most `depth` of them.
+    ahead: VecDeque<Ahead>,
+    depth: usize,
+    /// The most chunks read ahead: the node's window less the one held.
+    max_depth: usize,
 }
 
 impl Node {
     /// Opens the file of `key` for reading (fetches only its manifest now).
     pub async fn open(&self, key: &Key) -> Result<FileReader> {
         let manifest = Arc::new(self.load_manifest(key).await?);
-        Ok(FileReader { node: self.clone(), manifest, pos: 0, current: None, chunks_fetched: 0 })
+        let max_depth = self.inner.config.window(manifest.header.chunk_size) - 1;
+        Ok(FileReader {
+            node: self.clone(),
+            manifest,
+            pos: 0,
+            current: None,
+            chunks_fetched: 0,
+            run_start: 0,
+            run_end: 0,
+            ahead: VecDeque::new(),
+            depth: 0,
+            max_depth,
+        })
     }
 }
 
@@ -44,9 +76,16 @@ impl FileReader {
         self.manifest.header.chunk_size
     }
 
-    /// How many chunks this reader has fetched so far.
+    /// How many chunks this reader has fetched so far (those it started to
+    /// read ahead included).
     pub fn chunks_fetched(&self) -> u64 {
         self.chunks_fetched
+    }
+
+    /// How many chunks past the one it holds the reader is fetching, or
+    /// has fetched, ahead of its reads.
+    pub fn chunks_ahead(&self) -> usize {
+        self.ahead.len()
     }
 
     /// Moves the position; past the end is allowed (reads there return 0).
@@ -63,22 +102,76 @@ impl FileReader {
     /// Reads up to `buf.len()` bytes at the current position (fewer only at a
     /// chunk boundary or the end); 0 at the end of the file.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let last = self.manifest.header.count.saturating_sub(1);
+        self.read_before(buf, last).await
+    }
+
+    /// [`FileReader::read`] that reads ahead no further than chunk `last`.
+    async fn read_before(&mut self, buf: &mut [u8], last: u32) -> Result<usize> {
         if self.pos >= self.size() || buf.is_empty() {
             return Ok(0);
         }
         let chunk_size = self.manifest.header.chunk_size as u64;
         let index = (self.pos / chunk_size) as u32;
+        if self.pos != self.run_end {
+            self.run_start = self.pos;
+        }
         if self.current.as_ref().is_none_or(|(i, _)| *i != index) {
-            let plain = self.node.fetch_chunk(&self.manifest, index).await?;
-            self.chunks_fetched += 1;
-            self.current = Some((index, plain));
+            self.load(index, last).await?;
         }
         let (_, plain) = self.current.as_ref().expect("chunk just loaded");
         let start = (self.pos - index as u64 * chunk_size) as usize;
         let n = buf.len().min(plain.len() - start);
         buf[..n].copy_from_slice(&plain[start..start + n]);
         self.pos += n as u64;
+        self.run_end = self.pos;
         Ok(n)
+    }
+
+    /// Makes chunk `index` the current one, from what was read ahead or
+    /// fetched now, and reads ahead of it (no further than chunk `last`).
+    async fn load(&mut self, index: u32, last: u32) -> Result<()> {
+        let chunk_size = self.manifest.header.chunk_size as u64;
+        // The reads so far went through the whole previous chunk, in order.
+        let sequential = index > 0 && self.run_start <= (index as u64 - 1) * chunk_size;
+        while self.ahead.front().is_some_and(|(i, _)| *i < index) {
+            self.ahead.pop_front();
+        }
+        let queued = self.ahead.front().is_some_and(|(i, _)| *i == index);
+        if sequential {
+            self.depth = (self.depth * 2).max(1).min(self.max_depth);
+        } else if !queued {
+            // A read elsewhere: what was read ahead is not wanted.
+            self.ahead.clear();
+            self.depth = 0;
+        }
+        // The chunk held is let go first: with the read-ahead, the reader
+        // holds at most its window of chunks.
+        self.current = None;
+        let wanted = if queued { self.ahead.pop_front() } else { None };
+        self.ahead.truncate(self.depth);
+        let end = index.saturating_add(self.depth as u32).min(last);
+        let mut next = self.ahead.back().map_or(index + 1, |(i, _)| i + 1);
+        while next <= end {
+            let (node, manifest) = (self.node.clone(), self.manifest.clone());
+            let fetch = tokio::spawn(async move { node.fetch_chunk(&manifest, next).await });
+            self.ahead.push_back((next, AbortOnDropHandle::new(fetch)));
+            self.chunks_fetched += 1;
+            next += 1;
+        }
+        let plain = match wanted {
+            Some((_, fetch)) => match fetch.await {
+                Ok(result) => result?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => return Err(Error::Cancelled),
+            },
+            None => {
+                self.chunks_fetched += 1;
+                self.node.fetch_chunk(&self.manifest, index).await?
+            }
+        };
+        self.current = Some((index, plain));
+        Ok(())
     }
 
     /// Reads exactly the bytes `[offset, offset + len)`, clipped to the end
@@ -92,12 +185,14 @@ impl FileReader {
         // Grown a chunk at a time as bytes are read: the file's size is the
         // manifest's claim.
         let step = self.manifest.header.chunk_size as u64;
+        // Read ahead within the range only.
+        let last = (end.saturating_sub(1) / step) as u32;
         let (mut out, mut filled) = (Vec::new(), 0);
         while (filled as u64) < want {
             if filled == out.len() {
                 out.resize(filled + (want - filled as u64).min(step) as usize, 0);
             }
-            match self.read(&mut out[filled..]).await? {
+            match self.read_before(&mut out[filled..], last).await? {
                 0 => break,
                 n => filled += n,
             }

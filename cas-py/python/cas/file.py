@@ -12,7 +12,7 @@ class File(io.RawIOBase):
     """A read-only, seekable binary file over a stored file (from `Node.open`).
 
     It fetches only the chunks it reads, so a seek and a short read of a huge
-    file cost one chunk. Wrap it in `io.BufferedReader` for many tiny reads,
+    file cost one chunk; read in order, it fetches the next chunks ahead. Wrap it in `io.BufferedReader` for many tiny reads,
     or `io.TextIOWrapper` for text.
     """
 
