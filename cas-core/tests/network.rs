@@ -299,17 +299,18 @@ async fn putting_the_same_file_again_sends_no_blob_twice() {
     assert_eq!(a.stats().bytes_sent, sent, "nothing re-sent to a peer that holds it");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_slow_holder_is_replaced_by_the_next_one() {
-    let dir = TempDir::new().unwrap();
-    let owner = start(&dir, "owner", &[]).await;
+/// A file on two holders, `slow` (which never answers a get in time) and
+/// `quick`, after its owner stopped; with fixed ids and content, the slow
+/// node ranks first for many of its blobs (how many: the last value).
+async fn slow_and_quick_holders(dir: &TempDir) -> (Node, Node, cas_core::Key, Vec<u8>, u64) {
+    let owner = start(dir, "owner", &[]).await;
     let slow_id = fixed_id(&dir.path().join("slow"), 21);
     let quick_id = fixed_id(&dir.path().join("quick"), 22);
     let mut slow_cfg = net_config(&dir.path().join("slow"), &[&owner]);
-    // Far longer than the getter's request timeout: only a timeout gets past it.
+    // Far longer than any getter's request timeout.
     slow_cfg.faults.delay_served_blobs = Some(Duration::from_secs(3600));
     let slow = Node::start(slow_cfg).await.unwrap();
-    let quick = start(&dir, "quick", &[&owner]).await;
+    let quick = start(dir, "quick", &[&owner]).await;
     for n in [&owner, &slow, &quick] {
         wait_for("3-node mesh", Duration::from_secs(20), || alive(n) == 2).await;
     }
@@ -317,33 +318,69 @@ async fn a_slow_holder_is_replaced_by_the_next_one() {
     let report = owner.put_bytes(&data).await.unwrap();
     assert_eq!(report.replicas, 2, "both peers hold every blob");
     owner.shutdown().await;
+    let blobs = blob_ids(&quick, &report.key).await;
+    let slow_first = blobs.iter().filter(|b| score(b, &slow_id) > score(b, &quick_id)).count() as u64;
+    let window = 2 * std::thread::available_parallelism().unwrap().get() as u64;
+    assert!(slow_first > 2 * window, "test setup: the slow node ranks first for {slow_first} blobs");
+    (slow, quick, report.key, data, slow_first)
+}
 
-    let mut getter_cfg = net_config(&dir.path().join("getter"), &[&quick]);
-    getter_cfg.request_timeout = Duration::from_millis(500);
+/// A getter of the file of `slow_and_quick_holders` that knows both holders.
+async fn getter_of(dir: &TempDir, slow: &Node, quick: &Node, request_timeout: Duration) -> Node {
+    let mut getter_cfg = net_config(&dir.path().join("getter"), &[quick]);
+    getter_cfg.request_timeout = request_timeout;
     let getter = Node::start(getter_cfg).await.unwrap();
     wait_for("getter to know both holders", Duration::from_secs(20), || {
         let peers = getter.peers();
         [slow.id(), quick.id()].iter().all(|id| peers.iter().any(|p| p.id == *id))
     })
     .await;
-    let got = tokio::time::timeout(Duration::from_secs(60), getter.get_bytes(&report.key))
+    getter
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_holder_is_replaced_by_the_next_one() {
+    let dir = TempDir::new().unwrap();
+    let (slow, quick, key, data, slow_first) = slow_and_quick_holders(&dir).await;
+    let getter = getter_of(&dir, &slow, &quick, Duration::from_millis(500)).await;
+    let got = tokio::time::timeout(Duration::from_secs(60), getter.get_bytes(&key))
         .await
         .expect("a slow holder must not stall the get")
         .unwrap();
     assert!(got == data);
-    // Deterministic (fixed ids, fixed content): the slow node ranks first
-    // for many blobs, so the getter did wait on it and move on.
-    let blobs = blob_ids(&quick, &report.key).await;
-    let slow_first = blobs.iter().filter(|b| score(b, &slow_id) > score(b, &quick_id)).count() as u64;
+    // The slow node ranks first for many blobs, so the getter did ask it
+    // and move on: by a timeout or a hedge. Once it has timed out or been
+    // outrun, it is asked last: it costs at most the requests in flight then
+    // (plus the manifest's), not one per blob. (A margin of as many again
+    // for hedges of quick requests that a loaded machine made slow.)
     let window = 2 * std::thread::available_parallelism().unwrap().get() as u64;
-    assert!(slow_first > 2 * window, "test setup: the slow node ranks first for {slow_first} blobs");
-    // Once it has timed out, the slow node is asked last: it costs at most
-    // the requests in flight then (plus the manifest's), not one per blob.
-    let timeouts = getter.stats().request_timeouts;
+    let stats = getter.stats();
+    let asked_around = stats.request_timeouts + stats.hedged_requests;
     assert!(
-        (1..=window + 1).contains(&timeouts),
-        "{timeouts} timeouts for {slow_first} blobs ranked first on the slow node"
+        (1..=2 * (window + 1)).contains(&asked_around),
+        "{} timeouts and {} hedges for {slow_first} blobs ranked first on the slow node",
+        stats.request_timeouts,
+        stats.hedged_requests
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_get_does_not_wait_for_a_slow_holder_it_hedges() {
+    let dir = TempDir::new().unwrap();
+    let (slow, quick, key, data, _) = slow_and_quick_holders(&dir).await;
+    // A timeout this long would show in the get's time and in its counters:
+    // only hedging gets past the slow node without one.
+    let request_timeout = Duration::from_secs(20);
+    let getter = getter_of(&dir, &slow, &quick, request_timeout).await;
+    let started = std::time::Instant::now();
+    let got =
+        tokio::time::timeout(Duration::from_secs(60), getter.get_bytes(&key)).await.expect("the get ends").unwrap();
+    let took = started.elapsed();
+    assert!(got == data);
+    let stats = getter.stats();
+    assert_eq!(stats.request_timeouts, 0, "no request waited for its timeout");
+    assert!(stats.hedged_requests >= 1, "the slow node was hedged around");
+    assert!(took < request_timeout / 2, "the get took {took:?}, near a request timeout ({request_timeout:?})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

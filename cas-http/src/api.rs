@@ -32,7 +32,7 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
 
 /// Every counter of [`Stats`], by name. Destructured without `..`: a new
 /// counter does not compile until it is listed here (and so in `/metrics`).
-fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 13] {
+fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 14] {
     let Stats {
         bytes_sent,
         bytes_received,
@@ -43,6 +43,7 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 13] {
         peers_alive,
         blobs_repaired,
         request_timeouts,
+        hedged_requests,
         blobs_scrubbed,
         bytes_scrubbed,
         scrub_corrupt,
@@ -59,6 +60,7 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 13] {
         ("peers_alive", peers_alive, "Peers currently alive.", false),
         ("blobs_repaired", blobs_repaired, "Copies repair gave to peers that lacked them.", true),
         ("request_timeouts", request_timeouts, "Requests to peers that timed out.", true),
+        ("hedged_requests", hedged_requests, "Blob requests sent to a second holder because the first was slow.", true),
         ("blobs_scrubbed", blobs_scrubbed, "Blobs the scrub read and found good.", true),
         ("bytes_scrubbed", bytes_scrubbed, "Bytes of the blobs scrubbed.", true),
         ("scrub_corrupt", scrub_corrupt, "Stored blobs the scrub found corrupt.", true),

@@ -139,6 +139,8 @@ pub struct Stats {
     pub blobs_repaired: u64,
     /// Requests to peers that timed out.
     pub request_timeouts: u64,
+    /// Blob requests sent to a second holder because the first was slow.
+    pub hedged_requests: u64,
     /// Blobs the background scrub read and found good.
     pub blobs_scrubbed: u64,
     /// Bytes of those blobs.
@@ -161,6 +163,7 @@ impl From<cas_core::Stats> for Stats {
             peers_alive: s.peers_alive,
             blobs_repaired: s.blobs_repaired,
             request_timeouts: s.request_timeouts,
+            hedged_requests: s.hedged_requests,
             blobs_scrubbed: s.blobs_scrubbed,
             bytes_scrubbed: s.bytes_scrubbed,
             scrub_corrupt: s.scrub_corrupt,

@@ -53,6 +53,15 @@ const MAX_HANDSHAKING: usize = 128;
 const MAX_HANDSHAKING_PER_IP: usize = 32;
 /// How long a peer that let a request time out is asked last by fetches.
 const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
+/// A fetch whose holder has not answered within HEDGE_FACTOR times the
+/// median of recent fetches (at least HEDGE_FLOOR, at most the request
+/// timeout) asks the next holder too, and takes the first good answer.
+const HEDGE_FACTOR: u32 = 4;
+const HEDGE_FLOOR: Duration = Duration::from_millis(50);
+/// Most requests one fetch has in flight (the first and one hedge).
+const MAX_ASKS: usize = 2;
+/// Fetch times the hedge delay is the median of.
+const FETCH_SAMPLES: usize = 32;
 /// Least time between two warnings about one unreachable bootstrap address.
 const BOOTSTRAP_WARN_EVERY: Duration = Duration::from_secs(60);
 /// Longest wait between two attempts at an unreachable bootstrap address.
@@ -70,6 +79,7 @@ pub(crate) struct NetStats {
     pub verification_failures: AtomicU64,
     pub repaired: AtomicU64,
     pub request_timeouts: AtomicU64,
+    pub hedged_requests: AtomicU64,
 }
 
 /// What a node brings to the network besides its configuration.
@@ -95,8 +105,10 @@ pub(crate) struct Network {
     dialing: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     store: BlobStore,
     pub(crate) stats: NetStats,
-    /// Peers whose last request timed out, and when.
+    /// Peers whose last request timed out (or was outrun by a hedge), and when.
     slow: Mutex<HashMap<NodeId, Instant>>,
+    /// The last FETCH_SAMPLES times a fetched blob took to arrive.
+    fetch_times: Mutex<std::collections::VecDeque<Duration>>,
     /// Bounds the warnings about refused connections, which anyone can cause.
     refusals: LogLimit,
     /// Bootstrap addresses whose last attempt failed.
@@ -185,6 +197,7 @@ impl Network {
             store,
             stats: NetStats::default(),
             slow: Mutex::default(),
+            fetch_times: Mutex::default(),
             refusals: LogLimit::new(REFUSALS_LOGGED, REFUSALS_LOG_WINDOW),
             unreachable: Mutex::default(),
             cancel,
@@ -635,7 +648,11 @@ impl Network {
 
     /// Fetches a blob from peers: ranked alive peers first, then every other
     /// known peer, those that recently timed out last. Bytes that fail
-    /// verification are counted and skipped.
+    /// verification are counted and skipped. A holder slow to answer is
+    /// hedged: after [`Network::hedge_delay`] the next candidate is asked
+    /// too, the first good answer is taken and the other request dropped;
+    /// the peer it outran is then asked last for a while, like one that
+    /// timed out.
     pub(crate) async fn fetch(self: &Arc<Self>, id: BlobId) -> Option<VerifiedBlob> {
         let mut candidates = self.ranked(&id, &[PeerState::Alive]);
         candidates.extend(self.ranked(&id, &[PeerState::Suspect, PeerState::Dead]));
@@ -646,27 +663,96 @@ impl Network {
         let mut heard_of = self.table.candidate_ids();
         rank_nodes(&id, &mut heard_of, |p| *p);
         candidates.extend(heard_of.into_iter().take(FETCH_CANDIDATES));
-        for peer in candidates {
-            match self.request(peer, || Request::GetBlob { id }).await {
-                Ok(Response::Blob { data }) => {
-                    let len = data.len() as u64;
-                    match blocking(move || VerifiedBlob::check(id, data.into())).await {
-                        Ok(blob) => {
-                            self.stats.bytes_received.fetch_add(len, Ordering::Relaxed);
-                            return Some(blob);
+        let mut candidates = candidates.into_iter();
+        let ask = |peer: NodeId| {
+            let net = self.clone();
+            async move {
+                let started = Instant::now();
+                let blob = net.ask_for(peer, id).await;
+                (peer, started, blob)
+            }
+        };
+        let delay = self.hedge_delay();
+        let mut asks = FuturesUnordered::new();
+        let mut hedge_at = tokio::time::Instant::now();
+        let mut exhausted = false;
+        // The peers asked and not answered yet, and when.
+        let mut out: Vec<(NodeId, Instant)> = Vec::new();
+        loop {
+            if asks.is_empty() {
+                // The first request, or every one so far failed: the next at once.
+                let next = candidates.next()?;
+                out.push((next, Instant::now()));
+                asks.push(ask(next));
+                hedge_at = tokio::time::Instant::now() + delay;
+            }
+            tokio::select! {
+                Some((peer, started, blob)) = asks.next() => {
+                    out.retain(|(p, _)| *p != peer);
+                    let Some(blob) = blob else { continue };
+                    self.record_fetch_time(started.elapsed());
+                    // Returning drops the requests still out; the peers
+                    // asked before the winner were outrun by it.
+                    let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
+                    for (outrun, _) in out.iter().filter(|(_, at)| *at < started) {
+                        slow.insert(*outrun, Instant::now());
+                    }
+                    return Some(blob);
+                }
+                _ = tokio::time::sleep_until(hedge_at), if asks.len() < MAX_ASKS && !exhausted => {
+                    match candidates.next() {
+                        Some(next) => {
+                            self.stats.hedged_requests.fetch_add(1, Ordering::Relaxed);
+                            out.push((next, Instant::now()));
+                            asks.push(ask(next));
+                            hedge_at = tokio::time::Instant::now() + delay;
                         }
-                        Err(e) => {
-                            self.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(%peer, "peer served a bad blob: {e}");
-                        }
+                        None => exhausted = true,
                     }
                 }
-                Ok(Response::NotFound) => {}
-                Ok(other) => tracing::debug!(%peer, blob = %id, "unexpected answer to get: {other:?}"),
-                Err(e) => tracing::debug!(%peer, blob = %id, "get failed: {e}"),
             }
         }
+    }
+
+    /// One request for a blob to one peer: the verified blob, or None.
+    async fn ask_for(self: &Arc<Self>, peer: NodeId, id: BlobId) -> Option<VerifiedBlob> {
+        match self.request(peer, || Request::GetBlob { id }).await {
+            Ok(Response::Blob { data }) => {
+                let len = data.len() as u64;
+                match blocking(move || VerifiedBlob::check(id, data.into())).await {
+                    Ok(blob) => {
+                        self.stats.bytes_received.fetch_add(len, Ordering::Relaxed);
+                        return Some(blob);
+                    }
+                    Err(e) => {
+                        self.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, "peer served a bad blob: {e}");
+                    }
+                }
+            }
+            Ok(Response::NotFound) => {}
+            Ok(other) => tracing::debug!(%peer, blob = %id, "unexpected answer to get: {other:?}"),
+            Err(e) => tracing::debug!(%peer, blob = %id, "get failed: {e}"),
+        }
         None
+    }
+
+    /// How long a fetch waits for a holder before asking the next too.
+    fn hedge_delay(&self) -> Duration {
+        let times = self.fetch_times.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sorted: Vec<Duration> = times.iter().copied().collect();
+        drop(times);
+        sorted.sort_unstable();
+        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(HEDGE_FLOOR);
+        (median * HEDGE_FACTOR).max(HEDGE_FLOOR).min(self.config.request_timeout)
+    }
+
+    fn record_fetch_time(&self, took: Duration) {
+        let mut times = self.fetch_times.lock().unwrap_or_else(|e| e.into_inner());
+        if times.len() == FETCH_SAMPLES {
+            times.pop_front();
+        }
+        times.push_back(took);
     }
 
     /// Which alive peers hold each blob.

@@ -53,6 +53,9 @@ pub struct Stats {
     /// Requests to peers that timed out (the peer is then asked last by
     /// fetches for a while).
     pub request_timeouts: u64,
+    /// Requests for a blob sent to a second holder because the first was
+    /// slow to answer (hedged fetches; the first good answer is taken).
+    pub hedged_requests: u64,
     /// Blobs the background scrub read and found good.
     pub blobs_scrubbed: u64,
     /// Bytes of those blobs.
@@ -233,6 +236,7 @@ impl Node {
             stats.verification_failures += c.verification_failures.load(Ordering::Relaxed);
             stats.blobs_repaired = c.repaired.load(Ordering::Relaxed);
             stats.request_timeouts = c.request_timeouts.load(Ordering::Relaxed);
+            stats.hedged_requests = c.hedged_requests.load(Ordering::Relaxed);
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
         stats

@@ -166,6 +166,7 @@ class Stats:
     peers_alive: int
     blobs_repaired: int
     request_timeouts: int
+    hedged_requests: int
     blobs_scrubbed: int
     bytes_scrubbed: int
     scrub_corrupt: int
