@@ -368,19 +368,16 @@ async fn a_slow_holder_is_replaced_by_the_next_one() {
 async fn a_get_does_not_wait_for_a_slow_holder_it_hedges() {
     let dir = TempDir::new().unwrap();
     let (slow, quick, key, data, _) = slow_and_quick_holders(&dir).await;
-    // A timeout this long would show in the get's time and in its counters:
-    // only hedging gets past the slow node without one.
+    // Without hedging, a request to the slow node would wait for this
+    // timeout and show in the counters: only hedging gets past it without one.
     let request_timeout = Duration::from_secs(20);
     let getter = getter_of(&dir, &slow, &quick, request_timeout).await;
-    let started = std::time::Instant::now();
     let got =
         tokio::time::timeout(Duration::from_secs(60), getter.get_bytes(&key)).await.expect("the get ends").unwrap();
-    let took = started.elapsed();
     assert!(got == data);
     let stats = getter.stats();
     assert_eq!(stats.request_timeouts, 0, "no request waited for its timeout");
     assert!(stats.hedged_requests >= 1, "the slow node was hedged around");
-    assert!(took < request_timeout / 2, "the get took {took:?}, near a request timeout ({request_timeout:?})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
