@@ -183,10 +183,17 @@ async fn a_node_back_after_its_blobs_were_re_replicated_adds_no_copies() {
         })
         .await;
     }
-    // Its ideal holders already have every blob: a few rounds make no copies
-    // (watching that nothing happens: until the returning node's first
-    // rounds, which come once its view of the network has settled).
-    tokio::time::sleep(net_config(&victim_dir, &[]).dead_after + 4 * REPAIR_INTERVAL).await;
+    // Its ideal holders already have every blob: once the returning node
+    // sees everyone, a round on every node makes no copies.
+    let everyone = nodes.len() - 1;
+    wait_for("the returning node to see every node", Duration::from_secs(30), || {
+        alive(nodes.last().unwrap()) == everyone
+    })
+    .await;
+    for n in &nodes {
+        let round = n.repair_round().await.unwrap();
+        assert_eq!(round.copied, 0, "{} copied after the node came back: {round:?}", n.id());
+    }
     for ((id, now), before) in ids.iter().zip(holders(&nodes)).zip(restored) {
         let new: Vec<_> = now.iter().filter(|n| !before.contains(n) && **n != victim_id).collect();
         assert!(new.is_empty(), "blob {id} was copied to {new:?} after the node came back");
