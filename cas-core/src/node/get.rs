@@ -35,8 +35,11 @@ impl Node {
         let id = manifest.chunk_ids[i as usize];
         let key = manifest.chunk_keys[i as usize];
         let len = manifest.header.chunk_len(i);
-        let blob = self.fetch_blob(id).await?;
-        blocking(move || open_chunk(&key, blob.into_bytes(), len).map_err(|why| Error::integrity_blob(&id, why))).await
+        // Read (or fetched and kept), verified and opened in one blocking task.
+        self.fetch_then(id, move |blob| {
+            open_chunk(&key, blob.into_bytes(), len).map_err(|why| Error::integrity_blob(&id, why))
+        })
+        .await
     }
 
     /// The plaintext of every chunk, in order, fetched and decrypted

@@ -294,30 +294,42 @@ impl Node {
         Ok(())
     }
 
-    /// Gets a verified blob: from the local store first, then from peers
-    /// (kept locally if so configured). A corrupt local copy was quarantined
-    /// by the store and is replaced by a good replica when one exists.
-    pub(crate) async fn fetch_blob(&self, id: BlobId) -> Result<VerifiedBlob> {
+    /// Gets a verified blob (from the local store first, then from peers,
+    /// kept locally if so configured), then runs `then` on it in the same
+    /// blocking task as the read (local) or the keeping (fetched): one thread
+    /// hop per blob, not two, on the path of every chunk of a get. A corrupt
+    /// local copy was quarantined by the store and is replaced by a good
+    /// replica when one exists.
+    pub(crate) async fn fetch_then<T: Send + 'static>(
+        &self,
+        id: BlobId,
+        then: impl FnOnce(VerifiedBlob) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.check_open()?;
         let store = self.inner.store.clone();
-        let local_error = match blocking(move || store.get(&id)).await {
-            Ok(Some(blob)) => return Ok(blob),
-            Ok(None) => Error::NotFound { what: format!("blob {id}") },
-            Err(e) => e,
+        // A local miss hands `then` back for the fetched blob.
+        let (then, local_error) = match blocking(move || match store.get(&id) {
+            Ok(Some(blob)) => Ok(then(blob)),
+            Ok(None) => Err((then, Error::NotFound { what: format!("blob {id}") })),
+            Err(e) => Err((then, e)),
+        })
+        .await
+        {
+            Ok(result) => return result,
+            Err(missed) => missed,
         };
         let Some(net) = &self.inner.net else { return Err(local_error) };
         let Some(blob) = net.fetch(id).await else { return Err(local_error) };
-        if self.inner.config.keep_fetched {
-            let (store, blob) = (self.inner.store.clone(), blob);
-            return blocking(move || {
+        let keep = self.inner.config.keep_fetched.then(|| self.inner.store.clone());
+        blocking(move || {
+            if let Some(store) = keep {
                 if let Err(e) = store.put_from(&blob, Origin::Fetched) {
                     tracing::debug!(blob = %id, "not keeping a fetched blob: {e}");
                 }
-                Ok(blob)
-            })
-            .await;
-        }
-        Ok(blob)
+            }
+            then(blob)
+        })
+        .await
     }
 
     pub(crate) fn network(&self) -> Option<&Arc<Network>> {
@@ -327,12 +339,12 @@ impl Node {
     /// Fetches and opens the manifest of `key`.
     pub(crate) async fn load_manifest(&self, key: &Key) -> Result<Manifest> {
         self.check_open()?;
-        let blob = self.fetch_blob(key.manifest_id).await.map_err(|e| match e {
-            Error::NotFound { .. } => Error::NotFound { what: format!("key {}…", &key.to_string()[..16]) },
-            e => e,
-        })?;
         let km = key.manifest_key;
-        let manifest = blocking(move || Manifest::open(blob.bytes(), &km)).await?;
-        Ok(manifest)
+        self.fetch_then(key.manifest_id, move |blob| Ok(Manifest::open(blob.bytes(), &km)?)).await.map_err(
+            |e| match e {
+                Error::NotFound { .. } => Error::NotFound { what: format!("key {}…", &key.to_string()[..16]) },
+                e => e,
+            },
+        )
     }
 }
