@@ -5,15 +5,13 @@
 //! destination, unlinked on failure or cancellation (but left behind if the
 //! process is killed).
 
-use std::ffi::CString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use tempfile::TempPath;
+
+use crate::store::unnamed::{link_unnamed, open_unnamed};
 
 const TEMP_PREFIX: &str = ".cas-get-";
 
@@ -28,11 +26,8 @@ pub(crate) enum Pending {
 /// Opens the output for `dest`, in the directory `parent`.
 pub(crate) fn create(parent: &Path) -> io::Result<(File, Pending)> {
     // 0666 before the umask, like any newly created file.
-    match OpenOptions::new().write(true).custom_flags(libc::O_TMPFILE).mode(0o666).open(parent) {
-        Ok(file) => return Ok((file, Pending::Unnamed { dir: parent.to_path_buf() })),
-        // Not supported by this file system or kernel: a named temporary file.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)) => {}
-        Err(e) => return Err(e),
+    if let Some(file) = open_unnamed(parent, 0o666)? {
+        return Ok((file, Pending::Unnamed { dir: parent.to_path_buf() }));
     }
     let tmp = tempfile::Builder::new()
         .prefix(TEMP_PREFIX)
@@ -56,29 +51,5 @@ impl Pending {
                 })
             }
         }
-    }
-}
-
-/// Links an O_TMPFILE file at `name` (through /proc/self/fd, which needs no
-/// privilege; AT_EMPTY_PATH, which does, when /proc is not mounted).
-fn link_unnamed(file: &File, name: &Path) -> io::Result<()> {
-    let target = CString::new(name.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let fd = file.as_raw_fd();
-    let proc_path = CString::new(format!("/proc/self/fd/{fd}")).map_err(io::Error::other)?;
-    // SAFETY: both paths are NUL-terminated C strings that outlive the calls.
-    let rc = unsafe {
-        libc::linkat(libc::AT_FDCWD, proc_path.as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::AT_SYMLINK_FOLLOW)
-    };
-    if rc == 0 {
-        return Ok(());
-    }
-    let proc_err = io::Error::last_os_error();
-    let empty = c"";
-    // SAFETY: as above; AT_EMPTY_PATH links the file `fd` itself.
-    let rc = unsafe { libc::linkat(fd, empty.as_ptr(), libc::AT_FDCWD, target.as_ptr(), libc::AT_EMPTY_PATH) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(proc_err)
     }
 }

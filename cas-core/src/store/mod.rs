@@ -1,10 +1,14 @@
 //! The blob store of one data directory: immutable, verified blobs as files.
 //!
 //! Layout: `blobs/<first two hex chars>/<64 hex chars>`; a write goes to a
-//! `.tmp-*` file beside its blob, is fsynced (if configured) and renamed, so
-//! a blob is either absent or whole; leftovers of a crash are removed at
-//! open. (Temporary files live in the fan-out directories, not in one shared
-//! directory, so that parallel writers do not all contend on one directory.) Blobs that fail verification on read move to `quarantine/`.
+//! file without a name (O_TMPFILE) in its blob's directory, is fsynced (if
+//! configured) and linked in under its id, so a blob is either absent or
+//! whole, and a crash leaves nothing behind. Where the file system has no
+//! O_TMPFILE, the file is a named `.tmp-*` one, renamed; leftovers of a
+//! crash are then removed at open. (Files being written live in the fan-out
+//! directories, not in one shared directory, so that parallel writers do not
+//! all contend on one directory.) Blobs that fail verification on read move
+//! to `quarantine/`.
 //!
 //! Every blob file has a row in the blob index (`index.rs`): its length,
 //! how it came, when it was last verified. The totals and every
@@ -15,6 +19,7 @@ mod catalog;
 mod data_dir;
 mod db;
 mod index;
+pub(crate) mod unnamed;
 
 use std::fs::{self, File};
 use std::io::{ErrorKind as IoKind, Read, Write};
@@ -28,6 +33,7 @@ pub use data_dir::{DataDir, IDENTITY_FILE, NETWORK_KEY_FILE};
 pub(crate) use index::Placement;
 pub use index::{BlobEntry, Origin, INDEX_FILE};
 use index::{Index, Opened};
+use unnamed::{link_unnamed, open_unnamed};
 
 use crate::error::{is_disk_full, Error, Result};
 use crate::format::{BlobId, MAX_BLOB_LEN};
@@ -231,6 +237,25 @@ impl BlobStore {
             Ok(()) => {}
             Err(e) if e.kind() == IoKind::AlreadyExists => {}
             Err(e) => return Err(ctx(e)),
+        }
+        // A file without a name, linked in whole: no temporary name to create
+        // and remove, and nothing left behind by a crash. A named temporary
+        // file where the file system cannot.
+        if let Some(mut file) = open_unnamed(dir, 0o600).map_err(ctx)? {
+            file.write_all(bytes).map_err(ctx)?;
+            if self.inner.fsync {
+                file.sync_data().map_err(ctx)?;
+            }
+            // A link never replaces: a concurrent writer of the same id wins, we are a no-op.
+            match link_unnamed(&file, path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == IoKind::AlreadyExists => return Ok(false),
+                Err(e) => return Err(ctx(e)),
+            }
+            if self.inner.fsync {
+                sync_dir(dir).map_err(ctx)?;
+            }
+            return Ok(true);
         }
         let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).map_err(ctx)?;
         tmp.write_all(bytes).map_err(ctx)?;
