@@ -61,6 +61,13 @@ lint:
 bench: build
 	./target/release/cas-bench
 
+## Where put and get spend their time (perf samples by kind of work), and
+## the CPU-seconds of every process of a network put and get (bench/profile.py).
+.PHONY: profile
+profile: build
+	@scripts/apt-missing.sh "make profile" "its sample profile" perf:linux-perf
+	python3 bench/profile.py target/release/cas-bench
+
 ## libcas.so and libcas.a in target/release (built with the rest, see CRATES),
 ## with the link libcas.so.$(MAJOR) (its SONAME) that programs linked against
 ## the build tree load.
