@@ -118,8 +118,9 @@ pub fn render(rows: &[Row], m: &Method) -> String {
     writeln!(
         out,
         "{}, {} cores. {} file, 1 MiB chunks; MB/s = 10^6 plaintext bytes per second, the median of {} runs. \
-         Beside each run of a local row, in the same memory state: the crypto ceiling of its direction ({}) \
-         and the I/O baseline (the same file operations without crypto); the combined ceiling of a run is \
+         Beside each run of a local row, right before it and again right after it (each figure at the higher \
+         of the two): the crypto ceiling of its direction ({}) and the I/O baseline (the same file operations \
+         without crypto); the combined ceiling of a run is \
          1 / (1/crypto + 1/I/O baseline), since both share the same cores. `vs combined` is the median of each \
          run's throughput over its own combined ceiling (likewise `vs crypto`, `vs I/O`); the ceiling columns \
          are medians. Network rows are against local (fsync off), the HTTP row against local get of the same \
