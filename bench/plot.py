@@ -48,8 +48,10 @@ def main():
     y = range(len(bars))
     ax.barh(y, values, color=[COLORS[group(r["operation"])] for r in bars], height=0.6)
     for i, (r, v) in enumerate(zip(bars, values)):
-        ax.text(v + 0.01, i, f"{v:.2f}  ({r['mb_per_s']:.0f} MB/s)", va="center", fontsize=9)
         target = r["fraction"]["target"]
+        # The figure right of the bar and of its target mark.
+        x = max(v, target if target is not None else 0) + 0.015
+        ax.text(x, i, f"{v:.2f}  ({r['mb_per_s']:.0f} MB/s)", va="center", fontsize=9)
         if target is not None:
             ax.plot([target, target], [i - 0.4, i + 0.4], color="red", linewidth=2.5)
     ax.axvline(1.0, color="gray", linestyle="--", linewidth=1)
