@@ -190,6 +190,9 @@ pub fn render(rows: &[Row], m: &Method) -> String {
     writeln!(out, "\nTargets (median of {} runs):\n", m.runs).unwrap();
     for r in rows {
         if let Some(Fraction { of, value, target: Some(target) }) = &r.fraction {
+            if !value.is_finite() {
+                continue; // not measured in this run (CAS_BENCH_NETWORK_ONLY: no local rows)
+            }
             writeln!(
                 out,
                 "- {}: {} of {of} (target >= {target}): {}",
