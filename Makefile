@@ -57,9 +57,11 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
-## Benchmark table (see README).
-bench: build
+## Benchmark table (see README): bench/results.md and bench/results.json,
+## then the plot bench/throughput.png drawn from the JSON.
+bench: build bench-tools
 	./target/release/cas-bench
+	$(VENV_PY) bench/plot.py bench/results.json bench/throughput.png
 
 ## Where put and get spend their time (perf samples by kind of work), and
 ## the CPU-seconds of every process of a network put and get (bench/profile.py).
@@ -130,7 +132,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: venv py netns-tools browser-tools test-py test-py-network test-repeat demo-py soak
+.PHONY: venv py netns-tools browser-tools bench-tools test-py test-py-network test-repeat demo-py soak
 
 venv: $(VENV)/.installed
 
@@ -163,6 +165,11 @@ browser-tools: venv
 	@$(VENV_PY) -c "import selenium" 2>/dev/null || \
 		$(VENV_PY) -m pip install --progress-bar off --disable-pip-version-check "selenium>=4.20,<5" || \
 		echo "could not install selenium: tests/python/test_web.py will skip" >&2
+
+## What the benchmark's plot (bench/plot.py) needs: matplotlib (pip, into .venv).
+bench-tools: venv
+	@$(VENV_PY) -c "import matplotlib" 2>/dev/null || \
+		$(VENV_PY) -m pip install --progress-bar off --disable-pip-version-check "matplotlib>=3.7,<4"
 
 ## pytest exits 5 when it collects no test: a failure here like any non-zero status.
 test-py: py netns-tools browser-tools

@@ -51,3 +51,63 @@ pub fn get(dir: &Path, out: &Path, size: u64, chunk: usize) -> f64 {
     }
     size as f64 / start.elapsed().as_secs_f64()
 }
+
+/// The disk's fsynced write rate: `total` bytes in `chunk`-byte pieces by
+/// `threads` threads, each piece into a new file in one of 256 directories,
+/// the file fsynced and then its directory, as the store does with fsync on.
+/// Returns bytes per second.
+pub fn fsynced_write(dir: &Path, total: u64, chunk: usize, threads: usize) -> f64 {
+    let count = total.div_ceil(chunk as u64);
+    for fan in 0..256 {
+        std::fs::create_dir_all(dir.join(format!("{fan:02x}"))).expect("fan-out directory");
+    }
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads as u64 {
+            s.spawn(move || {
+                let mut buf: Vec<u8> = (0..chunk).map(|i| (i as u8).wrapping_mul(7) ^ t as u8).collect();
+                for i in (t..count).step_by(threads) {
+                    buf[..8].copy_from_slice(&i.to_le_bytes());
+                    let len = (total - i * chunk as u64).min(chunk as u64) as usize;
+                    let fan = dir.join(format!("{:02x}", i % 256));
+                    let mut file = File::create(fan.join(i.to_string())).expect("create piece");
+                    file.write_all(&buf[..len]).expect("write piece");
+                    file.sync_data().expect("fsync piece");
+                    File::open(&fan).and_then(|d| d.sync_all()).expect("fsync directory");
+                }
+            });
+        }
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Raw TCP over loopback: `size` bytes from a writer thread to a reader
+/// thread through one socket on 127.0.0.1, in `buf`-byte writes and reads,
+/// no crypto. Returns bytes per second.
+pub fn tcp_loopback(size: u64, buf: usize) -> f64 {
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let address = listener.local_addr().expect("its address");
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut stream = TcpStream::connect(address).expect("connect over loopback");
+            let data = vec![0x5au8; buf];
+            let mut sent = 0u64;
+            while sent < size {
+                let n = (size - sent).min(buf as u64) as usize;
+                stream.write_all(&data[..n]).expect("send");
+                sent += n as u64;
+            }
+        });
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut data = vec![0u8; buf];
+        let mut received = 0u64;
+        while received < size {
+            let n = conn.read(&mut data).expect("receive");
+            assert!(n > 0, "the writer closed early");
+            received += n as u64;
+        }
+    });
+    size as f64 / start.elapsed().as_secs_f64()
+}

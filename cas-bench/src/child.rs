@@ -21,9 +21,10 @@ pub struct Measured {
 }
 
 /// Runs `put DATA_DIR FILE FSYNC [BOOTSTRAP PEERS]`,
-/// `get DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]` or `http DATA_DIR KEY
-/// DEST FSYNC` (`GET /cas/KEY` of the node's HTTP gateway over loopback
-/// TCP, into DEST) in a child. With
+/// `get DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]`, `open DATA_DIR KEY DEST
+/// FSYNC [BOOTSTRAP PEERS]` (`Node::open`, read in order into DEST) or
+/// `http DATA_DIR KEY DEST FSYNC` (`GET /cas/KEY` of the node's HTTP
+/// gateway over loopback TCP, into DEST) in a child. With
 /// BOOTSTRAP, the child's node listens on 127.0.0.1, joins through that
 /// address and waits until it sees PEERS alive peers before timing.
 pub fn run(args: &[&str]) -> Measured {
@@ -140,6 +141,10 @@ pub fn main(args: &[String]) -> cas_core::Result<()> {
                 node.get_file(&Key::parse(key)?, Path::new(dest), None).await?;
                 None
             }
+            ("open", [key, dest, _]) => {
+                read_sequentially(&node, &Key::parse(key)?, Path::new(dest)).await?;
+                None
+            }
             ("http", [key, dest, _]) => {
                 let start = Instant::now();
                 let server = cas_http::serve(node.clone(), "127.0.0.1:0", cas_http::Options::default()).await?;
@@ -150,7 +155,7 @@ pub fn main(args: &[String]) -> cas_core::Result<()> {
                 return finish(&node, start.elapsed() - setup, None).await;
             }
             _ => panic!(
-                "usage: {SUBCOMMAND} put DATA_DIR FILE FSYNC | get|http DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]"
+                "usage: {SUBCOMMAND} put DATA_DIR FILE FSYNC | get|open|http DATA_DIR KEY DEST FSYNC [BOOTSTRAP PEERS]"
             ),
         };
         finish(&node, start.elapsed(), key).await
@@ -165,6 +170,29 @@ async fn finish(node: &Node, took: std::time::Duration, key: Option<String>) -> 
         print!(" key={key}");
     }
     println!();
+    Ok(())
+}
+
+/// The size of each `FileReader::read` of the sequential `open` reads.
+const OPEN_READ: usize = 1 << 20;
+
+/// `Node::open`, then reads of OPEN_READ bytes in order to the end, each
+/// written to `dest` (as a program streaming a file out would; `get_file`
+/// writes a file too, so the two compare).
+async fn read_sequentially(node: &Node, key: &Key, dest: &Path) -> cas_core::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut reader = node.open(key).await?;
+    let mut out = tokio::fs::File::create(dest).await.expect("create the output");
+    let mut buf = vec![0u8; OPEN_READ];
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n]).await.expect("write the output");
+    }
+    out.flush().await.expect("flush the output");
+    assert_eq!(reader.position(), reader.size(), "read to the end");
     Ok(())
 }
 

@@ -1,34 +1,41 @@
-//! `make bench`: on this machine, in one run, the crypto ceiling of put and
-//! get, the I/O baseline (the same file operations without crypto), local
-//! put and get of a 1 GiB file through the real `Node` API (fsync off and
-//! on), `GET /cas/{key}` of that file from the HTTP gateway over loopback
-//! (against local get), network put (3 replicas) and get (from non-owners) on a loopback
-//! cluster of node processes, and the peak memory of each. Prints a Markdown
-//! table and writes it to `bench/results.md`.
+//! `make bench`: on this machine, in one run, local put and get of a 1 GiB
+//! file through the real `Node` API (fsync off and on), each run with the
+//! crypto ceiling and the I/O baseline of its direction measured beside it
+//! (and the disk's fsynced write rate beside the fsync-on runs); `GET
+//! /cas/{key}` of that file from the HTTP gateway over loopback; network put
+//! (3 replicas), get and sequential `Node::open` reads (from non-owners) on
+//! a loopback cluster of node processes, with raw TCP over loopback beside
+//! them; and the peak memory of each process. Prints a Markdown table and
+//! writes it to `bench/results.md`, and the rows to `bench/results.json`
+//! (which `bench/plot.py` draws into `bench/throughput.png`).
 //!
-//! Throughput is plaintext bytes per second (MB = 10^6 bytes), the best of a
-//! few runs, for the ceilings and the operations alike: other load on the
-//! machine only makes a run slower. Each put and get runs in a child process
-//! of its own (this binary with a hidden subcommand) whose peak RSS is read
-//! from VmHWM. Dirty pages are synced before each timed step, so that one
-//! step's writeback does not run during the next; the input file is in the
-//! page cache.
+//! Throughput is plaintext bytes per second (MB = 10^6 bytes), the median
+//! of three runs. The ceilings are measured beside each run rather than once
+//! because on this VM fresh page-cache memory is slow to touch the first
+//! time, so the same copy costs more or less from one moment to the next;
+//! each run is judged against what the machine allowed at that moment. Each
+//! put and get runs in a child process of its own (this binary with a hidden
+//! subcommand) whose peak RSS is read from VmHWM. Dirty pages are synced
+//! before each timed step, so that one step's writeback does not run during
+//! the next; the input file is in the page cache.
 //!
-//! `CAS_BENCH_DIR` chooses where the file and data directories go (default:
-//! the system temporary directory); `CAS_BENCH_PARALLELISM` sets
-//! `Config::parallelism` in the children, and `CAS_BENCH_NETWORK_ONLY=1`
-//! runs only the network rows (printed, not saved), `CAS_BENCH_REPAIR_ONLY=1`
-//! only the repair rounds: knobs for experiments.
+//! Knobs: `CAS_BENCH_MIB` sets the file size in MiB (default 1024; for quick
+//! runs); `CAS_BENCH_DIR` where the files go (default: the system temporary
+//! directory); `CAS_BENCH_PARALLELISM` sets `Config::parallelism` in the
+//! children; `CAS_BENCH_NETWORK_ONLY=1` runs only the network rows (printed,
+//! not saved), `CAS_BENCH_REPAIR_ONLY=1` only the repair rounds;
+//! `BENCH_BIG=1` only the 5 GiB run of `big.rs` (into `bench/results-big.md`).
 //!
 //! After the table, the cost of a repair round on a store of 100,000 blobs
 //! (`repair.rs`): the first round after a start against rounds with no change.
 
 mod baseline;
+mod big;
 mod ceiling;
 mod child;
 mod repair;
+mod report;
 
-use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,19 +43,28 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-/// Size of the file put and got.
-const FILE_SIZE: u64 = 1 << 30;
-/// Runs of each put/get; the best is reported.
+use report::{combined, median, size_label, Fraction, Method, Row};
+
+/// Size of the file put and got, in MiB, unless SIZE_ENV says otherwise.
+const DEFAULT_MIB: u64 = 1024;
+const SIZE_ENV: &str = "CAS_BENCH_MIB";
+/// Set: only the network rows.
+const NETWORK_ONLY_ENV: &str = "CAS_BENCH_NETWORK_ONLY";
+/// Set: only the repair rounds.
+const REPAIR_ONLY_ENV: &str = "CAS_BENCH_REPAIR_ONLY";
+/// Set: only the big run (`big.rs`).
+const BIG_ENV: &str = "BENCH_BIG";
+/// Runs of each put/get; the median is reported.
 const RUNS: usize = 3;
-/// Each crypto ceiling is the best of this many windows of CEILING_TIME.
+/// The crypto ceiling beside each run: the best of this many windows.
 const CEILING_WINDOWS: usize = 3;
-const CEILING_TIME: Duration = Duration::from_secs(1);
-/// Targets of the issue: put and get (fsync off) at this share of their
-/// ceiling, and peak RSS under this many MiB.
-const TARGET_RATIO: f64 = 0.8;
-const TARGET_RSS_MIB: f64 = 150.0;
-/// The secure transport may cost at most this share of network throughput.
-const TARGET_TRANSPORT_COST: f64 = 0.10;
+const CEILING_TIME: Duration = Duration::from_millis(500);
+/// Bytes written by each measurement of the fsynced write rate.
+const FSYNCED_BYTES: u64 = 256 << 20;
+/// The pieces of the baselines: one default chunk.
+const PIECE: usize = 1 << 20;
+/// Nodes of the loopback cluster, besides the putting and getting ones.
+const CLUSTER_NODES: usize = 4;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -65,150 +81,86 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// One line of the table.
-struct Row {
-    operation: String,
-    mb_per_s: f64,
-    /// Against the crypto ceiling of the same direction.
-    vs_crypto: Option<f64>,
-    /// Against the I/O baseline of the same direction.
-    vs_io: Option<f64>,
-    /// Network rows: against the local figure (fsync off).
-    vs_local: Option<f64>,
-    peak_rss_mib: Option<f64>,
+/// The file size: SIZE_ENV MiB, or `default_mib`.
+fn file_size(default_mib: u64) -> u64 {
+    let mib = std::env::var(SIZE_ENV).ok().map(|v| v.parse::<u64>().expect("CAS_BENCH_MIB: a number of MiB"));
+    let mib = mib.unwrap_or(default_mib);
+    assert!(mib > 0, "CAS_BENCH_MIB must be at least 1");
+    mib << 20
 }
 
-/// Set: only the network rows.
-const NETWORK_ONLY_ENV: &str = "CAS_BENCH_NETWORK_ONLY";
-/// Set: only the repair rounds.
-const REPAIR_ONLY_ENV: &str = "CAS_BENCH_REPAIR_ONLY";
+/// `bench/NAME` in the source tree.
+fn results_path(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench");
+    std::fs::create_dir_all(&dir).expect("bench directory");
+    dir.join(name)
+}
 
-/// Nodes of the loopback cluster, besides the putting and getting ones.
-const CLUSTER_NODES: usize = 4;
+/// Where the bench works: the input file, in a temporary directory removed
+/// when this is dropped.
+struct Setup {
+    work: tempfile::TempDir,
+    input: PathBuf,
+    digest: [u8; 32],
+    size: u64,
+    cores: usize,
+}
+
+impl Setup {
+    fn new(base: &Path, size: u64, cores: usize) -> Setup {
+        let work = tempfile::Builder::new().prefix("cas-bench-").tempdir_in(base).expect("bench directory");
+        let input = work.path().join("input.bin");
+        eprintln!("writing a {} input file in {}...", size_label(size), work.path().display());
+        write_input(&input, size);
+        let digest = digest(&input); // also warms the page cache
+        sync();
+        Setup { work, input, digest, size, cores }
+    }
+
+    fn path(&self) -> &Path {
+        self.work.path()
+    }
+}
 
 fn bench() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let base = std::env::var_os("CAS_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
     if std::env::var_os(REPAIR_ONLY_ENV).is_some() {
         let work = tempfile::Builder::new().prefix("cas-bench-").tempdir_in(&base).expect("bench directory");
-        println!("{}", render_repair(repair::measure(work.path())));
+        println!("{}", report::render_repair(repair::measure(work.path())));
         return;
     }
-    eprintln!("measuring the crypto ceiling on {cores} cores...");
-    let (put_ceiling, get_ceiling) = ceiling::measure(CEILING_WINDOWS, CEILING_TIME);
-    let mut rows = vec![
-        Row {
-            operation: format!("crypto ceiling, put: 2x SHA-256 + AES-256-GCM ({cores} threads)"),
-            mb_per_s: put_ceiling / 1e6,
-            vs_crypto: Some(1.0),
-            vs_io: None,
-            vs_local: None,
-            peak_rss_mib: None,
-        },
-        Row {
-            operation: format!("crypto ceiling, get: SHA-256 + AES-256-GCM ({cores} threads)"),
-            mb_per_s: get_ceiling / 1e6,
-            vs_crypto: Some(1.0),
-            vs_io: None,
-            vs_local: None,
-            peak_rss_mib: None,
-        },
-    ];
-
-    let work = tempfile::Builder::new().prefix("cas-bench-").tempdir_in(&base).expect("bench directory");
-    let input = work.path().join("input.bin");
-    eprintln!("writing a {} MiB input file in {}...", FILE_SIZE >> 20, work.path().display());
-    write_input(&input, FILE_SIZE);
-    let input_digest = digest(&input); // also warms the page cache
-    sync();
+    if std::env::var_os(BIG_ENV).is_some() {
+        big::run(&base, file_size(big::DEFAULT_MIB), cores);
+        return;
+    }
+    let setup = Setup::new(&base, file_size(DEFAULT_MIB), cores);
+    let method = Method {
+        cores,
+        size: setup.size,
+        runs: RUNS,
+        ceiling: format!("best of {CEILING_WINDOWS} windows of {CEILING_TIME:?} on every core"),
+    };
     if std::env::var_os(NETWORK_ONLY_ENV).is_some() {
         // A knob for experiments: the network rows only, printed, not saved.
-        println!("{}", render(&network(work.path(), &input, &input_digest, f64::NAN, f64::NAN), cores));
+        println!("{}", report::render(&network(&setup, f64::NAN, f64::NAN), &method));
         return;
     }
-
-    // The I/O baseline runs beside each put and get below, in the same memory
-    // state: on a VM whose freed memory goes back to the host, writes into
-    // fresh pages cost several times more than into warm ones.
-    let (mut io_put, mut io_get) = (0f64, 0f64);
-    let mut baseline = |run: usize| {
-        let dir = work.path().join(format!("baseline-{run}"));
-        let out = work.path().join("baseline.out");
-        sync();
-        io_put = io_put.max(baseline::put(&input, &dir, 1 << 20, cores));
-        sync();
-        io_get = io_get.max(baseline::get(&dir, &out, FILE_SIZE, 1 << 20));
-        std::fs::remove_dir_all(&dir).expect("remove baseline files");
-        std::fs::remove_file(&out).expect("remove baseline output");
+    let mut rows = local(&setup);
+    let fsync_off = |op: &str| {
+        let row = rows.iter().find(|r| r.operation.starts_with(op) && r.operation.ends_with("fsync off"));
+        row.expect("local row").mb_per_s * 1e6
     };
-    let mut local = Vec::new();
-    let mut http_gets = Vec::new();
-    for fsync in [false, true] {
-        let label = if fsync { "fsync on" } else { "fsync off" };
-        let (mut puts, mut gets) = (Vec::new(), Vec::new());
-        for run in 0..RUNS {
-            eprintln!("{label}: run {} of {RUNS}...", run + 1);
-            baseline(run);
-            let data_dir = work.path().join(format!("data-{run}"));
-            let dest = work.path().join(format!("out-{run}.bin"));
-            let flag = if fsync { "fsync" } else { "no-fsync" };
-            sync();
-            let put = child::run(&["put", path_str(&data_dir), path_str(&input), flag]);
-            let key = put.key.clone().expect("put reports the key");
-            sync();
-            let get = child::run(&["get", path_str(&data_dir), &key, path_str(&dest), flag]);
-            assert!(digest(&dest) == input_digest, "get returned other bytes than were put");
-            if !fsync {
-                // The same file through the HTTP gateway, over loopback.
-                std::fs::remove_file(&dest).expect("remove output");
-                sync();
-                let http = child::run(&["http", path_str(&data_dir), &key, path_str(&dest), flag]);
-                assert!(digest(&dest) == input_digest, "GET /cas/{{key}} returned other bytes than were put");
-                http_gets.push(http);
-            }
-            std::fs::remove_dir_all(&data_dir).expect("remove data directory");
-            std::fs::remove_file(&dest).expect("remove output");
-            puts.push(put);
-            gets.push(get);
-        }
-        let size = format!("{} GiB", FILE_SIZE >> 30);
-        local.push((format!("local put {size}, {label}"), puts, put_ceiling, true));
-        local.push((format!("local get {size}, {label}"), gets, get_ceiling, false));
-    }
-    let baseline_row = |operation: String, bytes_per_s: f64| Row {
-        operation,
-        mb_per_s: bytes_per_s / 1e6,
-        vs_crypto: None,
-        vs_io: Some(1.0),
-        vs_local: None,
-        peak_rss_mib: None,
-    };
-    rows.push(baseline_row(
-        format!("I/O baseline, put: 1 MiB pieces into new files, no crypto ({cores} threads)"),
-        io_put,
-    ));
-    rows.push(baseline_row("I/O baseline, get: those files into one file, no crypto".into(), io_get));
+    let (local_put, local_get) = (fsync_off("local put"), fsync_off("local get"));
+    rows.extend(network(&setup, local_put, local_get));
 
-    for (operation, runs, ceiling, is_put) in local {
-        let io = if is_put { io_put } else { io_get };
-        rows.push(row(operation, &runs, Some(ceiling), Some(io), None));
-    }
-    let local_put = rows.iter().find(|r| r.operation.starts_with("local put") && r.operation.ends_with("fsync off"));
-    let local_put = local_put.expect("local put row").mb_per_s * 1e6;
-    let local_get = rows.iter().find(|r| r.operation.starts_with("local get") && r.operation.ends_with("fsync off"));
-    let local_get = local_get.expect("local get row").mb_per_s * 1e6;
-    let size = format!("{} GiB", FILE_SIZE >> 30);
-    let http = format!("HTTP GET /cas/{{key}} {size} over loopback into a file, fsync off (vs local get)");
-    rows.push(row(http, &http_gets, Some(get_ceiling), Some(io_get), Some(local_get)));
-    rows.extend(network(work.path(), &input, &input_digest, local_put, local_get));
-
-    let mut table = render(&rows, cores);
-    table.push_str(&render_repair(repair::measure(work.path())));
+    let mut table = report::render(&rows, &method);
+    table.push_str(&report::render_repair(repair::measure(setup.path())));
     println!("{table}");
-    let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results.md");
-    std::fs::create_dir_all(results.parent().unwrap()).expect("bench directory");
-    std::fs::write(&results, &table).expect("write bench/results.md");
-    eprintln!("written to {}", results.display());
+    let (md, json) = (results_path("results.md"), results_path("results.json"));
+    std::fs::write(&md, &table).expect("write bench/results.md");
+    std::fs::write(&json, report::to_json(&rows, &method)).expect("write bench/results.json");
+    eprintln!("written to {} and {}", md.display(), json.display());
 }
 
 fn path_str(p: &Path) -> &str {
@@ -221,196 +173,299 @@ fn sync() {
     assert!(ok, "`sync` failed");
 }
 
-/// The best throughput of the runs, its ratios, and the largest peak RSS.
-fn row(operation: String, runs: &[child::Measured], crypto: Option<f64>, io: Option<f64>, local: Option<f64>) -> Row {
-    let best = runs.iter().map(|m| FILE_SIZE as f64 / m.seconds).fold(0.0, f64::max);
-    let peak = runs.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
-    Row {
-        operation,
-        mb_per_s: best / 1e6,
-        vs_crypto: crypto.map(|c| best / c),
-        vs_io: io.map(|c| best / c),
-        vs_local: local.map(|c| best / c),
-        peak_rss_mib: Some(peak),
+/// Plaintext bytes per second of one measured operation on `size` bytes.
+fn throughput(m: &child::Measured, size: u64) -> f64 {
+    size as f64 / m.seconds
+}
+
+/// One run of a local operation and what was measured beside it, in bytes
+/// per second.
+struct LocalRun {
+    measured: child::Measured,
+    crypto: f64,
+    io: f64,
+    /// fsync on: the disk's fsynced write rate.
+    fsynced: Option<f64>,
+}
+
+/// The I/O baseline of put and get beside run `run`, in the same memory
+/// state as the operation: on a VM whose freed memory goes back to the host,
+/// writes into fresh pages cost several times more than into warm ones.
+fn io_baseline(setup: &Setup, run: usize) -> (f64, f64) {
+    let dir = setup.path().join(format!("baseline-{run}"));
+    let out = setup.path().join("baseline.out");
+    sync();
+    let put = baseline::put(&setup.input, &dir, PIECE, setup.cores);
+    sync();
+    let get = baseline::get(&dir, &out, setup.size, PIECE);
+    std::fs::remove_dir_all(&dir).expect("remove baseline files");
+    std::fs::remove_file(&out).expect("remove baseline output");
+    (put, get)
+}
+
+/// What bounds one local run, in bytes per second.
+#[derive(Clone, Copy)]
+struct Ceilings {
+    crypto_put: f64,
+    crypto_get: f64,
+    io_put: f64,
+    io_get: f64,
+    /// fsync on: the disk's fsynced write rate.
+    fsynced: Option<f64>,
+}
+
+impl Ceilings {
+    fn measure(setup: &Setup, run: usize, fsync: bool) -> Ceilings {
+        let (crypto_put, crypto_get) = ceiling::measure(CEILING_WINDOWS, CEILING_TIME);
+        let (io_put, io_get) = io_baseline(setup, run);
+        let fsynced = fsync.then(|| fsynced_rate(setup));
+        Ceilings { crypto_put, crypto_get, io_put, io_get, fsynced }
+    }
+
+    /// Each figure at the higher of the two measurements.
+    fn max(self, other: Ceilings) -> Ceilings {
+        Ceilings {
+            crypto_put: self.crypto_put.max(other.crypto_put),
+            crypto_get: self.crypto_get.max(other.crypto_get),
+            io_put: self.io_put.max(other.io_put),
+            io_get: self.io_get.max(other.io_get),
+            fsynced: self.fsynced.zip(other.fsynced).map(|(a, b)| a.max(b)),
+        }
     }
 }
 
-/// Network put and get on a loopback cluster of node processes: a put from
-/// a fifth node (3 replicas), then a get on a sixth that holds nothing.
-/// Fresh cluster per run, fsync off everywhere. Each run is done twice, over
-/// the secure transport and with encryption off after the handshake (a
-/// bench-only mode), back to back so that both see the same machine.
-fn network(work: &Path, input: &Path, input_digest: &[u8; 32], local_put: f64, local_get: f64) -> Vec<Row> {
-    let (mut puts, mut gets, mut server_peak) = ([Vec::new(), Vec::new()], [Vec::new(), Vec::new()], 0u64);
-    for run in 0..RUNS {
-        for (mode, plaintext) in [false, true].into_iter().enumerate() {
-            let what = if plaintext { "plaintext" } else { "secure" };
-            eprintln!("network: run {} of {RUNS}, {what} ({CLUSTER_NODES} node processes)...", run + 1);
-            let (put, get, peak) =
-                cluster_run(&work.join(format!("cluster-{run}-{what}")), input, input_digest, plaintext);
-            puts[mode].push(put);
-            gets[mode].push(get);
-            server_peak = server_peak.max(peak);
+/// The disk's fsynced write rate beside a run (bytes per second).
+fn fsynced_rate(setup: &Setup) -> f64 {
+    let dir = setup.path().join("fsynced");
+    sync();
+    let rate = baseline::fsynced_write(&dir, FSYNCED_BYTES.min(setup.size), PIECE, setup.cores);
+    std::fs::remove_dir_all(&dir).expect("remove fsynced files");
+    rate
+}
+
+/// Local put and get, fsync off and on, and the HTTP gateway's GET, each
+/// run with its ceilings measured beside it.
+fn local(setup: &Setup) -> Vec<Row> {
+    let work = setup.path();
+    let size = size_label(setup.size);
+    let (mut rows, mut https, mut http_vs_get) = (Vec::new(), Vec::new(), Vec::new());
+    for fsync in [false, true] {
+        let label = if fsync { "fsync on" } else { "fsync off" };
+        let flag = if fsync { "fsync" } else { "no-fsync" };
+        let (mut puts, mut gets) = (Vec::new(), Vec::new());
+        for run in 0..RUNS {
+            eprintln!("{label}: run {} of {RUNS}: ceilings, put and get, ceilings again...", run + 1);
+            // The ceilings are measured right before the run and again right
+            // after it, each figure kept at the higher of the two: the run is
+            // never judged against a moment (load, memory state) worse than
+            // its own. Measured only before the run, in a first full run on a
+            // loaded machine, the I/O baseline came out below local put itself.
+            let before = Ceilings::measure(setup, run, fsync);
+            let data_dir = work.join(format!("data-{run}"));
+            let dest = work.join(format!("out-{run}.bin"));
+            sync();
+            let put = child::run(&["put", path_str(&data_dir), path_str(&setup.input), flag]);
+            let key = put.key.clone().expect("put reports the key");
+            sync();
+            let get = child::run(&["get", path_str(&data_dir), &key, path_str(&dest), flag]);
+            assert!(digest(&dest) == setup.digest, "get returned other bytes than were put");
+            let mut http = None;
+            if !fsync {
+                // The same file through the HTTP gateway, over loopback.
+                std::fs::remove_file(&dest).expect("remove output");
+                sync();
+                let measured = child::run(&["http", path_str(&data_dir), &key, path_str(&dest), flag]);
+                assert!(digest(&dest) == setup.digest, "GET /cas/{{key}} returned other bytes than were put");
+                http_vs_get.push(get.seconds / measured.seconds);
+                http = Some(measured);
+            }
+            std::fs::remove_dir_all(&data_dir).expect("remove data directory");
+            std::fs::remove_file(&dest).expect("remove output");
+            let c = before.max(Ceilings::measure(setup, run, fsync));
+            if let Some(http) = http {
+                https.push(LocalRun { measured: http, crypto: c.crypto_get, io: c.io_get, fsynced: None });
+            }
+            puts.push(LocalRun { measured: put, crypto: c.crypto_put, io: c.io_put, fsynced: c.fsynced });
+            gets.push(LocalRun { measured: get, crypto: c.crypto_get, io: c.io_get, fsynced: c.fsynced });
         }
+        let target = Some(if fsync { report::TARGET_LOCAL_FSYNC } else { report::TARGET_LOCAL });
+        rows.push(local_row(format!("local put {size}, {label}"), &puts, setup.size, target));
+        rows.push(local_row(format!("local get {size}, {label}"), &gets, setup.size, target));
     }
-    let size = format!("{} GiB", FILE_SIZE >> 30);
-    let put_name = format!("network put {size}, 3 replicas, {CLUSTER_NODES}+1 processes");
-    let get_name = format!("network get {size}, from non-owners");
-    let mut rows = vec![
-        row(put_name.clone(), &puts[0], None, None, Some(local_put)),
-        row(get_name.clone(), &gets[0], None, None, Some(local_get)),
-        row(format!("{put_name}, encryption off (bench only)"), &puts[1], None, None, Some(local_put)),
-        row(format!("{get_name}, encryption off (bench only)"), &gets[1], None, None, Some(local_get)),
-    ];
-    rows.push(Row {
-        operation: "cluster node process (largest of all)".into(),
-        mb_per_s: f64::NAN,
-        vs_crypto: None,
-        vs_io: None,
-        vs_local: None,
-        peak_rss_mib: Some(server_peak as f64 / 1024.0),
-    });
+    let http = format!("HTTP GET /cas/{{key}} {size} over loopback into a file, fsync off (vs local get)");
+    let mut http = local_row(http, &https, setup.size, None);
+    http.vs_local = Some(median(http_vs_get));
+    rows.push(http);
     rows
 }
 
-/// One fresh cluster: the put, the get, and the largest node peak RSS (KiB).
-fn cluster_run(
-    dir: &Path,
-    input: &Path,
-    input_digest: &[u8; 32],
+/// A local row: medians of the runs and of each run's ratios; the largest
+/// peak RSS.
+fn local_row(operation: String, runs: &[LocalRun], size: u64, target: Option<f64>) -> Row {
+    let each = |f: &dyn Fn(&LocalRun) -> f64| median(runs.iter().map(f));
+    let rate = |r: &LocalRun| throughput(&r.measured, size);
+    let ceiling = |r: &LocalRun| combined(r.crypto, r.io);
+    let vs_combined = each(&|r| rate(r) / ceiling(r));
+    let fsync_on = runs.iter().all(|r| r.fsynced.is_some());
+    let bound = |r: &LocalRun| ceiling(r).min(r.fsynced.unwrap_or(f64::INFINITY));
+    let vs_fsync_bound = fsync_on.then(|| each(&|r| rate(r) / bound(r)));
+    let fraction = match vs_fsync_bound {
+        Some(value) => Fraction { of: "min(combined ceiling, fsynced write rate)".into(), value, target },
+        None => Fraction { of: "the combined ceiling".into(), value: vs_combined, target },
+    };
+    Row {
+        operation,
+        mb_per_s: each(&rate) / 1e6,
+        crypto: Some(each(&|r| r.crypto) / 1e6),
+        io: Some(each(&|r| r.io) / 1e6),
+        combined: Some(each(&ceiling) / 1e6),
+        vs_combined: Some(vs_combined),
+        vs_crypto: Some(each(&|r| rate(r) / r.crypto)),
+        vs_io: Some(each(&|r| rate(r) / r.io)),
+        fsynced: fsync_on.then(|| each(&|r| r.fsynced.unwrap_or(f64::NAN)) / 1e6),
+        vs_fsync_bound,
+        peak_rss_mib: Some(peak_mib(runs.iter().map(|r| r.measured.peak_rss_kib))),
+        fraction: Some(fraction),
+        ..Row::default()
+    }
+}
+
+/// The largest of peak RSS figures in KiB, in MiB.
+fn peak_mib(kib: impl IntoIterator<Item = u64>) -> f64 {
+    kib.into_iter().max().unwrap_or(0) as f64 / 1024.0
+}
+
+/// Network put and get on a loopback cluster of node processes: a put from
+/// a fifth node (3 replicas), then a get, and `Node::open` read in order, on
+/// further nodes that hold nothing. Fresh cluster per run, fsync off
+/// everywhere. Each run is done twice, over the secure transport and with
+/// encryption off after the handshake (a bench-only mode; no open() there),
+/// back to back so that both see the same machine, after raw TCP over
+/// loopback.
+fn network(setup: &Setup, local_put: f64, local_get: f64) -> Vec<Row> {
+    let (mut secure, mut plain, mut raw) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        eprintln!("network: run {} of {RUNS}: raw TCP over loopback...", run + 1);
+        raw.push(baseline::tcp_loopback(setup.size, PIECE));
+        for plaintext in [false, true] {
+            let what = if plaintext { "plaintext" } else { "secure" };
+            eprintln!("network: run {} of {RUNS}, {what} ({CLUSTER_NODES} node processes)...", run + 1);
+            let plan = ClusterPlan { plaintext, open: !plaintext, drop_owner: false };
+            let result = cluster_run(&setup.path().join(format!("cluster-{run}-{what}")), setup, plan);
+            if plaintext { &mut plain } else { &mut secure }.push(result);
+        }
+    }
+    let size = size_label(setup.size);
+    let row = |operation: String, runs: &[&child::Measured], local: f64, target: Option<(&str, f64)>| {
+        let mb = median(runs.iter().map(|m| throughput(m, setup.size)));
+        let vs_local = mb / local;
+        Row {
+            operation,
+            mb_per_s: mb / 1e6,
+            vs_local: Some(vs_local),
+            vs_raw_tcp: Some(median(runs.iter().zip(&raw).map(|(m, r)| throughput(m, setup.size) / r))),
+            peak_rss_mib: Some(peak_mib(runs.iter().map(|m| m.peak_rss_kib))),
+            fraction: target.map(|(of, t)| Fraction { of: of.into(), value: vs_local, target: Some(t) }),
+            ..Row::default()
+        }
+    };
+    let put_name = format!("network put {size}, 3 replicas, {CLUSTER_NODES}+1 processes");
+    let get_name = format!("network get {size}, from non-owners");
+    let opens: Vec<&child::Measured> = secure.iter().filter_map(|r| r.open.as_ref()).collect();
+    let mut open = row(
+        format!("network open() {size} read sequentially, 1 MiB reads into a file, from non-owners"),
+        &opens,
+        local_get,
+        None,
+    );
+    let vs_get = median(secure.iter().filter_map(|r| Some(r.get.seconds / r.open.as_ref()?.seconds)));
+    open.fraction =
+        Some(Fraction { of: "network get_file (same runs)".into(), value: vs_get, target: Some(report::TARGET_OPEN) });
+    let rows = vec![
+        Row {
+            operation: format!("raw TCP over loopback {size}: one socket, 1 MiB writes and reads, no crypto"),
+            mb_per_s: median(raw.iter().copied()) / 1e6,
+            ..Row::default()
+        },
+        row(put_name.clone(), &puts(&secure), local_put, Some(("local put", report::TARGET_NETWORK_PUT))),
+        row(get_name.clone(), &gets(&secure), local_get, Some(("local get", report::TARGET_NETWORK_GET))),
+        open,
+        row(format!("{put_name}, encryption off (bench only)"), &puts(&plain), local_put, None),
+        row(format!("{get_name}, encryption off (bench only)"), &gets(&plain), local_get, None),
+        Row {
+            operation: "cluster node process (largest of all)".into(),
+            mb_per_s: f64::NAN,
+            peak_rss_mib: Some(peak_mib(secure.iter().chain(&plain).flat_map(|r| r.node_peaks_kib.clone()))),
+            ..Row::default()
+        },
+    ];
+    rows
+}
+
+fn puts(runs: &[ClusterRun]) -> Vec<&child::Measured> {
+    runs.iter().map(|r| &r.put).collect()
+}
+
+fn gets(runs: &[ClusterRun]) -> Vec<&child::Measured> {
+    runs.iter().map(|r| &r.get).collect()
+}
+
+/// How one cluster run goes.
+struct ClusterPlan {
+    /// Encryption off after the handshake (bench only).
     plaintext: bool,
-) -> (child::Measured, child::Measured, u64) {
-    let first = child::Server::start(&dir.join("node0"), None, plaintext);
+    /// After the get, `Node::open` read in order on another empty node.
+    open: bool,
+    /// Delete the putting node's files once it is gone (saves disk space).
+    drop_owner: bool,
+}
+
+/// What one cluster run measured.
+struct ClusterRun {
+    put: child::Measured,
+    get: child::Measured,
+    open: Option<child::Measured>,
+    /// The peak RSS of each node process, in KiB.
+    node_peaks_kib: Vec<u64>,
+}
+
+/// One fresh cluster of CLUSTER_NODES processes: the put, the get, maybe
+/// the open() read, each in a process of its own.
+fn cluster_run(dir: &Path, setup: &Setup, plan: ClusterPlan) -> ClusterRun {
+    let first = child::Server::start(&dir.join("node0"), None, plan.plaintext);
     let boot = first.address.clone();
     let mut servers = vec![first];
     for i in 1..CLUSTER_NODES {
-        servers.push(child::Server::start(&dir.join(format!("node{i}")), Some(&boot), plaintext));
+        servers.push(child::Server::start(&dir.join(format!("node{i}")), Some(&boot), plan.plaintext));
     }
     let peers = CLUSTER_NODES.to_string();
-    sync();
-    let owner = dir.join("owner");
-    let put = child::run_with(&["put", path_str(&owner), path_str(input), "no-fsync", &boot, &peers], plaintext);
+    let measure = |op: &str, node: &str, arg: &str, dest: Option<&Path>| {
+        let data = dir.join(node);
+        let mut args = vec![op, path_str(&data), arg];
+        args.extend(dest.map(path_str));
+        args.extend(["no-fsync", boot.as_str(), peers.as_str()]);
+        sync();
+        child::run_with(&args, plan.plaintext)
+    };
+    let put = measure("put", "owner", path_str(&setup.input), None);
     let key = put.key.clone().expect("put reports the key");
-    sync();
+    if plan.drop_owner {
+        std::fs::remove_dir_all(dir.join("owner")).expect("remove the owner's files");
+    }
     // The owner is gone; the getter holds nothing: every byte crosses the network.
-    let (getter, dest) = (dir.join("getter"), dir.join("out.bin"));
-    let get = child::run_with(&["get", path_str(&getter), &key, path_str(&dest), "no-fsync", &boot, &peers], plaintext);
-    assert!(digest(&dest) == *input_digest, "network get returned other bytes than were put");
-    let peak = servers.into_iter().map(child::Server::stop).max().unwrap_or(0);
+    let dest = dir.join("out.bin");
+    let get = measure("get", "getter", &key, Some(&dest));
+    assert!(digest(&dest) == setup.digest, "network get returned other bytes than were put");
+    std::fs::remove_file(&dest).expect("remove output");
+    let open = plan.open.then(|| {
+        let open = measure("open", "opener", &key, Some(&dest));
+        assert!(digest(&dest) == setup.digest, "open() read other bytes than were put");
+        std::fs::remove_file(&dest).expect("remove output");
+        open
+    });
+    let node_peaks_kib = servers.into_iter().map(child::Server::stop).collect();
     std::fs::remove_dir_all(dir).expect("remove cluster directory");
-    (put, get, peak)
-}
-
-/// What the secure transport costs: 1 - secure / plaintext throughput.
-fn transport_cost(rows: &[Row]) -> Option<String> {
-    let find = |suffix: &str, op: &str| {
-        rows.iter().find(|r| r.operation.starts_with(op) && r.operation.ends_with(suffix)).map(|r| r.mb_per_s)
-    };
-    let cost = |op: &str| {
-        let secure = rows.iter().find(|r| r.operation.starts_with(op) && !r.operation.contains("encryption off"))?;
-        Some(1.0 - secure.mb_per_s / find("(bench only)", op)?)
-    };
-    let (put, get) = (cost("network put")?, cost("network get")?);
-    let ok = put <= TARGET_TRANSPORT_COST && get <= TARGET_TRANSPORT_COST;
-    Some(format!(
-        "Secure transport cost (1 - secure/plaintext throughput, same run): put {:.0}%, get {:.0}%; \
-         target <= {:.0}%: {}.",
-        put * 100.0,
-        get * 100.0,
-        TARGET_TRANSPORT_COST * 100.0,
-        if ok { "met" } else { "MISSED" }
-    ))
-}
-
-fn render(rows: &[Row], cores: usize) -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let mut out = String::new();
-    writeln!(out, "# CAS benchmark\n").unwrap();
-    writeln!(
-        out,
-        "{cpu}, {cores} cores. {} GiB file, 1 MiB chunks; MB/s = 10^6 plaintext bytes per second, \
-         best of {RUNS} runs (ceilings: best of {CEILING_WINDOWS} windows of {CEILING_TIME:?}); \
-         peak RSS is the largest VmHWM of the runs' processes. Dirty pages are synced \
-         before each timed step. Ratios: put rows against the put ceiling and baseline, get rows against the get ones; network rows \
-         against local (fsync off).\n",
-        FILE_SIZE >> 30
-    )
-    .unwrap();
-    writeln!(out, "| operation | MB/s | vs crypto ceiling | vs I/O baseline | vs local | peak RSS MiB |").unwrap();
-    writeln!(out, "|---|---:|---:|---:|---:|---:|").unwrap();
-    let cell = |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |x| format!("{x:.digits$}"));
-    for r in rows {
-        let mb = if r.mb_per_s.is_nan() { "-".into() } else { format!("{:.0}", r.mb_per_s) };
-        writeln!(
-            out,
-            "| {} | {mb} | {} | {} | {} | {} |",
-            r.operation,
-            cell(r.vs_crypto, 2),
-            cell(r.vs_io, 2),
-            cell(r.vs_local, 2),
-            cell(r.peak_rss_mib, 1)
-        )
-        .unwrap();
-    }
-    let fsync_off: Vec<&Row> = rows.iter().filter(|r| r.operation.ends_with("fsync off")).collect();
-    let ratio_ok = fsync_off.iter().all(|r| r.vs_crypto.is_some_and(|x| x >= TARGET_RATIO));
-    let rss_ok = rows.iter().filter_map(|r| r.peak_rss_mib).all(|m| m < TARGET_RSS_MIB);
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    writeln!(
-        out,
-        "\nTargets: put and get with fsync off at >= {TARGET_RATIO} of their ceiling: {}; \
-         peak RSS < {TARGET_RSS_MIB} MiB: {}.",
-        verdict(ratio_ok),
-        verdict(rss_ok)
-    )
-    .unwrap();
-    if let Some(line) = transport_cost(rows) {
-        writeln!(out, "\n{line}").unwrap();
-    }
-    out
-}
-
-/// The repair section: each round's blobs checked and time, against the
-/// first; the store's open time, against the open after a crash.
-fn render_repair(m: repair::Measured) -> String {
-    let (blobs, rounds) = (m.blobs, m.rounds);
-    let mut out = String::new();
-    writeln!(
-        out,
-        "\n## Repair round on a store of {blobs} blobs\n\n3 nodes in one process (loopback, secure transport), \
-         each holding the same {blobs} blobs of 256 bytes, 2 replicas: nothing to copy. A round checks what \
-         changed (new blobs, membership) and a sweep of {} confirmed blobs.\n",
-        cas_core::node::REPAIR_SWEEP
-    )
-    .unwrap();
-    writeln!(out, "| round | blobs checked | copies | ms | vs first round |").unwrap();
-    writeln!(out, "|---|---:|---:|---:|---:|").unwrap();
-    let first = rounds.first().map_or(f64::NAN, |r| r.seconds);
-    for r in &rounds {
-        writeln!(
-            out,
-            "| {} | {} | {} | {:.1} | {:.3} |",
-            r.what,
-            r.report.checked,
-            r.report.copied,
-            r.seconds * 1e3,
-            r.seconds / first
-        )
-        .unwrap();
-    }
-    writeln!(out, "\n| store of {blobs} blobs: open | ms | vs open after a crash |\n|---|---:|---:|").unwrap();
-    let crashed = m.opens.last().map_or(f64::NAN, |o| o.1);
-    for (what, seconds) in &m.opens {
-        writeln!(out, "| {what} | {:.1} | {:.3} |", seconds * 1e3, seconds / crashed).unwrap();
-    }
-    out
+    ClusterRun { put, get, open, node_peaks_kib }
 }
 
 /// Writes `size` bytes: a pseudo-random 1 MiB block repeated, with a counter
