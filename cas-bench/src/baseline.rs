@@ -36,19 +36,47 @@ pub fn put(input: &Path, dir: &Path, chunk: usize, threads: usize) -> f64 {
     size as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Get without crypto: the pieces `put` wrote, read back in order and
-/// written to one file. Returns bytes per second.
-pub fn get(dir: &Path, out: &Path, size: u64, chunk: usize) -> f64 {
+/// Get without crypto: the pieces `put` wrote, read by `threads` threads
+/// (as get reads its chunks on every core) and written in order to one file
+/// by one writer (as get does). Returns bytes per second.
+pub fn get(dir: &Path, out: &Path, size: u64, chunk: usize, threads: usize) -> f64 {
     let count = size.div_ceil(chunk as u64);
     let start = Instant::now();
     let mut dest = File::create(out).expect("create output");
-    let mut buf = Vec::with_capacity(chunk);
-    for i in 0..count {
-        buf.clear();
-        let path = dir.join(format!("{:02x}", i % 256)).join(i.to_string());
-        File::open(path).and_then(|mut f| f.read_to_end(&mut buf)).expect("read piece");
-        dest.write_all(&buf).expect("write output");
-    }
+    // Pieces read ahead of the writer: the window of a get. The writer hands
+    // the buffers back, so that the same memory is reused throughout.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<u8>)>(2 * threads);
+    let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+    let spare = std::sync::Mutex::new(spare);
+    std::thread::scope(|s| {
+        for t in 0..threads as u64 {
+            let (tx, spare) = (tx.clone(), &spare);
+            s.spawn(move || {
+                for i in (t..count).step_by(threads) {
+                    let reused = spare.lock().unwrap().try_recv().ok();
+                    let mut buf = reused.unwrap_or_else(|| Vec::with_capacity(chunk));
+                    buf.clear();
+                    let path = dir.join(format!("{:02x}", i % 256)).join(i.to_string());
+                    File::open(path).and_then(|mut f| f.read_to_end(&mut buf)).expect("read piece");
+                    if tx.send((i, buf)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        for (i, buf) in rx {
+            waiting.insert(i, buf);
+            while let Some(buf) = waiting.remove(&next) {
+                dest.write_all(&buf).expect("write output");
+                let _ = give_back.send(buf);
+                next += 1;
+            }
+        }
+        assert_eq!(next, count, "every piece written");
+    });
     size as f64 / start.elapsed().as_secs_f64()
 }
 

@@ -123,6 +123,10 @@ pub fn main(args: &[String]) -> cas_core::Result<()> {
         if let Some(n) = std::env::var("CAS_BENCH_PARALLELISM").ok().and_then(|v| v.parse().ok()) {
             config.parallelism = n;
         }
+        // Another: `CAS_BENCH_KEEP_FETCHED=0`, a getter that does not keep what it fetches.
+        if std::env::var("CAS_BENCH_KEEP_FETCHED").is_ok_and(|v| v == "0") {
+            config.keep_fetched = false;
+        }
         if let Some((boot, _)) = network {
             network_config(&mut config, Some(boot));
         }

@@ -197,7 +197,7 @@ fn io_baseline(setup: &Setup, run: usize) -> (f64, f64) {
     sync();
     let put = baseline::put(&setup.input, &dir, PIECE, setup.cores);
     sync();
-    let get = baseline::get(&dir, &out, setup.size, PIECE);
+    let get = baseline::get(&dir, &out, setup.size, PIECE, setup.cores);
     std::fs::remove_dir_all(&dir).expect("remove baseline files");
     std::fs::remove_file(&out).expect("remove baseline output");
     (put, get)
