@@ -14,6 +14,7 @@ real `Node::put_file` / `get_file` of the release build. Needs `perf`
 (Debian: linux-perf) for part 1; part 2 needs nothing but Linux.
 
 Usage: bench/profile.py PATH/TO/cas-bench
+(`CAS_BENCH_KEEP_FETCHED=0`: the getter does not keep the blobs it fetches.)
 """
 
 import collections
@@ -136,11 +137,13 @@ def main():
             p.stdin.close()
         for p in servers:
             p.wait()
+        keeps = (" (does not keep what it fetches)" if os.environ.get("CAS_BENCH_KEEP_FETCHED") == "0"
+                 else " (keeps what it fetches)")
         rows = [
             ("local put", float(put["seconds"]), put_cpu, None),
             ("local get", float(get["seconds"]), get_cpu, None),
             ("network put, 3 replicas", float(nput["seconds"]), nput_cpu, put_nodes),
-            ("network get, from non-owners (keeps what it fetches)", float(nget["seconds"]), nget_cpu,
+            ("network get, from non-owners" + keeps, float(nget["seconds"]), nget_cpu,
              [b - a for a, b in zip(s1, s2)]),
         ]
         print("## CPU-seconds of every process (user + system)\n")
