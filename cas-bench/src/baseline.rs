@@ -15,9 +15,7 @@ pub fn put(input: &Path, dir: &Path, chunk: usize, threads: usize) -> f64 {
     let file = File::open(input).expect("open input");
     let size = file.metadata().expect("input size").len();
     let count = size.div_ceil(chunk as u64);
-    for fan in 0..256 {
-        std::fs::create_dir_all(dir.join(format!("{fan:02x}"))).expect("fan-out directory");
-    }
+    make_fan_out(dir);
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads as u64 {
@@ -86,9 +84,7 @@ pub fn get(dir: &Path, out: &Path, size: u64, chunk: usize, threads: usize) -> f
 /// Returns bytes per second.
 pub fn fsynced_write(dir: &Path, total: u64, chunk: usize, threads: usize) -> f64 {
     let count = total.div_ceil(chunk as u64);
-    for fan in 0..256 {
-        std::fs::create_dir_all(dir.join(format!("{fan:02x}"))).expect("fan-out directory");
-    }
+    make_fan_out(dir);
     let start = Instant::now();
     std::thread::scope(|s| {
         for t in 0..threads as u64 {
@@ -138,4 +134,11 @@ pub fn tcp_loopback(size: u64, buf: usize) -> f64 {
         }
     });
     size as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The 256 directories `00`..`ff` under `dir`, as the store's.
+fn make_fan_out(dir: &Path) {
+    for fan in 0..256 {
+        std::fs::create_dir_all(dir.join(format!("{fan:02x}"))).expect("fan-out directory");
+    }
 }
