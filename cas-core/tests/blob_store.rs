@@ -32,8 +32,21 @@ fn bytes_that_do_not_hash_to_the_id_are_refused() {
 
 #[test]
 fn put_get_and_put_again_is_a_no_op() {
+    put_get_and_put_again(false);
+}
+
+/// As where the file system has no O_TMPFILE: named temporary files, renamed.
+#[test]
+fn put_get_and_put_again_is_a_no_op_with_named_temporary_files() {
+    put_get_and_put_again(true);
+}
+
+fn put_get_and_put_again(named: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path(), true, None).unwrap();
+    if named {
+        store.use_named_temporary_files();
+    }
     let blob = VerifiedBlob::new(content(2, 10_000));
     let id = blob.id();
     assert!(store.get(&id).unwrap().is_none());
@@ -53,8 +66,20 @@ fn put_get_and_put_again_is_a_no_op() {
 
 #[test]
 fn concurrent_puts_of_one_id_store_it_once() {
+    concurrent_puts_of_one_id(false);
+}
+
+#[test]
+fn concurrent_puts_of_one_id_store_it_once_with_named_temporary_files() {
+    concurrent_puts_of_one_id(true);
+}
+
+fn concurrent_puts_of_one_id(named: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path(), false, None).unwrap();
+    if named {
+        store.use_named_temporary_files();
+    }
     let bytes = content(3, 200_000);
     let written: usize = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..8)

@@ -105,6 +105,8 @@ struct StoreInner {
     capacity: Option<u64>,
     counters: Counters,
     index: Index,
+    /// Set by tests: write as on a file system without O_TMPFILE.
+    named_only: std::sync::atomic::AtomicBool,
 }
 
 impl StoreInner {
@@ -134,7 +136,15 @@ impl BlobStore {
         }
         let (index, opened) = Index::open(root)?;
         let store = BlobStore {
-            inner: Arc::new(StoreInner { blobs, quarantine, fsync, capacity, counters: Counters::default(), index }),
+            inner: Arc::new(StoreInner {
+                blobs,
+                quarantine,
+                fsync,
+                capacity,
+                counters: Counters::default(),
+                index,
+                named_only: Default::default(),
+            }),
         };
         let (bytes, count) = match opened {
             Opened::Clean { bytes, count } => (bytes, count),
@@ -241,7 +251,11 @@ impl BlobStore {
         // A file without a name, linked in whole: no temporary name to create
         // and remove, and nothing left behind by a crash. A named temporary
         // file where the file system cannot.
-        if let Some(mut file) = open_unnamed(dir, 0o600).map_err(ctx)? {
+        let unnamed = match self.inner.named_only.load(Ordering::Relaxed) {
+            true => None,
+            false => open_unnamed(dir, 0o600).map_err(ctx)?,
+        };
+        if let Some(mut file) = unnamed {
             file.write_all(bytes).map_err(ctx)?;
             if self.inner.fsync {
                 file.sync_data().map_err(ctx)?;
@@ -372,6 +386,13 @@ impl BlobStore {
 
     pub(crate) fn index(&self) -> &Index {
         &self.inner.index
+    }
+
+    /// For tests of the way blobs are written where the file system has no
+    /// O_TMPFILE: named temporary files, renamed.
+    #[doc(hidden)]
+    pub fn use_named_temporary_files(&self) {
+        self.inner.named_only.store(true, Ordering::Relaxed);
     }
 
     /// Closes the index (marking it consistent with the files); later
