@@ -162,6 +162,11 @@ async fn a_node_back_after_its_blobs_were_re_replicated_adds_no_copies() {
     let data = content(9, 10 * 64 * 1024);
     let report = nodes[1].put_bytes(&data).await.unwrap();
     let ids = blob_ids(&nodes[1], &report.key).await;
+    // A put gives 3 replicas; when the owner is not among a blob's 4 ideal
+    // holders, repair gives the 4th its copy. Waited for here: a victim
+    // stopped before it got that copy would lack it when it comes back, and
+    // rightly be given it then.
+    wait_restored(&nodes, &ids).await;
     // The holder (not the owner, not the bootstrap node) with the most blobs.
     let victim = (2..nodes.len()).max_by_key(|&i| ids.iter().filter(|id| nodes[i].store().has(id)).count()).unwrap();
     let victim_dir = dir.path().join(format!("n{victim}"));
