@@ -8,6 +8,9 @@
    cluster (4 node processes, the putting client, the getting client),
    against those of the local put and get: what the network adds, whatever
    the machine's load (CPU time, not wall time).
+3. Another network put and get on that cluster under a system-wide
+   `perf record -a`: every process's samples (and the idle ones) sorted into
+   the same kinds, to show what bounds the network rows on this machine.
 
 The operations run as the bench's hidden child subcommand, so they are the
 real `Node::put_file` / `get_file` of the release build. Needs `perf`
@@ -37,16 +40,17 @@ KINDS = [
     ("page faults, page zeroing", r"clear_page|exc_page_fault|do_anonymous|handle_mm_fault"),
     ("file create / link / ext4 metadata", r"ext4|d_lookup|recently_deleted|find_get_block|__brelse|mark_buffer_dirty|inode"),
     ("scheduling, wake-ups, locks", r"finish_task_switch|spin|futex|try_to_wake|schedule|parking_lot|mutex|condvar"),
+    ("idle (system-wide profiles only)", r"safe_halt|default_idle|cpu_idle|poll_idle|intel_idle"),
 ]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def measure(bench, args, perf_data=None):
+def measure(bench, args, perf_data=None, system_wide=False):
     """Runs one child operation; returns its fields and its CPU-seconds."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     cmd = [bench, "__measure"] + args
     if perf_data:
-        cmd = ["perf", "record", "-q", "-F", "999", "-g", "-o", perf_data] + cmd
+        cmd = ["perf", "record", "-q", "-F", "999", "-g", "-o", perf_data] + (["-a"] if system_wide else []) + cmd
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{out.stderr}")
@@ -133,6 +137,16 @@ def main():
         s1 = [process_cpu(p.pid) for p in servers]
         nget, nget_cpu = measure(bench, ["get", f"{work}/getter", nput["key"], f"{work}/nout.bin", "no-fsync", boot, "4"])
         s2 = [process_cpu(p.pid) for p in servers]
+        if have_perf:
+            # Part 3: the same again, every process of the machine sampled
+            # (not counted in the CPU-seconds above: perf's own work would be).
+            # A new data dir has a secret of its own: new blobs, all written again.
+            sync()
+            measure(bench, ["put", f"{work}/owner2", source, "no-fsync", boot, "4"], f"{work}/nput.data", True)
+            sync()
+            measure(bench, ["get", f"{work}/getter2", nput["key"], f"{work}/nout2.bin", "no-fsync", boot, "4"],
+                    f"{work}/nget.data", True)
+            wide = {"put": kinds(f"{work}/nput.data"), "get": kinds(f"{work}/nget.data")}
         for p in servers:
             p.stdin.close()
         for p in servers:
@@ -157,6 +171,11 @@ def main():
         cores = os.cpu_count() or 1
         print(f"\nOn {cores} cores, an operation that needs T CPU-seconds takes at least T/{cores} s: "
               "the last column bounds network throughput against local, whatever the code does.")
+        if have_perf:
+            print("\n## Network put and get: share of the samples of the whole machine (perf record -a)\n")
+            print("| kind of work | network put | network get |\n|---|---:|---:|")
+            for kind in [k for k, _ in KINDS] + ["other"]:
+                print(f"| {kind} | {wide['put'][kind]:.1f}% | {wide['get'][kind]:.1f}% |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -79,7 +79,7 @@ pub fn run(base: &Path, size: u64, cores: usize) {
     }
 
     eprintln!("big: network put and get of {label} ({CLUSTER_NODES} node processes)...");
-    let plan = ClusterPlan { plaintext: false, open: false, drop_owner: true };
+    let plan = ClusterPlan { plaintext: false, open: false, lean_get: false, drop_owner: true };
     let cluster = cluster_run(&setup.path().join("cluster"), &setup, plan);
     for (i, kib) in cluster.node_peaks_kib.iter().enumerate() {
         let did = "held replicas of the put's chunks, served the get".into();

@@ -33,11 +33,17 @@ pub fn run(args: &[&str]) -> Measured {
 
 /// [`run`], with encryption off after the handshake when `plaintext`.
 pub fn run_with(args: &[&str], plaintext: bool) -> Measured {
+    run_env(args, plaintext, &[])
+}
+
+/// [`run_with`], with `env` added to the child's environment.
+pub fn run_env(args: &[&str], plaintext: bool, env: &[(&str, &str)]) -> Measured {
     let exe = std::env::current_exe().expect("own executable");
     let mut cmd = Command::new(exe);
     if plaintext {
         cmd.env(PLAINTEXT_ENV, "1");
     }
+    cmd.envs(env.iter().copied());
     let out = cmd.arg(SUBCOMMAND).args(args).output().expect("start measured child");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "measured child {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -94,6 +100,9 @@ const BENCH_NETWORK_KEY: [u8; 32] = [0xbe; 32];
 /// Set (to anything) in a child's environment: no encryption after the
 /// handshake, to measure what the secure transport costs.
 pub const PLAINTEXT_ENV: &str = "CAS_BENCH_PLAINTEXT";
+/// Set to 0 in a child's environment: its node does not keep the blobs it
+/// fetches (`Config::keep_fetched` off).
+pub const KEEP_FETCHED_ENV: &str = "CAS_BENCH_KEEP_FETCHED";
 
 fn network_config(config: &mut Config, bootstrap: Option<&String>) {
     config.listen = Some("127.0.0.1:0".into());
@@ -124,7 +133,7 @@ pub fn main(args: &[String]) -> cas_core::Result<()> {
             config.parallelism = n;
         }
         // Another: `CAS_BENCH_KEEP_FETCHED=0`, a getter that does not keep what it fetches.
-        if std::env::var("CAS_BENCH_KEEP_FETCHED").is_ok_and(|v| v == "0") {
+        if std::env::var(KEEP_FETCHED_ENV).is_ok_and(|v| v == "0") {
             config.keep_fetched = false;
         }
         if let Some((boot, _)) = network {

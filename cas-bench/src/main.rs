@@ -24,6 +24,7 @@
 //! directory); `CAS_BENCH_PARALLELISM` sets `Config::parallelism` in the
 //! children; `CAS_BENCH_NETWORK_ONLY=1` runs only the network rows (printed,
 //! not saved), `CAS_BENCH_REPAIR_ONLY=1` only the repair rounds;
+//! `CAS_BENCH_LOCAL_ONLY=1` only the local rows (printed, not saved);
 //! `BENCH_BIG=1` only the 5 GiB run of `big.rs` (into `bench/results-big.md`).
 //!
 //! After the table, the cost of a repair round on a store of 100,000 blobs
@@ -52,6 +53,8 @@ const SIZE_ENV: &str = "CAS_BENCH_MIB";
 const NETWORK_ONLY_ENV: &str = "CAS_BENCH_NETWORK_ONLY";
 /// Set: only the repair rounds.
 const REPAIR_ONLY_ENV: &str = "CAS_BENCH_REPAIR_ONLY";
+/// Only the local rows, printed, not saved.
+const LOCAL_ONLY_ENV: &str = "CAS_BENCH_LOCAL_ONLY";
 /// Set: only the big run (`big.rs`).
 const BIG_ENV: &str = "BENCH_BIG";
 /// Runs of each put/get; the median is reported.
@@ -147,6 +150,11 @@ fn bench() {
         return;
     }
     let mut rows = local(&setup);
+    if std::env::var_os(LOCAL_ONLY_ENV).is_some() {
+        // A knob for experiments: the local rows only, printed, not saved.
+        println!("{}", report::render(&rows, &method));
+        return;
+    }
     let fsync_off = |op: &str| {
         let row = rows.iter().find(|r| r.operation.starts_with(op) && r.operation.ends_with("fsync off"));
         row.expect("local row").mb_per_s * 1e6
@@ -350,7 +358,7 @@ fn network(setup: &Setup, local_put: f64, local_get: f64) -> Vec<Row> {
         for plaintext in [false, true] {
             let what = if plaintext { "plaintext" } else { "secure" };
             eprintln!("network: run {} of {RUNS}, {what} ({CLUSTER_NODES} node processes)...", run + 1);
-            let plan = ClusterPlan { plaintext, open: !plaintext, drop_owner: false };
+            let plan = ClusterPlan { plaintext, open: !plaintext, lean_get: !plaintext, drop_owner: false };
             let result = cluster_run(&setup.path().join(format!("cluster-{run}-{what}")), setup, plan);
             if plaintext { &mut plain } else { &mut secure }.push(result);
         }
@@ -390,6 +398,12 @@ fn network(setup: &Setup, local_put: f64, local_get: f64) -> Vec<Row> {
         row(put_name.clone(), &puts(&secure), local_put, Some(("local put", report::TARGET_NETWORK_PUT))),
         row(get_name.clone(), &gets(&secure), local_get, Some(("local get", report::TARGET_NETWORK_GET))),
         open,
+        row(
+            format!("{get_name}, not keeping what it fetches (keep_fetched off)"),
+            &secure.iter().filter_map(|r| r.lean_get.as_ref()).collect::<Vec<_>>(),
+            local_get,
+            None,
+        ),
         row(format!("{put_name}, encryption off (bench only)"), &puts(&plain), local_put, None),
         row(format!("{get_name}, encryption off (bench only)"), &gets(&plain), local_get, None),
         Row {
@@ -416,6 +430,8 @@ struct ClusterPlan {
     plaintext: bool,
     /// After the get, `Node::open` read in order on another empty node.
     open: bool,
+    /// Then a get by another empty node that does not keep what it fetches.
+    lean_get: bool,
     /// Delete the putting node's files once it is gone (saves disk space).
     drop_owner: bool,
 }
@@ -425,6 +441,7 @@ struct ClusterRun {
     put: child::Measured,
     get: child::Measured,
     open: Option<child::Measured>,
+    lean_get: Option<child::Measured>,
     /// The peak RSS of each node process, in KiB.
     node_peaks_kib: Vec<u64>,
 }
@@ -439,14 +456,15 @@ fn cluster_run(dir: &Path, setup: &Setup, plan: ClusterPlan) -> ClusterRun {
         servers.push(child::Server::start(&dir.join(format!("node{i}")), Some(&boot), plan.plaintext));
     }
     let peers = CLUSTER_NODES.to_string();
-    let measure = |op: &str, node: &str, arg: &str, dest: Option<&Path>| {
+    let measure_env = |op: &str, node: &str, arg: &str, dest: Option<&Path>, env: &[(&str, &str)]| {
         let data = dir.join(node);
         let mut args = vec![op, path_str(&data), arg];
         args.extend(dest.map(path_str));
         args.extend(["no-fsync", boot.as_str(), peers.as_str()]);
         sync();
-        child::run_with(&args, plan.plaintext)
+        child::run_env(&args, plan.plaintext, env)
     };
+    let measure = |op: &str, node: &str, arg: &str, dest: Option<&Path>| measure_env(op, node, arg, dest, &[]);
     let put = measure("put", "owner", path_str(&setup.input), None);
     let key = put.key.clone().expect("put reports the key");
     if plan.drop_owner {
@@ -463,9 +481,15 @@ fn cluster_run(dir: &Path, setup: &Setup, plan: ClusterPlan) -> ClusterRun {
         std::fs::remove_file(&dest).expect("remove output");
         open
     });
+    let lean_get = plan.lean_get.then(|| {
+        let get = measure_env("get", "lean-getter", &key, Some(&dest), &[(child::KEEP_FETCHED_ENV, "0")]);
+        assert!(digest(&dest) == setup.digest, "network get returned other bytes than were put");
+        std::fs::remove_file(&dest).expect("remove output");
+        get
+    });
     let node_peaks_kib = servers.into_iter().map(child::Server::stop).collect();
     std::fs::remove_dir_all(dir).expect("remove cluster directory");
-    ClusterRun { put, get, open, node_peaks_kib }
+    ClusterRun { put, get, open, lean_get, node_peaks_kib }
 }
 
 /// Writes `size` bytes: a pseudo-random 1 MiB block repeated, with a counter
