@@ -167,3 +167,26 @@ fn files_that_are_not_blobs_are_ignored() {
     let store = BlobStore::open(dir.path(), false, None).unwrap();
     assert_eq!((store.blob_count(), store.used_bytes()), (1, 10));
 }
+
+/// The store makes its 256 fan-out directories when it is created; a blob
+/// whose directory was removed since (by hand) makes it again.
+#[test]
+fn a_new_store_has_its_fan_out_and_a_removed_directory_is_made_again() {
+    for named in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), true, None).unwrap();
+        if named {
+            store.use_named_temporary_files();
+        }
+        let fans = std::fs::read_dir(dir.path().join("blobs")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir());
+        assert_eq!(fans.count(), 256, "the fan-out is made with the store");
+
+        let blob = VerifiedBlob::new(content(7, 3000));
+        let path = blob_path(dir.path(), &blob.id());
+        std::fs::remove_dir(path.parent().unwrap()).unwrap();
+        assert!(store.put(&blob).unwrap(), "the write makes its directory again");
+        assert_eq!(store.get(&blob.id()).unwrap().unwrap().bytes(), blob.bytes());
+        assert_eq!(std::fs::read(&path).unwrap(), blob.bytes());
+        assert!(temp_files(dir.path()).is_empty(), "nothing left behind (named: {named})");
+    }
+}

@@ -1,6 +1,7 @@
 //! The blob store of one data directory: immutable, verified blobs as files.
 //!
-//! Layout: `blobs/<first two hex chars>/<64 hex chars>`; a write goes to a
+//! Layout: `blobs/<first two hex chars>/<64 hex chars>`, the 256 fan-out
+//! directories made when the store is (not in a blob's write); a write goes to a
 //! file without a name (O_TMPFILE) in its blob's directory, is fsynced (if
 //! configured) and linked in under its id, so a blob is either absent or
 //! whole, and a crash leaves nothing behind. Where the file system has no
@@ -134,6 +135,8 @@ impl BlobStore {
         for dir in [&blobs, &quarantine] {
             fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         }
+        make_fan_out(&blobs, fsync)
+            .map_err(|e| Error::io(format!("creating the directories of {}", blobs.display()), e))?;
         let (index, opened) = Index::open(root)?;
         let store = BlobStore {
             inner: Arc::new(StoreInner {
@@ -241,49 +244,55 @@ impl BlobStore {
     fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
         let ctx = |e: std::io::Error| Error::io(format!("writing blob {}", path.display()), e);
         let dir = path.parent().expect("blob path has a parent");
-        match fs::create_dir(dir) {
-            // A new fan-out directory must itself be durable in blobs/.
-            Ok(()) if self.inner.fsync => sync_dir(&self.inner.blobs).map_err(ctx)?,
-            Ok(()) => {}
-            Err(e) if e.kind() == IoKind::AlreadyExists => {}
-            Err(e) => return Err(ctx(e)),
+        match self.write_in(dir, path, bytes) {
+            // The fan-out directory made at open is gone (removed by hand):
+            // make it again, once.
+            Err(e) if e.kind() == IoKind::NotFound => {
+                make_dir(dir, &self.inner.blobs, self.inner.fsync).map_err(ctx)?;
+                self.write_in(dir, path, bytes).map_err(ctx)
+            }
+            result => result.map_err(ctx),
         }
+    }
+
+    /// Writes a new blob file at `path`, in the existing directory `dir`.
+    fn write_in(&self, dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<bool> {
         // A file without a name, linked in whole: no temporary name to create
         // and remove, and nothing left behind by a crash. A named temporary
         // file where the file system cannot.
         let unnamed = match self.inner.named_only.load(Ordering::Relaxed) {
             true => None,
-            false => open_unnamed(dir, 0o600).map_err(ctx)?,
+            false => open_unnamed(dir, 0o600)?,
         };
         if let Some(mut file) = unnamed {
-            file.write_all(bytes).map_err(ctx)?;
+            file.write_all(bytes)?;
             if self.inner.fsync {
-                file.sync_data().map_err(ctx)?;
+                file.sync_data()?;
             }
             // A link never replaces: a concurrent writer of the same id wins, we are a no-op.
             match link_unnamed(&file, path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == IoKind::AlreadyExists => return Ok(false),
-                Err(e) => return Err(ctx(e)),
+                Err(e) => return Err(e),
             }
             if self.inner.fsync {
-                sync_dir(dir).map_err(ctx)?;
+                sync_dir(dir)?;
             }
             return Ok(true);
         }
-        let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).map_err(ctx)?;
-        tmp.write_all(bytes).map_err(ctx)?;
+        let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
+        tmp.write_all(bytes)?;
         if self.inner.fsync {
-            tmp.as_file().sync_data().map_err(ctx)?;
+            tmp.as_file().sync_data()?;
         }
         // Rename never replaces: a concurrent writer of the same id wins, we are a no-op.
         match tmp.persist_noclobber(path) {
             Ok(_) => {}
             Err(e) if e.error.kind() == IoKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(ctx(e.error)),
+            Err(e) => return Err(e.error),
         }
         if self.inner.fsync {
-            sync_dir(dir).map_err(ctx)?;
+            sync_dir(dir)?;
         }
         Ok(true)
     }
@@ -461,6 +470,35 @@ impl BlobStore {
 /// Makes a directory's entries durable (after a create or rename in it).
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Makes the 256 fan-out directories `00`..`ff` of `blobs` when the last
+/// one is missing (a new store): once, at open, rather than a `mkdir` in
+/// every blob write (for a fresh store, 256 directories made during its
+/// first put).
+fn make_fan_out(blobs: &Path, fsync: bool) -> std::io::Result<()> {
+    if blobs.join("ff").is_dir() {
+        return Ok(());
+    }
+    // In order, so that `ff` there means all are.
+    for fan in 0..=255u8 {
+        make_dir(&blobs.join(format!("{fan:02x}")), blobs, false)?;
+    }
+    // New directories must themselves be durable in blobs/.
+    if fsync {
+        sync_dir(blobs)?;
+    }
+    Ok(())
+}
+
+/// Makes the directory `dir` in `parent` if it is missing.
+fn make_dir(dir: &Path, parent: &Path, fsync: bool) -> std::io::Result<()> {
+    match fs::create_dir(dir) {
+        Ok(()) if fsync => sync_dir(parent),
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == IoKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Maps a write error at the destination to the right public error.
