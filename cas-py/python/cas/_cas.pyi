@@ -72,7 +72,7 @@ class Node:
         from 0.001 to a year, with suspect_after <= dead_after <=
         forget_after. `keep_fetched` keeps blobs fetched from peers here;
         `parallelism` is the chunks one put or get processes at once (0:
-        twice the cores, at most 1024). `scrub_rate` is the bytes per
+        twice the cores, 8 times for a put with fsync on; at most 1024). `scrub_rate` is the bytes per
         second of stored blobs re-read and verified in the background
         (default 1 MiB/s; 0 = off). `idle_timeout` (60 s) closes a
         connection silent that long; `max_get_bytes` (1 GiB) is the largest

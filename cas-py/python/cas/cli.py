@@ -193,7 +193,7 @@ def _parser() -> argparse.ArgumentParser:
         help="bytes per second of stored blobs re-read and verified (default 1048576; 0 = off)",
     )
     serve.add_argument(
-        "--parallelism", type=_count, default=0, metavar="N", help="chunks in flight per put or get (0: twice the cores)"
+        "--parallelism", type=_count, default=0, metavar="N", help="chunks in flight per put or get (0: twice the cores, 8 times for a put with fsync on)"
     )
     serve.add_argument("--no-keep-fetched", action="store_true", help="do not keep blobs fetched from peers")
     # A test hook: holds every get just before it commits (see cas_core Faults).
