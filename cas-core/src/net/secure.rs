@@ -281,9 +281,12 @@ pub struct SecureStream {
     plain: Box<[u8]>,
     pstart: usize,
     pend: usize,
-    /// Sealed records not yet written: `out[wpos..]`.
+    /// Sealed records not yet written: `out[wpos..wend]`. The buffer keeps
+    /// its length (records are sealed into memory already there, not into
+    /// memory zeroed for each one).
     out: Vec<u8>,
     wpos: usize,
+    wend: usize,
 }
 
 impl SecureStream {
@@ -293,20 +296,31 @@ impl SecureStream {
         } else {
             (Box::default(), Box::default())
         };
-        SecureStream { inner, noise, raw, rstart: 0, rend: 0, plain, pstart: 0, pend: 0, out: Vec::new(), wpos: 0 }
+        SecureStream {
+            inner,
+            noise,
+            raw,
+            rstart: 0,
+            rend: 0,
+            plain,
+            pstart: 0,
+            pend: 0,
+            out: Vec::new(),
+            wpos: 0,
+            wend: 0,
+        }
     }
 
     /// Writes out sealed records until none is left or the socket is full.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.wpos < self.out.len() {
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.wpos..]))?;
+        while self.wpos < self.wend {
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out[self.wpos..self.wend]))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.wpos += n;
         }
-        self.out.clear();
-        self.wpos = 0;
+        (self.wpos, self.wend) = (0, 0);
         Poll::Ready(Ok(()))
     }
 }
@@ -365,18 +379,26 @@ impl AsyncWrite for SecureStream {
         if this.noise.is_none() {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
         }
-        if this.out.len() - this.wpos >= WRITE_HIGH_WATER {
+        if this.wend - this.wpos >= WRITE_HIGH_WATER {
             ready!(this.poll_drain(cx))?;
+        }
+        if this.wpos >= WRITE_HIGH_WATER {
+            // Partly written: move the rest to the front, so the buffer stays
+            // within the high-water mark and a record.
+            this.out.copy_within(this.wpos..this.wend, 0);
+            (this.wpos, this.wend) = (0, this.wend - this.wpos);
         }
         let noise = this.noise.as_mut().expect("checked above");
         let n = buf.len().min(MAX_RECORD_PLAINTEXT);
-        let start = this.out.len();
-        this.out.resize(start + 2 + n + TAG_LEN, 0);
+        let start = this.wend;
+        if this.out.len() < start + 2 + n + TAG_LEN {
+            this.out.resize(start + 2 + n + TAG_LEN, 0);
+        }
         let sealed = noise
-            .write_message(&buf[..n], &mut this.out[start + 2..])
+            .write_message(&buf[..n], &mut this.out[start + 2..start + 2 + n + TAG_LEN])
             .map_err(|e| io::Error::other(format!("sealing a record: {e}")))?;
         this.out[start..start + 2].copy_from_slice(&(sealed as u16).to_be_bytes());
-        this.out.truncate(start + 2 + sealed);
+        this.wend = start + 2 + sealed;
         Poll::Ready(Ok(n))
     }
 
@@ -430,6 +452,39 @@ mod tests {
         );
         let () = w;
         assert_eq!(r, big);
+    }
+
+    /// A reader that takes its bytes a little at a time: the writer's sealed
+    /// records are written out in part again and again, and what arrives is
+    /// still every byte in order.
+    #[tokio::test]
+    async fn a_slow_reader_gets_every_byte_of_records_written_in_parts() {
+        let (a, b) = pair().await;
+        let (ca, cb) = (creds(1, false), creds(1, false));
+        let (ra, rb) = tokio::join!(initiate(a, &ca, Some(cb.id())), respond(b, &cb));
+        let ((mut sa, _), (mut sb, _)) = (ra.unwrap(), rb.unwrap());
+        let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 65_521) as u8).collect();
+        let (w, r) = tokio::join!(
+            async {
+                for piece in big.chunks(100_003) {
+                    sa.write_all(piece).await.unwrap();
+                }
+                sa.shutdown().await.unwrap();
+            },
+            async {
+                let (mut got, mut buf) = (Vec::new(), [0u8; 1000]);
+                loop {
+                    let n = sb.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        break got;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    tokio::task::yield_now().await;
+                }
+            }
+        );
+        let () = w;
+        assert!(r == big, "{} bytes read of {}", r.len(), big.len());
     }
 
     #[tokio::test]
