@@ -185,7 +185,7 @@ fn sync() {
 /// them: they go with the bench's directory when it ends. On ext4 without a
 /// journal (as on this project's VM), a file made within a minute after
 /// files were deleted in its inode group first scans past the deleted
-/// inodes (`recently_deleted`): 14% of a local put's CPU when the step before
+/// inodes (`recently_deleted`): 15% of a local put's samples when the step before
 /// it had removed its 1024 files. A write-once store rarely deletes, so no
 /// timed step follows a mass deletion here. Emptying frees the space and the
 /// page cache as deleting does; the inodes stay until the end.

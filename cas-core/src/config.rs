@@ -231,7 +231,7 @@ impl Config {
     /// How many chunks one put keeps in flight: with fsync on, each blob
     /// write waits for the disk, so a put keeps 8 chunks per core in flight
     /// by default, not 2 (on 2 cores, 16 against 4 made a 1 GiB put with
-    /// fsync on about 1.5 times as fast), within `max_inflight_bytes`.
+    /// fsync on about 1.38 times as fast), within `max_inflight_bytes`.
     pub(crate) fn put_window(&self, chunk_size: u32) -> usize {
         self.window_of(chunk_size, if self.fsync { 8 } else { 2 })
     }

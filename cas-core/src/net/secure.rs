@@ -431,12 +431,18 @@ mod tests {
         (a.unwrap(), b.unwrap().0)
     }
 
-    #[tokio::test]
-    async fn records_carry_bytes_both_ways_and_ids_are_proved() {
+    /// Two streams of one network, handshaken: the dialer's and the
+    /// listener's, each with the peer it proved, and the credentials used.
+    async fn handshaken() -> ((SecureStream, Peer), (SecureStream, Peer), Credentials, Credentials) {
         let (a, b) = pair().await;
         let (ca, cb) = (creds(1, false), creds(1, false));
         let (ra, rb) = tokio::join!(initiate(a, &ca, Some(cb.id())), respond(b, &cb));
-        let ((mut sa, pa), (mut sb, pb)) = (ra.unwrap(), rb.unwrap());
+        (ra.unwrap(), rb.unwrap(), ca, cb)
+    }
+
+    #[tokio::test]
+    async fn records_carry_bytes_both_ways_and_ids_are_proved() {
+        let ((mut sa, pa), (mut sb, pb), ca, cb) = handshaken().await;
         assert_eq!((pa.id, pb.id), (cb.id(), ca.id()));
         let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
         let (w, r) = tokio::join!(
@@ -459,10 +465,7 @@ mod tests {
     /// still every byte in order.
     #[tokio::test]
     async fn a_slow_reader_gets_every_byte_of_records_written_in_parts() {
-        let (a, b) = pair().await;
-        let (ca, cb) = (creds(1, false), creds(1, false));
-        let (ra, rb) = tokio::join!(initiate(a, &ca, Some(cb.id())), respond(b, &cb));
-        let ((mut sa, _), (mut sb, _)) = (ra.unwrap(), rb.unwrap());
+        let ((mut sa, _), (mut sb, _), _, _) = handshaken().await;
         let big: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 65_521) as u8).collect();
         let (w, r) = tokio::join!(
             async {
