@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-pub(crate) use crate::blocking::blocking;
+pub(crate) use crate::blocking::{blocking, compute};
 pub use crate::identity::{NodeId, PeerInfo, PeerState};
 pub use cancel::Cancel;
 pub use get::StatInfo;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{blocking, Cancel, Node, Progress};
+use super::{blocking, compute, Cancel, Node, Progress};
 use crate::error::{Error, Result};
 use crate::format::{chunk_count, seal_chunk, BlobId, Manifest, MAX_CHUNKS, TAG_LEN};
 use crate::key::Key;
@@ -206,6 +206,7 @@ impl Node {
         let chunk_size = self.inner.config.chunk_size;
         let window = self.inner.config.put_window(chunk_size);
         let secret = self.inner.dir.secret;
+        let fsync = self.inner.config.fsync;
         // Chunks finish in any order (a slow one does not hold back the
         // window behind it); each lands in its place.
         let mut chunks: Vec<Option<(BlobId, [u8; 32])>> = Vec::new();
@@ -232,17 +233,23 @@ impl Node {
                         let index = chunks.len();
                         chunks.push(None);
                         inflight.push(async move {
-                            // Read, sealed and stored in one blocking task.
                             let store = node.store_for_put()?;
-                            let (blob, new, key, len) = blocking(move || {
-                                let plaintext = input.into_plaintext()?;
-                                let len = plaintext.len() as u64;
-                                let sealed = seal_chunk(&secret, plaintext);
-                                let blob = VerifiedBlob::computed(sealed.id, sealed.blob);
-                                let new = store.put(&blob)?;
-                                Ok::<_, Error>((blob, new, sealed.key, len))
-                            })
-                            .await?;
+                            let (blob, new, key, len) = if fsync {
+                                // Read and sealed on a core; stored where
+                                // many chunks can wait on the disk at once.
+                                let (blob, key, len) = compute(move || seal_input(&secret, input)).await?;
+                                let (blob, new) = blocking(move || store.put(&blob).map(|new| (blob, new))).await?;
+                                (blob, new, key, len)
+                            } else {
+                                // Read, sealed and stored (into the page
+                                // cache: CPU-bound too) in one job.
+                                compute(move || {
+                                    let (blob, key, len) = seal_input(&secret, input)?;
+                                    let new = store.put(&blob)?;
+                                    Ok::<_, Error>((blob, new, key, len))
+                                })
+                                .await?
+                            };
                             let stored = node.replicate_stored(blob, new).await?;
                             Ok::<_, Error>((index, stored, key, len))
                         });
@@ -318,6 +325,14 @@ impl Node {
         }
         Ok(StoredBlob { id, new, replicas })
     }
+}
+
+/// Reads and seals one chunk: its blob, its key and its plaintext length.
+fn seal_input(secret: &[u8; 32], input: ChunkInput) -> Result<(VerifiedBlob, [u8; 32], u64)> {
+    let plaintext = input.into_plaintext()?;
+    let len = plaintext.len() as u64;
+    let sealed = seal_chunk(secret, plaintext);
+    Ok((VerifiedBlob::computed(sealed.id, sealed.blob), sealed.key, len))
 }
 
 /// Waits for the chunk tasks still in flight, then returns `err`: a failed
