@@ -53,7 +53,7 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
 /// caches, and no thread sits between two jobs waiting to be woken. Work
 /// that waits on the disk (an fsync) belongs on [`blocking`] instead, whose
 /// threads may outnumber the cores. Measured on 2 cores, a put whose chunks
-/// ran on the blocking pool took 1.15x as long (median of 14 paired runs).
+/// ran on the blocking pool took 1.11x as long (median of 10 paired runs).
 pub(crate) async fn compute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     let pool = COMPUTE.get_or_init(|| {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
