@@ -119,7 +119,7 @@ impl AnswerBudget {
                         let reason =
                             format!("peer does not read its answers (one waited {:?} for room)", self.wait);
                         warn_closing(None, &reason);
-                        let _ = self.out.try_send(frame::encode(&Message::Goodbye { reason }).into());
+                        let _ = self.out.try_send(OutFrame::new(Message::Goodbye { reason }, None));
                     }
                     self.closed.cancel();
                 }
@@ -130,15 +130,18 @@ impl AnswerBudget {
     }
 }
 
-/// A frame to write, with the answer budget it releases once written.
+/// A frame to write (its body in the two parts of
+/// [`frame::encode_parts`]), with the answer budget it releases once written.
 struct OutFrame {
-    body: Bytes,
+    head: Bytes,
+    blob: Bytes,
     _permit: Option<AnswerPermit>,
 }
 
-impl From<Bytes> for OutFrame {
-    fn from(body: Bytes) -> OutFrame {
-        OutFrame { body, _permit: None }
+impl OutFrame {
+    fn new(msg: Message, permit: Option<AnswerPermit>) -> OutFrame {
+        let (head, blob) = frame::encode_parts(msg);
+        OutFrame { head, blob, _permit: permit }
     }
 }
 
@@ -260,10 +263,10 @@ impl Connection {
         // drops it (a hedged fetch whose other request answered first): the
         // answer, if it comes, is then discarded on arrival.
         let _entry = PendingEntry { pending: &self.pending, id };
-        let frame = frame::encode(&Message::Request { id, body });
+        let frame = OutFrame::new(Message::Request { id, body }, None);
         let result = tokio::time::timeout(timeout, async {
             let _slot = self.slots.acquire().await.map_err(|_| ())?;
-            self.out.send(frame.into()).await.map_err(|_| ())?;
+            self.out.send(frame).await.map_err(|_| ())?;
             rx.await.map_err(|_| ())
         })
         .await;
@@ -283,7 +286,7 @@ async fn write_loop(mut io: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<OutFram
             _ = closed.cancelled() => {
                 // Flush what is queued (a goodbye, say), briefly, then stop.
                 while let Ok(f) = rx.try_recv() {
-                    if !matches!(tokio::time::timeout(GRACE, write_frame(&mut io, &f.body)).await, Ok(Ok(()))) {
+                    if !matches!(tokio::time::timeout(GRACE, write_frame(&mut io, &f)).await, Ok(Ok(()))) {
                         break;
                     }
                 }
@@ -295,7 +298,7 @@ async fn write_loop(mut io: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<OutFram
         // A peer that does not read blocks the write: closing the
         // connection must still end it, after a brief grace.
         let written = {
-            let write = write_frame(&mut io, &frame.body);
+            let write = write_frame(&mut io, &frame);
             tokio::pin!(write);
             tokio::select! {
                 w = &mut write => w,
@@ -316,9 +319,9 @@ async fn write_loop(mut io: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<OutFram
 }
 
 /// Writes one frame, header and body together, without copying the body.
-async fn write_frame(io: &mut WriteHalf<BoxStream>, body: &Bytes) -> std::io::Result<()> {
-    let header = frame::header(body.len())?;
-    io.write_all_buf(&mut (&header[..]).chain(&body[..])).await?;
+async fn write_frame(io: &mut WriteHalf<BoxStream>, frame: &OutFrame) -> std::io::Result<()> {
+    let header = frame::header(frame.head.len() + frame.blob.len())?;
+    io.write_all_buf(&mut (&header[..]).chain(&frame.head[..]).chain(&frame.blob[..])).await?;
     io.flush().await
 }
 
@@ -400,8 +403,8 @@ async fn read_loop(
                 tokio::spawn(async move {
                     let answer = handler.handle(peer, body, answers).await;
                     drop(held);
-                    let frame = frame::encode(&Message::Response { id, body: answer.body });
-                    let _ = out.send(OutFrame { body: frame, _permit: answer.permit }).await;
+                    let frame = OutFrame::new(Message::Response { id, body: answer.body }, answer.permit);
+                    let _ = out.send(frame).await;
                     serving.fetch_sub(1, Ordering::SeqCst);
                 });
             }
@@ -432,7 +435,7 @@ async fn read_loop(
         }
     };
     if let Some(reason) = goodbye {
-        let _ = conn.out.try_send(frame::encode(&Message::Goodbye { reason }).into());
+        let _ = conn.out.try_send(OutFrame::new(Message::Goodbye { reason }, None));
     }
     conn.closed.cancel();
     // Wake every waiter: their senders drop with the map entries.

@@ -180,6 +180,27 @@ pub fn encode(msg: &Message) -> Bytes {
     bincode::serde::encode_to_vec(msg, bincode_config()).expect("messages always encode").into()
 }
 
+/// The frame body of `msg` in two parts, whose concatenation is
+/// [`encode`]'s: the bytes before the blob of a message that carries one
+/// (`StoreBlob`, `Blob`), and that blob, shared rather than copied (it is
+/// the message's last field, so its bytes end the frame). Other messages
+/// come whole in the first part.
+pub fn encode_parts(mut msg: Message) -> (Bytes, Bytes) {
+    let data = match &mut msg {
+        Message::Request { body: Request::StoreBlob { data, .. }, .. }
+        | Message::Response { body: Response::Blob { data }, .. } => std::mem::take(data),
+        _ => return (encode(&msg), Bytes::new()),
+    };
+    let mut head = bincode::serde::encode_to_vec(&msg, bincode_config()).expect("messages always encode");
+    // An empty blob ends the encoding as its length, 0, in one byte: put
+    // the blob's real length in its place.
+    debug_assert_eq!(head.last(), Some(&0));
+    head.pop();
+    let len = bincode::encode_to_vec(data.len() as u64, bincode::config::standard()).expect("a length encodes");
+    head.extend_from_slice(&len);
+    (head.into(), data)
+}
+
 /// Decodes a frame body; the whole frame must be one message.
 pub fn decode(frame: &[u8]) -> Result<Message, String> {
     let (msg, used) = bincode::serde::decode_from_slice(frame, bincode_config()).map_err(|e| e.to_string())?;
@@ -337,6 +358,33 @@ mod tests {
         assert!(header(MAX_FRAME_LEN + 1).is_err());
         let mut dst = BytesMut::new();
         assert!(FrameCodec::default().encode(Bytes::from(vec![0; MAX_FRAME_LEN + 1]), &mut dst).is_err());
+    }
+
+    #[test]
+    fn a_message_in_two_parts_is_the_same_frame_as_in_one() {
+        let blob = |n: usize| Bytes::from((0..n).map(|i| i as u8).collect::<Vec<_>>());
+        let id = BlobId([9; 32]);
+        let messages = || {
+            [0, 1, 127, 128, 16_383, 16_384, 65_536, 1 << 20]
+                .into_iter()
+                .flat_map(move |n| {
+                    [
+                        Message::Request { id: n as u64, body: Request::StoreBlob { id, data: blob(n) } },
+                        Message::Response { id: u64::MAX - n as u64, body: Response::Blob { data: blob(n) } },
+                    ]
+                })
+                .chain([
+                    Message::Request { id: 3, body: Request::GetBlob { id } },
+                    Message::Response { id: 4, body: Response::NotFound },
+                    Message::Goodbye { reason: "bye".into() },
+                ])
+        };
+        for (msg, again) in messages().zip(messages()) {
+            let whole = encode(&msg);
+            let (head, payload) = encode_parts(again);
+            assert_eq!([&head[..], &payload[..]].concat(), whole[..], "{msg:?}");
+            assert!(head.len() <= 64, "the part before the blob is small: {} bytes", head.len());
+        }
     }
 
     #[test]
