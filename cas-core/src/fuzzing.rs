@@ -41,7 +41,7 @@ pub fn check(name: &str) -> Option<Check> {
 /// longer form than needed, e.g. 5 as `fb 05 00`. Harmless: no signature or
 /// id covers the bytes of a frame.)
 pub fn check_frame(data: &[u8]) {
-    let Ok(msg) = frame::decode(&Bytes::copy_from_slice(data)) else { return };
+    let Ok(msg) = frame::decode(data) else { return };
     let encoded = frame::encode(&msg);
     assert!(encoded.len() <= data.len(), "{} bytes re-encoded as {}", data.len(), encoded.len());
     let again = frame::decode(&encoded).expect("an encoded message decodes");

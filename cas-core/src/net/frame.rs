@@ -3,8 +3,6 @@
 //! before they are read, and memory for a frame follows the bytes that
 //! arrive, never the length a peer declares.
 
-use std::cell::RefCell;
-use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
@@ -137,7 +135,6 @@ pub enum Request {
     /// Store a blob; the receiver verifies it first.
     StoreBlob {
         id: BlobId,
-        #[serde(deserialize_with = "shared_blob")]
         data: Bytes,
     },
     GetBlob {
@@ -162,7 +159,6 @@ pub enum Response {
         reason: String,
     },
     Blob {
-        #[serde(deserialize_with = "shared_blob")]
         data: Bytes,
     },
     NotFound,
@@ -205,66 +201,9 @@ pub fn encode_parts(mut msg: Message) -> (Bytes, Bytes) {
     (head.into(), data)
 }
 
-thread_local! {
-    /// The frame that [`decode`] is decoding on this thread, for
-    /// [`shared_blob`]; empty otherwise.
-    static DECODING: RefCell<Bytes> = const { RefCell::new(Bytes::new()) };
-}
-
-/// Sets [`DECODING`] for as long as it lives.
-struct Decoding;
-
-impl Decoding {
-    fn of(frame: &Bytes) -> Decoding {
-        DECODING.with_borrow_mut(|f| *f = frame.clone());
-        Decoding
-    }
-}
-
-impl Drop for Decoding {
-    fn drop(&mut self) {
-        DECODING.with_borrow_mut(|f| *f = Bytes::new());
-    }
-}
-
-/// Deserializes a blob as a share of the frame being decoded: no copy, and
-/// no fresh buffer zeroed first (an owned decode does both, for every byte
-/// a connection receives). Bytes from anywhere else are copied.
-fn shared_blob<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-    struct Share;
-    impl<'de> serde::de::Visitor<'de> for Share {
-        type Value = Bytes;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a blob's bytes")
-        }
-        fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Bytes, E> {
-            Ok(DECODING.with_borrow(|frame| {
-                let (within, part) = (frame.as_ptr_range(), v.as_ptr_range());
-                if within.start <= part.start && part.end <= within.end {
-                    frame.slice_ref(v)
-                } else {
-                    Bytes::copy_from_slice(v)
-                }
-            }))
-        }
-        fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
-            Ok(Bytes::copy_from_slice(v))
-        }
-        fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
-            Ok(v.into())
-        }
-    }
-    d.deserialize_bytes(Share)
-}
-
-/// Decodes a frame body; the whole frame must be one message. A blob the
-/// message carries shares the frame's memory.
-pub fn decode(frame: &Bytes) -> Result<Message, String> {
-    let decoded = {
-        let _decoding = Decoding::of(frame);
-        bincode::serde::borrow_decode_from_slice(frame, bincode_config())
-    };
-    let (msg, used) = decoded.map_err(|e| e.to_string())?;
+/// Decodes a frame body; the whole frame must be one message.
+pub fn decode(frame: &[u8]) -> Result<Message, String> {
+    let (msg, used) = bincode::serde::decode_from_slice(frame, bincode_config()).map_err(|e| e.to_string())?;
     if used != frame.len() {
         return Err(format!("{} trailing bytes after the message", frame.len() - used));
     }
@@ -382,37 +321,10 @@ mod tests {
         };
         let mut frame = encode(&msg).to_vec();
         assert!(frame.len() < 1100, "bytes are encoded compactly");
-        assert!(matches!(decode(&frame.clone().into()), Ok(Message::Request { id: 7, .. })));
+        assert!(matches!(decode(&frame), Ok(Message::Request { id: 7, .. })));
         frame.push(0);
-        assert!(decode(&frame.into()).is_err());
-        assert!(decode(&Bytes::from_static(&[0xff; 16])).is_err());
-    }
-
-    /// A received blob is a share of its frame, not a copy; once decoded,
-    /// nothing but the message holds the frame (the decoder keeps none).
-    #[test]
-    fn a_decoded_blob_shares_its_frame_and_nothing_else_keeps_it() {
-        let blob = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<_>>());
-        for msg in [
-            Message::Request { id: 3, body: Request::StoreBlob { id: BlobId([4; 32]), data: blob.clone() } },
-            Message::Response { id: 3, body: Response::Blob { data: blob.clone() } },
-        ] {
-            let frame = encode(&msg);
-            let data = match decode(&frame) {
-                Ok(Message::Request { body: Request::StoreBlob { data, .. }, .. }) => data,
-                Ok(Message::Response { body: Response::Blob { data }, .. }) => data,
-                other => panic!("decoded as {other:?}"),
-            };
-            assert_eq!(data, blob);
-            assert!(frame.as_ptr_range().contains(&data.as_ptr()), "the blob lies in the frame: shared, not copied");
-            drop(frame);
-            assert!(data.is_unique(), "the decoder let go of the frame");
-        }
-        // An empty blob decodes too.
-        let frame = encode(&Message::Response { id: 1, body: Response::Blob { data: Bytes::new() } });
-        assert!(
-            matches!(decode(&frame), Ok(Message::Response { body: Response::Blob { data }, .. }) if data.is_empty())
-        );
+        assert!(decode(&frame).is_err());
+        assert!(decode(&[0xff; 16]).is_err());
     }
 
     fn framed(body: &[u8]) -> Vec<u8> {

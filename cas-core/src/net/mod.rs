@@ -719,7 +719,7 @@ impl Network {
         match self.request(peer, || Request::GetBlob { id }).await {
             Ok(Response::Blob { data }) => {
                 let len = data.len() as u64;
-                match blocking(move || VerifiedBlob::check(id, data)).await {
+                match blocking(move || VerifiedBlob::check(id, data.into())).await {
                     Ok(blob) => {
                         self.stats.bytes_received.fetch_add(len, Ordering::Relaxed);
                         return Some(blob);

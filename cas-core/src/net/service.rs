@@ -67,14 +67,12 @@ async fn get_blob(net: &Arc<Network>, id: crate::format::BlobId, answers: Answer
         Ok(Some(blob)) => {
             let mut bytes = blob.into_bytes();
             if net.config.faults.corrupt_served_blobs {
-                let mut corrupt = Vec::from(bytes);
-                if let Some(b) = corrupt.last_mut() {
+                if let Some(b) = bytes.last_mut() {
                     *b ^= 1;
                 }
-                bytes = corrupt.into();
             }
             net.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            Response::Blob { data: bytes }
+            Response::Blob { data: bytes.into() }
         }
         Ok(None) => Response::NotFound,
         Err(e @ Error::Integrity { .. }) => {
@@ -98,7 +96,7 @@ async fn store_blob(net: &Arc<Network>, from: NodeId, id: crate::format::BlobId,
         return Response::Refused { full: true, reason: "node is at its capacity limit".into() };
     }
     let result = blocking(move || {
-        let blob = VerifiedBlob::check(id, data)?;
+        let blob = VerifiedBlob::check(id, data.into())?;
         store.put_from(&blob, Origin::Replica)
     })
     .await;

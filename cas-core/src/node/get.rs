@@ -37,7 +37,7 @@ impl Node {
         let len = manifest.header.chunk_len(i);
         // Read (or fetched and kept), verified and opened in one blocking task.
         self.fetch_then(id, move |blob| {
-            open_chunk(&key, blob.into_bytes().into(), len).map_err(|why| Error::integrity_blob(&id, why))
+            open_chunk(&key, blob.into_bytes(), len).map_err(|why| Error::integrity_blob(&id, why))
         })
         .await
     }

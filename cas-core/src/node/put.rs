@@ -313,7 +313,7 @@ impl Node {
     async fn replicate_stored(&self, blob: VerifiedBlob, new: bool) -> Result<StoredBlob> {
         let id = blob.id();
         let replicas = match self.network() {
-            Some(net) => net.replicate(id, blob.into_bytes(), self.inner.config.replicas, !new).await,
+            Some(net) => net.replicate(id, blob.into_bytes().into(), self.inner.config.replicas, !new).await,
             None => 0,
         };
         if replicas < self.inner.config.min_replicas {

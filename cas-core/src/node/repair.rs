@@ -312,7 +312,7 @@ impl Repair {
                     continue;
                 }
             };
-            let data = blob.into_bytes();
+            let data: bytes::Bytes = blob.into_bytes().into();
             for peer in peers {
                 if self.net.store_on(peer, id, data.clone()).await.is_ok() {
                     self.net.stats.repaired.fetch_add(1, Ordering::Relaxed);

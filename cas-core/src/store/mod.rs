@@ -36,8 +36,6 @@ pub use index::{BlobEntry, Origin, INDEX_FILE};
 use index::{Index, Opened};
 use unnamed::{link_unnamed, open_unnamed};
 
-use bytes::Bytes;
-
 use crate::error::{is_disk_full, Error, Result};
 use crate::format::{BlobId, MAX_BLOB_LEN};
 
@@ -47,21 +45,17 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// Bytes whose SHA-256 is known to equal `id`: the only thing the store accepts.
 pub struct VerifiedBlob {
     id: BlobId,
-    /// Shared, not copied: a blob received from a peer is a part of the
-    /// frame it came in.
-    bytes: Bytes,
+    bytes: Vec<u8>,
 }
 
 impl VerifiedBlob {
     /// Hashes `bytes` to get their id.
-    pub fn new(bytes: impl Into<Bytes>) -> VerifiedBlob {
-        let bytes = bytes.into();
+    pub fn new(bytes: Vec<u8>) -> VerifiedBlob {
         VerifiedBlob { id: BlobId::of(&bytes), bytes }
     }
 
     /// Checks that `bytes` hash to `id`.
-    pub fn check(id: BlobId, bytes: impl Into<Bytes>) -> Result<VerifiedBlob> {
-        let bytes = bytes.into();
+    pub fn check(id: BlobId, bytes: Vec<u8>) -> Result<VerifiedBlob> {
         if bytes.len() > MAX_BLOB_LEN {
             return Err(Error::integrity_blob(&id, "larger than any valid blob"));
         }
@@ -72,8 +66,7 @@ impl VerifiedBlob {
     }
 
     /// For ids computed by the caller from these very bytes (the sealing step).
-    pub(crate) fn computed(id: BlobId, bytes: impl Into<Bytes>) -> VerifiedBlob {
-        let bytes = bytes.into();
+    pub(crate) fn computed(id: BlobId, bytes: Vec<u8>) -> VerifiedBlob {
         debug_assert_eq!(BlobId::of(&bytes), id);
         VerifiedBlob { id, bytes }
     }
@@ -86,7 +79,7 @@ impl VerifiedBlob {
         &self.bytes
     }
 
-    pub fn into_bytes(self) -> Bytes {
+    pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }
 }
