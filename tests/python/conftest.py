@@ -22,6 +22,7 @@ import pytest
 
 import cas
 
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--repeat", type=int, default=1, metavar="N", help="run each selected test N times (make test-repeat)"
@@ -29,6 +30,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Several tests press Ctrl-C (SIGINT) on this process or on the `cas`
+    # processes it starts. A suite started in the background by a
+    # non-interactive shell (`make test &`, nohup) inherits SIGINT ignored,
+    # and ignored stays ignored across exec: those tests would then test
+    # nothing but the shell. Take SIGINT back: Python's handler here, and
+    # (a caught signal is reset at exec) the default in every child.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "network: needs several nodes talking over TCP")
     config.addinivalue_line("markers", "netns: runs nodes in Linux network namespaces (root, ip and nft)")
 

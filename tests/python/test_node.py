@@ -282,9 +282,15 @@ def test_ctrl_c_between_the_last_byte_and_the_commit_leaves_nothing(nodes, make_
     dest = tmp_path / "interrupted.bin"
     main = threading.get_ident()
 
+    returned = threading.Event()
+
     def press_ctrl_c() -> None:
         held.wait_paused()
         signal.pthread_kill(main, signal.SIGINT)
+        # Were the interrupt lost, the get would wait for its release
+        # forever: release it, and the test fails instead of hanging.
+        if not returned.wait(60):
+            held.release()
 
     presser = threading.Thread(target=press_ctrl_c)
     presser.start()
@@ -292,6 +298,7 @@ def test_ctrl_c_between_the_last_byte_and_the_commit_leaves_nothing(nodes, make_
         with pytest.raises(KeyboardInterrupt):
             node.get(key, dest)
     finally:
+        returned.set()
         presser.join(timeout=60)
     assert not dest.exists()
     assert leftovers(tmp_path) == []
