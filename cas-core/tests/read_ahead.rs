@@ -26,15 +26,24 @@ async fn read_exact(reader: &mut FileReader, buf: &mut [u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sequential_reads_over_the_network_fetch_ahead_and_a_far_seek_drops_it() {
     let dir = tempfile::TempDir::new().unwrap();
-    let owner = Node::start(net_config(&dir.path().join("owner"), &[])).await.unwrap();
+    // The owner keeps the only copy: a put must not place chunks on the
+    // getter (it would if gossip had already told the owner of it), or the
+    // getter would read them from its own disk and nothing would arrive.
+    let mut config = net_config(&dir.path().join("owner"), &[]);
+    config.replicas = 0;
+    let owner = Node::start(config).await.unwrap();
     let mut config = net_config(&dir.path().join("getter"), &[&owner]);
     // A window of 4 chunks: the chunk held and at most 3 read ahead.
     config.parallelism = 4;
     config.keep_fetched = false;
     let getter = Node::start(config).await.unwrap();
-    wait_for("the getter to see the owner", Duration::from_secs(20), || alive(&getter) == 1).await;
+    // Both know each other before the put (the case that used to place
+    // copies on the getter).
+    wait_for("the two nodes to see each other", Duration::from_secs(20), || alive(&getter) == 1 && alive(&owner) == 1)
+        .await;
     let data = content(41, (CHUNKS * C) as usize);
     let key = owner.put_bytes(&data).await.unwrap().key;
+    assert_eq!(getter.stats().blobs_stored, 0, "the getter holds nothing");
 
     let mut reader = getter.open(&key).await.unwrap();
     let manifest_bytes = getter.stats().bytes_received;
