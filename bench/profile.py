@@ -32,8 +32,7 @@ import tempfile
 # Kinds of work, by symbol; the first pattern that matches a symbol wins.
 KINDS = [
     ("SHA-256", r"sha2::|sha256"),
-    ("AES-GCM of chunks", r"ghash|polyval|aes::|Aes<|hybrid_array|aead"),
-    ("AES-GCM of the transport", r"ring_core|aes_gcm_(enc|dec)|gcm_"),
+    ("AES-GCM (ring's: of chunks and of the transport)", r"ring_core|aes_gcm_(enc|dec)|gcm_|aead"),
     ("kernel: copy into the page cache (write)", r"copy_folio_from_iter|generic_perform_write"),
     ("kernel: copy out of the page cache or a socket (read)", r"_copy_to_iter|copy_user"),
     ("user-space memcpy / memset", r"__memset|__memmove|memcpy"),
