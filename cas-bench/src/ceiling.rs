@@ -4,12 +4,12 @@
 //! Put, per chunk: SHA-256 of the plaintext (it derives the chunk key),
 //! AES-256-GCM sealing, SHA-256 of the sealed blob (its id).
 //! Get, per chunk: SHA-256 of the blob (its id check), AES-256-GCM opening.
+//! Both run the store's own `seal_chunk` and `open_chunk`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
-use sha2::{Digest, Sha256};
+use cas_core::format::{open_chunk, seal_chunk, BlobId, SealedChunk, TAG_LEN};
 
 /// Each thread works on buffers of one default chunk.
 const BUF: usize = 1024 * 1024;
@@ -41,59 +41,51 @@ fn on_all_cores(time: Duration, work: fn(&mut Worker) -> Duration) -> f64 {
     })
 }
 
-/// AES-256-GCM as the store seals (`ring`, zero nonce: one plaintext per key).
-fn cipher(key: &[u8; 32]) -> LessSafeKey {
-    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte key"))
-}
-
-fn zero_nonce() -> Nonce {
-    Nonce::assume_unique_for_key([0; 12])
-}
-
-/// One thread's chunk buffer, worked on in place as the store does: a chunk
-/// is sealed in the buffer it was read into, a blob opened in the buffer it
-/// was read into.
+/// One thread's chunk buffer, worked on in place by the store's own sealing
+/// and opening (`cas_core::format`): a chunk is sealed in the buffer it was
+/// read into, a blob opened in the buffer it was read into.
 struct Worker {
+    /// Put: a plaintext chunk. Get: the sealed blob of `key` and `id`.
     buf: Vec<u8>,
-    /// For get: the key and tag of the sealed chunk in `buf`.
     key: [u8; 32],
-    tag: Tag,
+    id: BlobId,
 }
+
+/// The convergence secret of the ceiling's chunks (any will do).
+const SECRET: [u8; 32] = [7; 32];
 
 impl Worker {
     fn new(seed: u8) -> Worker {
-        let mut buf: Vec<u8> = (0..BUF).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
-        let key: [u8; 32] = Sha256::digest(&buf).into();
-        let tag = cipher(&key).seal_in_place_separate_tag(zero_nonce(), Aad::empty(), &mut buf).unwrap();
-        Worker { buf, key, tag }
+        let mut plain = Vec::with_capacity(BUF + TAG_LEN);
+        plain.extend((0..BUF).map(|i| (i as u8).wrapping_mul(31) ^ seed));
+        let SealedChunk { blob, id, key } = seal_chunk(&SECRET, plain);
+        Worker { buf: blob, key, id }
     }
 
-    /// The key from the plaintext's hash, sealing in place, the blob's id.
-    /// (The plaintext is whatever the last round left: the bytes don't
-    /// change the cost.)
+    /// Put's crypto: the chunk key from the plaintext's hash, sealing in
+    /// place, the blob's id. (The plaintext is whatever the last round
+    /// left: the bytes don't change the cost.)
     fn put(&mut self) -> Duration {
+        let mut plain = std::mem::take(&mut self.buf);
+        plain.truncate(BUF);
         let started = Instant::now();
-        let key: [u8; 32] = Sha256::digest(&self.buf).into();
-        let tag = cipher(&key).seal_in_place_separate_tag(zero_nonce(), Aad::empty(), &mut self.buf).unwrap();
-        let mut id = Sha256::new();
-        id.update(&self.buf);
-        id.update(tag.as_ref());
-        std::hint::black_box(id.finalize());
-        started.elapsed()
+        let sealed = seal_chunk(&SECRET, plain);
+        let took = started.elapsed();
+        std::hint::black_box(sealed.id);
+        self.buf = sealed.blob;
+        took
     }
 
-    /// The blob's id check, then opening in place; sealing it again for the
-    /// next round is not counted.
+    /// Get's crypto: the blob's id check, then opening in place; sealing it
+    /// again for the next round is not counted.
     fn get(&mut self) -> Duration {
+        let blob = std::mem::take(&mut self.buf);
         let started = Instant::now();
-        let mut id = Sha256::new();
-        id.update(&self.buf);
-        id.update(self.tag.as_ref());
-        std::hint::black_box(id.finalize());
-        let cipher = cipher(&self.key);
-        cipher.open_in_place_separate_tag(zero_nonce(), Aad::empty(), self.tag, &mut self.buf, 0..).expect("authentic");
+        assert!(BlobId::of(&blob) == self.id, "the blob has its id");
+        let plain = open_chunk(&self.key, blob, BUF).expect("authentic");
         let took = started.elapsed();
-        self.tag = cipher.seal_in_place_separate_tag(zero_nonce(), Aad::empty(), &mut self.buf).unwrap();
+        let SealedChunk { blob, id, key } = seal_chunk(&SECRET, plain);
+        (self.buf, self.id, self.key) = (blob, id, key);
         took
     }
 }
