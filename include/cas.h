@@ -660,6 +660,11 @@ void cas_file_list_free(struct cas_file_list *list);
  * frees with cas_string_free. Fails with CAS_ERR_INVALID_ARGUMENT for a
  * bad or non-loopback address, CAS_ERR_NETWORK if it cannot be bound,
  * CAS_ERR_CLOSED if the node was stopped. Thread-safe.
+ *
+ * Over TCP it answers only requests whose Host is its own address,
+ * 127.0.0.1, localhost or [::1] with its port, and refuses uploads from
+ * another site's page (a foreign Origin): 403. Other names can be allowed
+ * through `cas serve --http-host` or Python, not here.
  */
 cas_status cas_node_serve_http(const struct cas_node *node, const char *addr, char **bound_out);
 

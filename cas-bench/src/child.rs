@@ -215,7 +215,7 @@ async fn read_sequentially(node: &Node, key: &Key, dest: &Path) -> cas_core::Res
 async fn http_get(address: &str, key: &str, dest: &Path) {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect to the gateway");
-    let request = format!("GET /cas/{key} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    let request = format!("GET /cas/{key} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send the request");
     let mut reader = BufReader::with_capacity(1 << 20, stream);
     let (mut length, mut line) = (None, String::new());

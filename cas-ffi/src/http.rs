@@ -20,6 +20,11 @@ use crate::status::cas_status;
 /// frees with cas_string_free. Fails with CAS_ERR_INVALID_ARGUMENT for a
 /// bad or non-loopback address, CAS_ERR_NETWORK if it cannot be bound,
 /// CAS_ERR_CLOSED if the node was stopped. Thread-safe.
+///
+/// Over TCP it answers only requests whose Host is its own address,
+/// 127.0.0.1, localhost or [::1] with its port, and refuses uploads from
+/// another site's page (a foreign Origin): 403. Other names can be allowed
+/// through `cas serve --http-host` or Python, not here.
 #[no_mangle]
 pub unsafe extern "C" fn cas_node_serve_http(
     node: *const cas_node,

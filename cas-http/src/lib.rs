@@ -13,6 +13,7 @@
 mod api;
 mod files;
 mod mime;
+mod origin;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,15 @@ pub struct Options {
     /// page stay open (a key is the capability). Required to bind an
     /// address other than loopback.
     pub token: Option<String>,
+    /// Other names a TCP gateway answers to, besides its own address (on
+    /// loopback also `127.0.0.1`, `localhost` and `[::1]`; on `0.0.0.0` or
+    /// `::`, any IP address and `localhost`): `NAME` with any port or none (e.g. the
+    /// public name of a reverse proxy in front of it), `NAME:PORT` with that
+    /// port only, or an IP address. A request whose `Host` is none of these,
+    /// or an upload whose `Origin` is another site, is refused with 403
+    /// (pages of other sites in the user's browser cannot use the gateway;
+    /// see the README). Not used on a Unix socket, which browsers cannot reach.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Options {
@@ -51,7 +61,7 @@ impl Options {
         if token.is_empty() {
             return Err(Error::InvalidArgument(format!("the HTTP token file {} is empty", path.display())));
         }
-        Ok(Options { token: Some(token.to_string()) })
+        Ok(Options { token: Some(token.to_string()), ..Options::default() })
     }
 }
 
@@ -91,6 +101,8 @@ impl Drop for Server {
 pub(crate) struct Gateway {
     pub(crate) node: Node,
     token: Option<Arc<str>>,
+    /// The hosts a TCP gateway answers to; `None` on a Unix socket.
+    hosts: Option<Arc<origin::Hosts>>,
     pub(crate) requests_in_progress: Arc<AtomicU64>,
     pub(crate) requests_done: Arc<AtomicU64>,
     /// Downloads answered 206 (byte ranges: a video seeking, a resumed download).
@@ -122,7 +134,9 @@ impl Gateway {
 
 /// Serves the gateway of `node` on TCP `address` (`HOST:PORT`; port 0 picks
 /// a free one), or on a Unix socket for `unix:PATH` (as [`serve_unix`]). A
-/// non-loopback TCP address requires `options.token`.
+/// non-loopback TCP address requires `options.token`. It answers only
+/// requests for its own address or `options.allowed_hosts` (see
+/// [`Options::allowed_hosts`]).
 pub async fn serve(node: Node, address: &str, options: Options) -> cas_core::Result<Server> {
     if let Some(path) = address.strip_prefix("unix:") {
         return serve_unix(node, path, options).await;
@@ -140,11 +154,13 @@ pub async fn serve(node: Node, address: &str, options: Options) -> cas_core::Res
              (cas serve --http-token FILE); downloads by key stay open"
         )));
     }
+    let allowed = origin::parse_allowed(&options.allowed_hosts)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Network(format!("cannot listen for HTTP on {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| Error::Network(format!("HTTP listener on {addr}: {e}")))?;
-    Ok(spawn(node, listener, bound.to_string(), options))
+    let hosts = origin::Hosts::new(bound, allowed);
+    Ok(spawn(node, listener, bound.to_string(), options, Some(hosts)))
 }
 
 /// Serves the gateway of `node` on the Unix socket `path` (mode 0600: only
@@ -162,10 +178,10 @@ pub async fn serve_unix(node: Node, path: impl AsRef<Path>, options: Options) ->
     let listener = tokio::net::UnixListener::bind(&staging).map_err(|e| context("cannot listen on", e))?;
     std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600)).map_err(|e| context("chmod", e))?;
     std::fs::rename(&staging, &path).map_err(|e| context("cannot bind", e))?;
-    Ok(spawn(node, listener, path.display().to_string(), options))
+    Ok(spawn(node, listener, path.display().to_string(), options, None))
 }
 
-fn spawn<L>(node: Node, listener: L, address: String, options: Options) -> Server
+fn spawn<L>(node: Node, listener: L, address: String, options: Options, hosts: Option<origin::Hosts>) -> Server
 where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
@@ -173,6 +189,7 @@ where
     let gateway = Gateway {
         node: node.clone(),
         token: options.token.map(Arc::from),
+        hosts: hosts.map(Arc::new),
         requests_in_progress: Arc::default(),
         requests_done: Arc::default(),
         partial_responses: Arc::default(),
@@ -219,6 +236,9 @@ fn router(gateway: Gateway) -> Router {
         .merge(guarded)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path; see GET / and /cas/{key}") })
         .layer(middleware::from_fn_with_state(gateway.clone(), count_requests))
+        // Outermost: a request for another host or from another site is
+        // refused before anything else (and not counted).
+        .layer(middleware::from_fn_with_state(gateway.clone(), origin::only_own_origin))
         .with_state(gateway)
 }
 

@@ -28,27 +28,43 @@ impl Answer {
     }
 }
 
-/// One request on its own connection (`Connection: close`).
+/// One request on its own connection (`Connection: close`), with `Host:
+/// host` unless `headers` name another.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
+    host: &str,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {host}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    if method == "POST" {
+    if method == "POST" || !body.is_empty() {
         request.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     stream.write_all(body).await.unwrap();
+    read_answer(stream, method == "HEAD").await
+}
+
+async fn read_answer<S: AsyncRead + Unpin>(mut stream: S, head: bool) -> Answer {
     let mut raw = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw)).await.expect("answer in time").unwrap();
-    parse(&raw, method == "HEAD")
+    parse(&raw, head)
+}
+
+/// A request written out whole, as given.
+async fn raw_request(server: &Server, request: &str) -> Answer {
+    let mut stream = tokio::net::TcpStream::connect(server.address()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_answer(stream, false).await
 }
 
 fn parse(raw: &[u8], head: bool) -> Answer {
@@ -84,7 +100,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 
 async fn http(server: &Server, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
     let stream = tokio::net::TcpStream::connect(server.address()).await.unwrap();
-    exchange(stream, method, path, headers, body).await
+    exchange(stream, server.address(), method, path, headers, body).await
 }
 
 /// Bytes that never repeat a chunk (xorshift).
@@ -265,7 +281,8 @@ async fn an_aborted_upload_stores_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let (node, server) = lone_node(&dir).await;
     let mut stream = tokio::net::TcpStream::connect(server.address()).await.unwrap();
-    let head = "POST /cas?name=cut.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n\r\n";
+    let head =
+        format!("POST /cas?name=cut.bin HTTP/1.1\r\nHost: {}\r\nContent-Length: 10000000\r\n\r\n", server.address());
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(&data(300_000, 5)).await.unwrap();
     let status = || async { http(&server, "GET", "/api/status", &[], b"").await.json() };
@@ -385,7 +402,7 @@ async fn other_addresses_need_a_token_for_uploads_and_the_api() {
     let port = server.address().rsplit_once(':').unwrap().1;
     let local = format!("127.0.0.1:{port}");
     let call = async |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
-        exchange(tokio::net::TcpStream::connect(&local).await.unwrap(), method, path, headers, body).await
+        exchange(tokio::net::TcpStream::connect(&local).await.unwrap(), &local, method, path, headers, body).await
     };
     let file = data(5000, 8);
     for (method, path) in [("POST", "/cas"), ("GET", "/api/status"), ("GET", "/api/files"), ("GET", "/metrics")] {
@@ -404,6 +421,13 @@ async fn other_addresses_need_a_token_for_uploads_and_the_api() {
     let a = call("GET", &format!("/cas/{key}"), &[], b"").await;
     assert_eq!((a.status, a.body), (200, file));
     assert_eq!(call("GET", "/health", &[], b"").await.status, 200);
+    // Bound to every address: any IP literal with the port, and localhost;
+    // not a name (it could be rebound to this machine).
+    for (host, status) in
+        [(format!("192.0.2.7:{port}"), 200), (format!("localhost:{port}"), 200), (format!("nas.example:{port}"), 403)]
+    {
+        assert_eq!(call("GET", "/health", &[("Host", &host)], b"").await.status, status, "{host}");
+    }
 
     let empty = dir.path().join("empty");
     std::fs::write(&empty, "\n").unwrap();
@@ -423,11 +447,15 @@ async fn serves_on_an_owner_only_unix_socket_until_the_node_stops() {
     assert_eq!(server.address(), path.display().to_string());
     assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
-    let a = exchange(stream, "POST", "/cas?name=x", &[], b"hello").await;
+    let a = exchange(stream, "cas", "POST", "/cas?name=x", &[], b"hello").await;
     assert_eq!(a.status, 200);
     let key = a.json()["key"].as_str().unwrap().to_string();
     let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
-    assert_eq!(exchange(stream, "GET", &format!("/cas/{key}"), &[], b"").await.body, b"hello");
+    assert_eq!(exchange(stream, "cas", "GET", &format!("/cas/{key}"), &[], b"").await.body, b"hello");
+    // No browser reaches a Unix socket: no Host or Origin check there.
+    let stream = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let a = exchange(stream, "evil.example", "POST", "/cas", &[("Origin", "http://evil.example")], b"unix").await;
+    assert_eq!(a.status, 200, "{}", a.text());
 
     // Shutting the node down stops the server: connections are refused.
     node.shutdown().await;
@@ -467,7 +495,7 @@ async fn stat_and_why_a_download_was_cut() {
     std::fs::write(&blob, bytes).unwrap();
     assert_eq!(http(&server, "GET", &format!("/api/cut/{key}"), &[], b"").await.status, 404);
     let mut stream = tokio::net::TcpStream::connect(server.address()).await.unwrap();
-    let request = format!("GET /cas/{key} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let request = format!("GET /cas/{key} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", server.address());
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw).await;
@@ -479,5 +507,142 @@ async fn stat_and_why_a_download_was_cut() {
     assert_eq!(why.status, 502);
     assert!(why.json()["error"].as_str().unwrap().contains("integrity"), "{}", why.text());
     assert_eq!(http(&server, "GET", &format!("/api/cut/{key}"), &[], b"").await.status, 404);
+    node.shutdown().await;
+}
+
+/// No answer lets another origin read it: no `Access-Control-*` header.
+fn assert_no_cors(answer: &Answer, what: &str) {
+    let cors: Vec<_> = answer.headers.keys().filter(|name| name.starts_with("access-control-")).collect();
+    assert!(cors.is_empty(), "{what}: {cors:?}");
+}
+
+/// A DNS-rebinding page (its own name resolving to 127.0.0.1) sends its
+/// name as Host: refused, as is a request without a Host or for another
+/// port; the gateway's own names are answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_gateway_answers_only_its_own_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, server) = lone_node(&dir).await;
+    let key = node.put_bytes(b"secret").await.unwrap().key.to_string();
+    let port = server.address().rsplit_once(':').unwrap().1.to_string();
+    let rebound = format!("some.attacker.example:{port}");
+    for path in ["/api/files", "/api/status", "/", "/health", "/metrics", &format!("/cas/{key}")] {
+        let a = http(&server, "GET", path, &[("Host", &rebound)], b"").await;
+        assert_eq!(a.status, 403, "{path}");
+        let message = a.json()["error"].as_str().unwrap().to_string();
+        assert!(message.contains("some.attacker.example") && message.contains("--http-host"), "{message}");
+        assert!(!a.text().contains(&key), "{path}");
+        assert_no_cors(&a, path);
+    }
+    for host in ["127.0.0.1:1", "localhost", "127.0.0.1", "localhost.:0", "[::1]", "evil.example"] {
+        let host = host.replace(":0", &format!(":{port}"));
+        assert_eq!(http(&server, "GET", "/api/files", &[("Host", &host)], b"").await.status, 403, "{host}");
+    }
+    let none = raw_request(&server, "GET /api/files HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(none.status, 403);
+    assert!(none.json()["error"].as_str().unwrap().contains("no Host"));
+    let own = server.address();
+    let twice = format!("GET /api/files HTTP/1.1\r\nHost: {own}\r\nHost: {rebound}\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw_request(&server, &twice).await.status, 403);
+    let absolute = format!("GET http://{rebound}/api/files HTTP/1.1\r\nHost: {own}\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw_request(&server, &absolute).await.status, 403, "the target's host counts too");
+    let absolute = format!("GET http://{own}/api/files HTTP/1.1\r\nHost: {own}\r\nConnection: close\r\n\r\n");
+    assert_eq!(raw_request(&server, &absolute).await.status, 200);
+
+    for host in
+        [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("LOCALHOST:{port}"), format!("[::1]:{port}")]
+    {
+        let a = http(&server, "GET", "/api/files", &[("Host", &host)], b"").await;
+        assert_eq!(a.status, 200, "{host}");
+        assert_eq!(a.json()["files"][0]["key"], key, "{host}");
+    }
+    node.shutdown().await;
+}
+
+/// A page of another site that posts to the gateway (a form, or `fetch`)
+/// stores nothing; the gateway's own page, curl and the CLI (no Origin) do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_from_other_sites_are_refused_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, server) = lone_node(&dir).await;
+    let port = server.address().rsplit_once(':').unwrap().1.to_string();
+    // Small: the refusal comes before the body is read.
+    let file = data(1000, 10);
+    for (method, headers) in [
+        ("POST", vec![("Origin", "http://evil.example")]),
+        ("POST", vec![("Origin", "null")]),
+        ("POST", vec![("Origin", &*format!("http://127.0.0.1:{}", port.parse::<u16>().unwrap() ^ 1))]),
+        ("POST", vec![("Origin", &*format!("http://127.0.0.1:{port}/"))]),
+        ("POST", vec![("Origin", "http://evil.example"), ("Origin", &*format!("http://127.0.0.1:{port}"))]),
+        ("POST", vec![("Sec-Fetch-Site", "cross-site")]),
+        ("POST", vec![("Sec-Fetch-Site", "cross-site"), ("Origin", &*format!("http://127.0.0.1:{port}"))]),
+        ("POST", vec![("Host", "evil.example"), ("Origin", "http://evil.example")]),
+        ("PUT", vec![("Origin", "http://evil.example")]),
+        ("DELETE", vec![("Origin", "http://evil.example")]),
+    ] {
+        let a = http(&server, method, "/cas?name=planted", &headers, &file).await;
+        assert_eq!(a.status, 403, "{method} {headers:?}: {}", a.text());
+        assert!(a.json()["error"].as_str().unwrap().contains("--http-host"), "{}", a.text());
+        assert_no_cors(&a, "a refused upload");
+    }
+    assert!(node.files().await.unwrap().is_empty(), "nothing was listed");
+    assert_eq!(node.stats().blobs_stored, 0, "nothing was stored");
+    let listed = http(&server, "GET", "/api/files", &[], b"").await.json();
+    assert_eq!(listed["files"], serde_json::json!([]));
+
+    let own = format!("http://127.0.0.1:{port}");
+    let local = format!("http://localhost:{port}");
+    let localhost = format!("localhost:{port}");
+    for (seed, headers) in [
+        (11, vec![]),
+        (12, vec![("Origin", own.as_str())]),
+        (13, vec![("Origin", own.as_str()), ("Sec-Fetch-Site", "same-origin")]),
+        (14, vec![("Host", localhost.as_str()), ("Origin", local.as_str())]),
+    ] {
+        let a = http(&server, "POST", "/cas?name=mine", &headers, &data(1000, seed)).await;
+        assert_eq!(a.status, 200, "{headers:?}: {}", a.text());
+    }
+    assert_eq!(node.files().await.unwrap().len(), 4);
+
+    // Reads from another origin are answered (downloads by key may be
+    // linked) but never with a header that lets a page read them.
+    let a = http(&server, "GET", "/api/files", &[("Origin", "http://evil.example")], b"").await;
+    assert_eq!(a.status, 200);
+    assert_no_cors(&a, "GET /api/files");
+    let preflight = [("Origin", "http://evil.example"), ("Access-Control-Request-Method", "POST")];
+    for path in ["/cas", "/api/files"] {
+        let a = http(&server, "OPTIONS", path, &preflight, b"").await;
+        assert!(a.status >= 400, "OPTIONS {path}: {}", a.status);
+        assert_no_cors(&a, path);
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_names_are_answered_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(config(&dir, "a")).await.unwrap();
+    let bad = Options { allowed_hosts: vec!["files example".into()], ..Options::default() };
+    let refused = serve(node.clone(), "127.0.0.1:0", bad).await.err().expect("refused");
+    assert!(refused.to_string().contains("files example"), "{refused}");
+
+    let options = Options { allowed_hosts: vec!["Files.Example.org".into(), "nas:9000".into()], ..Options::default() };
+    let server = serve(node.clone(), "127.0.0.1:0", options).await.unwrap();
+    for (host, status) in [
+        ("files.example.org", 200),
+        ("files.example.org:443", 200),
+        ("nas:9000", 200),
+        ("nas:9001", 403),
+        ("other.example.org", 403),
+    ] {
+        assert_eq!(http(&server, "GET", "/api/status", &[("Host", host)], b"").await.status, status, "{host}");
+    }
+    let behind_a_proxy = [("Host", "files.example.org"), ("Origin", "https://files.example.org")];
+    let a = http(&server, "POST", "/cas", &behind_a_proxy, b"via the proxy").await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    let a = http(&server, "POST", "/cas", &[("Origin", "https://other.example.org")], b"elsewhere").await;
+    assert_eq!(a.status, 403);
+    assert!(a.json()["error"].as_str().unwrap().contains("files.example.org, nas:9000"), "{}", a.text());
+    assert_eq!(node.files().await.unwrap().len(), 1);
     node.shutdown().await;
 }

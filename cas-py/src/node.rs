@@ -243,14 +243,23 @@ impl Node {
     /// API, metrics and the web page) until it is closed; returns the bound
     /// `host:port` (or, for `unix:PATH`, the socket's path). An address
     /// other than loopback needs `token_file`, a file holding the bearer
-    /// token that uploads and the API then require.
-    #[pyo3(signature = (address="127.0.0.1:0", *, token_file=None))]
-    fn serve_http(&self, py: Python<'_>, address: &str, token_file: Option<PathBuf>) -> PyResult<String> {
+    /// token that uploads and the API then require. It answers only
+    /// requests for its own address (and localhost on loopback) or one of
+    /// `hosts`, other names it may be reached by (`NAME` or `NAME:PORT`).
+    #[pyo3(signature = (address="127.0.0.1:0", *, token_file=None, hosts=None))]
+    fn serve_http(
+        &self,
+        py: Python<'_>,
+        address: &str,
+        token_file: Option<PathBuf>,
+        hosts: Option<Vec<String>>,
+    ) -> PyResult<String> {
         let node = self.node()?;
-        let options = match token_file {
+        let mut options = match token_file {
             Some(path) => cas_http::Options::with_token_file(path).map_err(to_pyerr)?,
             None => cas_http::Options::default(),
         };
+        options.allowed_hosts = hosts.unwrap_or_default();
         let server = wait(py, None, cas_http::serve(node, address, options))?;
         let bound = server.address().to_string();
         self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(server);

@@ -58,8 +58,9 @@ static void test_serve_and_get(void) {
     CHECK_OK(cas_node_serve_http(node, "127.0.0.1:0", &bound));
     CHECK(bound != NULL && strncmp(bound, "127.0.0.1:", 10) == 0 && strcmp(bound, "127.0.0.1:0") != 0);
 
-    char request[256];
-    snprintf(request, sizeof request, "GET /cas/%s HTTP/1.1\r\nHost: c\r\nConnection: close\r\n\r\n", key);
+    char request[512];
+    snprintf(request, sizeof request, "GET /cas/%s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", key,
+             bound ? bound : "");
     size_t len = 0;
     char *answer = bound ? http_exchange(bound, request, &len) : NULL;
     CHECK(answer != NULL && strncmp(answer, "HTTP/1.1 200", 12) == 0);
@@ -68,8 +69,27 @@ static void test_serve_and_get(void) {
     CHECK(answer != NULL && strstr(answer, "content-length: 300000\r\n") != NULL);
     free(answer);
 
-    answer = bound ? http_exchange(bound, "GET /cas/nokey HTTP/1.1\r\nConnection: close\r\n\r\n", &len) : NULL;
+    snprintf(request, sizeof request, "GET /cas/nokey HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+             bound ? bound : "");
+    answer = bound ? http_exchange(bound, request, &len) : NULL;
     CHECK(answer != NULL && strncmp(answer, "HTTP/1.1 400", 12) == 0 && strstr(answer, "\"error\"") != NULL);
+    free(answer);
+
+    /* Only its own address (or localhost) as Host: not another site's name
+       (DNS rebinding), nor none. */
+    const char *port = bound ? strrchr(bound, ':') : NULL;
+    snprintf(request, sizeof request,
+             "GET /api/files HTTP/1.1\r\nHost: attacker.example%s\r\nConnection: close\r\n\r\n", port ? port : "");
+    answer = bound ? http_exchange(bound, request, &len) : NULL;
+    CHECK(answer != NULL && strncmp(answer, "HTTP/1.1 403", 12) == 0 && strstr(answer, "\"error\"") != NULL);
+    free(answer);
+    answer = bound ? http_exchange(bound, "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", &len) : NULL;
+    CHECK(answer != NULL && strncmp(answer, "HTTP/1.1 403", 12) == 0);
+    free(answer);
+    snprintf(request, sizeof request, "GET /health HTTP/1.1\r\nHost: localhost%s\r\nConnection: close\r\n\r\n",
+             port ? port : "");
+    answer = bound ? http_exchange(bound, request, &len) : NULL;
+    CHECK(answer != NULL && strncmp(answer, "HTTP/1.1 200", 12) == 0);
     free(answer);
 
     /* A second gateway, without asking for its address. */
@@ -87,7 +107,7 @@ static void test_serve_and_get(void) {
     CHECK_STATUS(cas_node_serve_http(node, "127.0.0.1:0", &unset), CAS_ERR_CLOSED);
     int refused = 0;
     for (int i = 0; i < 500 && !refused; i++) { /* at most 5 s */
-        answer = bound ? http_exchange(bound, "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", &len) : NULL;
+        answer = bound ? http_exchange(bound, request, &len) : NULL;
         refused = answer == NULL;
         free(answer);
         if (!refused) harness_sleep_ms(10);

@@ -152,7 +152,7 @@ def test_an_upload_cut_short_stores_no_file(gateway: Tuple[cas.Node, str]) -> No
     node, address = gateway
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(b"POST /cas?name=cut.bin HTTP/1.1\r\nHost: t\r\nContent-Length: 50000000\r\n\r\n")
+        sock.sendall(f"POST /cas?name=cut.bin HTTP/1.1\r\nHost: {address}\r\nContent-Length: 50000000\r\n\r\n".encode())
         sock.sendall(os.urandom(2 * MiB))
         wait_until(
             lambda: call(address, "GET", "/api/status").json()["requests_in_progress"] == 1,
@@ -165,6 +165,60 @@ def test_an_upload_cut_short_stores_no_file(gateway: Tuple[cas.Node, str]) -> No
     assert node.files() == []
     leftovers = [p for p in Path(node.data_dir).rglob("*") if p.name.startswith(".") or "tmp" in p.name]
     assert leftovers == []
+
+
+def test_dns_rebinding_and_cross_site_uploads_are_refused(gateway: Tuple[cas.Node, str]) -> None:
+    """A page of another site in the browser: its name rebound to 127.0.0.1
+    (Host: its name) reads nothing; its POST (Origin: its origin) stores nothing."""
+    node, address = gateway
+    port = address.rsplit(":", 1)[1]
+    key = node.put_bytes(b"private", name="private.txt")
+    for path in ["/api/files", "/api/status", f"/cas/{key}", "/"]:
+        rebound = call(address, "GET", path, headers={"Host": f"some.attacker.example:{port}"})
+        assert rebound.status == 403, path
+        assert "some.attacker.example" in rebound.json()["error"] and "--http-host" in rebound.json()["error"]
+        assert key.encode() not in rebound.body and b"private" not in rebound.body
+        assert not [h for h in rebound.headers if h.lower().startswith("access-control-")], path
+
+    files_before = [f.key for f in node.files()]
+    blobs_before = node.stats().blobs_stored
+    for headers in [
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Host": "evil.example", "Origin": f"http://127.0.0.1:{port}"},
+    ]:
+        refused = call(address, "POST", "/cas?name=planted", body=b"planted", headers=headers)
+        assert refused.status == 403, headers
+        assert "error" in refused.json()
+    assert [f.key for f in node.files()] == files_before, "nothing listed"
+    assert node.stats().blobs_stored == blobs_before, "nothing stored"
+
+    for host in [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"]:
+        listed = call(address, "GET", "/api/files", headers={"Host": host})
+        assert listed.status == 200 and listed.json()["files"][0]["key"] == key, host
+        assert "Access-Control-Allow-Origin" not in listed.headers
+    for headers in [
+        {},
+        {"Origin": f"http://127.0.0.1:{port}"},
+        {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"},
+    ]:
+        stored = call(address, "POST", "/cas?name=mine", body=os.urandom(100), headers=headers)
+        assert stored.status == 200, headers
+    assert len(node.files()) == len(files_before) + 3
+
+
+def test_other_names_are_allowed_by_hosts(node: cas.Node) -> None:
+    address = node.serve_http(hosts=["files.example.org", "nas:9000"])
+    assert call(address, "GET", "/health", headers={"Host": "files.example.org"}).status == 200
+    assert call(address, "GET", "/health", headers={"Host": "nas:9000"}).status == 200
+    assert call(address, "GET", "/health", headers={"Host": "nas:9001"}).status == 403
+    proxied = {"Host": "files.example.org", "Origin": "https://files.example.org"}
+    assert call(address, "POST", "/cas", body=b"x", headers=proxied).status == 200
+    with pytest.raises(cas.InvalidArgumentError, match="not NAME"):
+        node.serve_http(hosts=["files example"])
+    with pytest.raises(TypeError):
+        node.serve_http(hosts="files.example.org")  # type: ignore[arg-type]
 
 
 @pytest.mark.network
@@ -268,6 +322,8 @@ def test_cas_serve_http_usage_errors(tmp_path: Path) -> None:
     for extra, message in [
         (["--http", "0.0.0.0:0"], "token"),
         (["--http-token", str(tmp_path / "t")], "--http"),
+        (["--http-host", "files.example.org"], "--http-host needs --http"),
+        (["--http", "127.0.0.1:0", "--http-host", "a/b"], "not NAME"),
         (["--http", "nonsense"], "http"),
     ]:
         result = subprocess.run(

@@ -1,7 +1,7 @@
 """Type stubs of the native module `cas._cas` (re-exported by `cas`)."""
 
 import os
-from typing import Callable, Iterable, List, Optional, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Union
 
 from .file import File
 from .result import PutResult
@@ -98,10 +98,18 @@ class Node:
         """Bootstrap addresses (given, or peers saved from the last run) still being tried."""
     def stats(self) -> Stats:
         """Counters since start."""
-    def serve_http(self, address: str = "127.0.0.1:0", *, token_file: Optional[Union[str, os.PathLike[str]]] = None) -> str:
+    def serve_http(
+        self,
+        address: str = "127.0.0.1:0",
+        *,
+        token_file: Optional[Union[str, os.PathLike[str]]] = None,
+        hosts: Optional[Sequence[str]] = None,
+    ) -> str:
         """Serves this node over HTTP until it is closed; returns the bound `host:port`
         (`unix:PATH` serves on an owner-only Unix socket). Another address than
-        loopback needs `token_file` (the bearer token for uploads and the API)."""
+        loopback needs `token_file` (the bearer token for uploads and the API).
+        Over TCP it answers only its own address (and localhost on loopback) or
+        one of `hosts`, other names it is reached by (`NAME` or `NAME:PORT`)."""
     @property
     def address(self) -> Optional[str]:
         """The `host:port` peers reach this node at; None without networking."""

@@ -176,6 +176,14 @@ def _parser() -> argparse.ArgumentParser:
         help="a file holding the bearer token that HTTP uploads, /api and /metrics require "
         "(downloads by key stay open)",
     )
+    serve.add_argument(
+        "--http-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name the HTTP gateway is reached by (NAME, any port, or NAME:PORT; repeatable): "
+        "it answers only requests for its own address (and localhost on loopback) or these names",
+    )
     serve.add_argument("--replicas", type=_count, default=3, help="copies of each blob on other nodes (default 3)")
     serve.add_argument("--min-replicas", type=_count, default=0, help="fail a put below this many copies (default 0)")
     serve.add_argument("--chunk-size", type=_count, default=None, metavar="BYTES", help="chunk size of new files")
@@ -321,6 +329,8 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
 
     if args.http_token is not None and args.http is None:
         raise UsageError("--http-token needs --http ADDR")
+    if args.http_host and args.http is None:
+        raise UsageError("--http-host needs --http ADDR")
 
     try:
         node = Node(
@@ -348,9 +358,9 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     try:
         if args.http is not None:
             try:
-                http = node.serve_http(args.http, token_file=args.http_token)
+                http = node.serve_http(args.http, token_file=args.http_token, hosts=args.http_host)
             except errors.InvalidArgumentError as e:
-                # No token for a public address, or an unreadable token file.
+                # No token for a public address, an unreadable token file, or a bad --http-host.
                 raise UsageError(str(e)) from None
         sock = client.socket_path(data_dir)
         client.check_socket_path(sock)
