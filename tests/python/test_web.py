@@ -4,7 +4,9 @@ test-py` installs them) uploads files through the page (file picker and drag
 and drop), reads the key it shows, opens the key through the page and checks
 the bytes, plays and seeks a video (recorded in the browser) through the
 gateway's byte ranges, on a phone-sized window whose counters update live.
-A screenshot is saved to build/test-artifacts/web-page.png."""
+A screenshot is saved to build/test-artifacts/web-page.png. A page of another
+site (attacker.example, which the browser resolves to 127.0.0.1, as after DNS
+rebinding) can neither read the gateway nor upload to it."""
 
 from __future__ import annotations
 
@@ -41,7 +43,14 @@ pytestmark = pytest.mark.skipif(
 def browser() -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM  # type: ignore[assignment]
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=390,844"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=390,844",
+        # A name of another site that resolves to this machine, as a rebound one does.
+        "--host-resolver-rules=MAP attacker.example 127.0.0.1",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_script_timeout(60)
@@ -237,5 +246,57 @@ def test_upload_open_and_live_counters_in_a_browser(browser: Any, tmp_path: Path
         artifacts = ROOT / "build" / "test-artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
         assert browser.save_screenshot(str(artifacts / "web-page.png"))
+    finally:
+        node.close()
+
+
+def test_a_page_of_another_site_can_neither_read_nor_upload(browser: Any, tmp_path: Path) -> None:
+    node = cas.Node(tmp_path / "node", fsync=False)
+    try:
+        address = node.serve_http()
+        port = address.rsplit(":", 1)[1]
+        key = node.put_bytes(b"private", name="private.txt")
+        blobs = node.stats().blobs_stored
+        # DNS rebinding: the attacker's page, at attacker.example on the
+        # gateway's port, now reaches the gateway; its own-origin reads are refused.
+        browser.get(f"http://attacker.example:{port}/")
+        assert "attacker.example" in browser.page_source and "--http-host" in browser.page_source
+        status, body = browser.execute_async_script(
+            """const done = arguments[0];
+            fetch("/api/files").then(async (r) => done([r.status, await r.text()]))
+              .catch((e) => done([0, String(e)]));"""
+        )
+        assert status == 403 and key not in body, (status, body)
+
+        # A cross-origin read of the real address is blocked by the browser (no CORS header).
+        read = browser.execute_async_script(
+            """const [url, done] = arguments;
+            fetch(url).then(async (r) => done("read: " + await r.text())).catch((e) => done("blocked: " + e));""",
+            f"http://{address}/api/files",
+        )
+        assert read.startswith("blocked"), read
+
+        # A cross-site upload (a simple request: no preflight) is refused:
+        # the browser sends it, the gateway stores nothing.
+        sent = browser.execute_async_script(
+            """const [url, done] = arguments;
+            fetch(url, {method: "POST", mode: "no-cors", body: "planted"})
+              .then((r) => done("answered " + r.type)).catch((e) => done("failed: " + e));""",
+            f"http://{address}/cas?name=planted",
+        )
+        assert sent == "answered opaque", sent
+        assert [f.key for f in node.files()] == [key]
+        assert node.stats().blobs_stored == blobs
+
+        # The gateway's own page, at localhost, still reads and uploads.
+        browser.get(f"http://localhost:{port}/")
+        wait_until(lambda: "private.txt" in text_of(browser, "files"), timeout=30, what="the files list")
+        status = browser.execute_async_script(
+            """const done = arguments[0];
+            fetch("/cas?name=mine", {method: "POST", body: "mine"})
+              .then((r) => done(r.status)).catch((e) => done(String(e)));"""
+        )
+        assert status == 200
+        assert len(node.files()) == 2
     finally:
         node.close()
