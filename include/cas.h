@@ -538,10 +538,11 @@ cas_status cas_config_set_max_inflight_bytes(struct cas_config *config, size_t b
 cas_status cas_config_set_parallelism(struct cas_config *config, size_t chunks);
 
 /**
- * Sets the largest file cas_node_get_buffer (or one cas_reader_read_at)
- * returns in memory (default 1073741824, 1 GiB); a larger one fails with
- * CAS_ERR_INVALID_ARGUMENT before anything is fetched. 0 is
- * CAS_ERR_INVALID_ARGUMENT.
+ * Sets the largest file cas_node_get_buffer returns in memory (default
+ * 1073741824, 1 GiB); a larger one fails with CAS_ERR_INVALID_ARGUMENT
+ * before anything is fetched, whatever size its manifest claims.
+ * cas_node_get_file and cas_reader_read stream files of any size (the
+ * reader into the caller's buffer). 0 is CAS_ERR_INVALID_ARGUMENT.
  */
 cas_status cas_config_set_max_get_bytes(struct cas_config *config, uint64_t bytes);
 
@@ -811,8 +812,9 @@ cas_status cas_node_get_file(const struct cas_node *node,
 
 /**
  * Gets the whole file of `key` into memory (use a cas_reader for large
- * files: one over 1 GiB fails with CAS_ERR_INVALID_ARGUMENT before anything
- * is fetched).
+ * files: one over max_get_bytes, 1 GiB by default, fails with
+ * CAS_ERR_INVALID_ARGUMENT before anything is fetched, whatever size its
+ * manifest claims).
  *
  * `key`, `data_out` and `len_out` must not be NULL. On success `*data_out`
  * receives a buffer of `*len_out` bytes the caller owns and frees with

@@ -61,7 +61,8 @@ pub struct Config {
     /// silent meanwhile.
     pub idle_timeout: Duration,
     /// The largest file [`crate::Node::get_bytes`] (or one
-    /// [`crate::FileReader::read_range`]) returns in memory: a larger one
+    /// [`crate::FileReader::read_range`] or
+    /// [`crate::FileReader::read_to_end`]) returns in memory: a larger one
     /// fails with [`crate::Error::InvalidArgument`] before any chunk is
     /// fetched, whatever size its manifest claims. `get_file` and `open`
     /// stream files of any size.

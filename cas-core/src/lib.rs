@@ -17,6 +17,9 @@ pub mod logging;
 pub mod net;
 pub mod node;
 pub mod store;
+/// Test hooks for tests outside cas-core; not an API.
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};

@@ -273,10 +273,11 @@ pub unsafe extern "C" fn cas_config_set_parallelism(config: *mut cas_config, chu
     }
 }
 
-/// Sets the largest file cas_node_get_buffer (or one cas_reader_read_at)
-/// returns in memory (default 1073741824, 1 GiB); a larger one fails with
-/// CAS_ERR_INVALID_ARGUMENT before anything is fetched. 0 is
-/// CAS_ERR_INVALID_ARGUMENT.
+/// Sets the largest file cas_node_get_buffer returns in memory (default
+/// 1073741824, 1 GiB); a larger one fails with CAS_ERR_INVALID_ARGUMENT
+/// before anything is fetched, whatever size its manifest claims.
+/// cas_node_get_file and cas_reader_read stream files of any size (the
+/// reader into the caller's buffer). 0 is CAS_ERR_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn cas_config_set_max_get_bytes(config: *mut cas_config, bytes: u64) -> cas_status {
     unsafe {

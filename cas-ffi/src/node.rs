@@ -223,8 +223,9 @@ pub unsafe extern "C" fn cas_node_get_file(
 }
 
 /// Gets the whole file of `key` into memory (use a cas_reader for large
-/// files: one over 1 GiB fails with CAS_ERR_INVALID_ARGUMENT before anything
-/// is fetched).
+/// files: one over max_get_bytes, 1 GiB by default, fails with
+/// CAS_ERR_INVALID_ARGUMENT before anything is fetched, whatever size its
+/// manifest claims).
 ///
 /// `key`, `data_out` and `len_out` must not be NULL. On success `*data_out`
 /// receives a buffer of `*len_out` bytes the caller owns and frees with

@@ -117,7 +117,9 @@ pub(crate) async fn download(
     // answer starts there (a range elsewhere fetches only what it covers).
     let mut content_type = name.and_then(mime::by_name);
     if content_type.is_none() && start == 0 {
-        match reader.read_range(0, SNIFF_LEN).await {
+        // Within max_get_bytes, however small it was set.
+        let sniff = gateway.node.config().max_get_bytes.min(SNIFF_LEN as u64) as usize;
+        match reader.read_range(0, sniff).await {
             Ok(first) => content_type = Some(mime::by_content(&first)),
             Err(e) => return node_error(e),
         }

@@ -183,6 +183,32 @@ async fn downloads_whole_files_with_their_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_over_max_get_bytes_are_streamed_whatever_their_claimed_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir, "a");
+    config.max_get_bytes = 100;
+    let node = Node::start(config).await.unwrap();
+    let server = serve(node.clone(), "127.0.0.1:0", Options::default()).await.unwrap();
+    // Larger than max_get_bytes, and than the bytes its type is sniffed from.
+    let mut pdf = b"%PDF-1.7\n".to_vec();
+    pdf.extend(data(1000, 2));
+    let key = node.put_bytes(&pdf).await.unwrap().key;
+    let a = http(&server, "GET", &format!("/cas/{key}"), &[], b"").await;
+    assert_eq!((a.status, a.header("content-type")), (200, Some("application/pdf")), "{}", a.text());
+    assert_eq!(a.body, pdf);
+
+    // 4 TiB of zeros (one real chunk): its length is announced, its last
+    // bytes served, and nothing is sized from its claim.
+    let size = cas_core::format::MAX_CHUNKS * cas_core::format::MAX_CHUNK_SIZE as u64;
+    let zeros = cas_core::testing::put_zeros(&node, size).unwrap();
+    let head = http(&server, "HEAD", &format!("/cas/{zeros}"), &[], b"").await;
+    assert_eq!((head.status, head.header("content-length")), (200, Some(size.to_string().as_str())));
+    let a = http(&server, "GET", &format!("/cas/{zeros}"), &[("Range", "bytes=-10")], b"").await;
+    assert_eq!((a.status, a.body), (206, vec![0u8; 10]));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_answer_exactly_their_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let (node, server) = lone_node(&dir).await;

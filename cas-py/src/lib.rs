@@ -43,6 +43,15 @@ mod _cas {
         cas_core::config::check::address(setting, address, port_zero).map_err(crate::errors::to_pyerr)
     }
 
+    /// A test hook, deliberately undocumented: stores a file of `size`
+    /// zeros on `node` from one real chunk (see cas_core::testing) and
+    /// returns its key.
+    #[pyfunction]
+    fn _put_zeros(node: &crate::node::Node, size: u64) -> PyResult<String> {
+        let node = node.node()?;
+        Ok(cas_core::testing::put_zeros(&node, size).map_err(crate::errors::to_pyerr)?.to_string())
+    }
+
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
         // Warnings to stderr by default; CAS_LOG=info (or a tracing filter) for more.

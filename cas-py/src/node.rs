@@ -27,7 +27,7 @@ pub struct Node {
 
 impl Node {
     /// The running node, or `ClosedError`.
-    fn node(&self) -> PyResult<cas_core::Node> {
+    pub(crate) fn node(&self) -> PyResult<cas_core::Node> {
         self.lock().clone().ok_or_else(|| closed("this cas.Node"))
     }
 
@@ -210,7 +210,7 @@ impl Node {
         let key = parse_key(key)?;
         let node = self.node()?;
         let reader = wait(py, None, node.open(&key))?;
-        let native = Bound::new(py, Reader::new(reader))?;
+        let native = Bound::new(py, Reader::new(reader, node.config().max_get_bytes))?;
         crate::python_attr(py, "cas.file", "File")?.call1((native,))
     }
 

@@ -11,8 +11,9 @@ use tokio::sync::Mutex;
 use crate::errors::{closed, to_pyerr};
 use crate::wait::wait;
 
-/// Bytes a read makes room for at a time (the largest chunk).
-const READ_STEP: u64 = 16 * 1024 * 1024;
+/// The most bytes `File.readinto` asks the reader for at once (the largest
+/// chunk), so that a large buffer costs no second one as large.
+const PIECE: u64 = 16 * 1024 * 1024;
 
 /// A seekable reader over one stored file; fetches only the chunks it reads.
 /// A tokio mutex guards it so a read can hold it across `.await` while the
@@ -22,12 +23,14 @@ pub struct Reader {
     /// `None` once closed.
     inner: Mutex<Option<FileReader>>,
     size: u64,
+    /// The node's max_get_bytes: the most one read returns.
+    max_get_bytes: u64,
 }
 
 impl Reader {
-    pub fn new(reader: FileReader) -> Reader {
+    pub fn new(reader: FileReader, max_get_bytes: u64) -> Reader {
         let size = reader.size();
-        Reader { inner: Mutex::new(Some(reader)), size }
+        Reader { inner: Mutex::new(Some(reader)), size, max_get_bytes }
     }
 
     /// Runs a quick, non-blocking operation on the open reader. Waiting
@@ -46,33 +49,30 @@ impl Reader {
 #[pymethods]
 impl Reader {
     /// Reads up to `size` bytes (all the rest when negative) from the
-    /// current position; fewer only at the end of the file.
+    /// current position; fewer only at the end of the file. More than the
+    /// node's max_get_bytes raises `InvalidArgumentError` before anything is
+    /// fetched, whatever size the file claims.
     #[pyo3(signature = (size=-1))]
     fn read<'py>(&self, py: Python<'py>, size: i64) -> PyResult<Bound<'py, PyBytes>> {
         let data = wait(py, None, async {
             let mut guard = self.inner.lock().await;
             let Some(reader) = guard.as_mut() else { return Ok(None) };
-            let left = self.size.saturating_sub(reader.position());
-            let want = if size < 0 { left } else { left.min(size as u64) };
-            // Grown as bytes are read, never sized at once: the file's size
-            // is its manifest's claim.
-            let (mut buf, mut filled) = (Vec::new(), 0);
-            while (filled as u64) < want {
-                if filled == buf.len() {
-                    buf.resize(filled + (want - filled as u64).min(READ_STEP) as usize, 0);
-                }
-                match reader.read(&mut buf[filled..]).await? {
-                    0 => break,
-                    n => filled += n,
-                }
-            }
-            buf.truncate(filled);
-            Ok(Some(buf))
+            Ok(Some(match usize::try_from(size) {
+                Ok(size) => reader.read_range(reader.position(), size).await?,
+                Err(_) => reader.read_to_end().await?,
+            }))
         })?;
         match data {
             Some(data) => Ok(PyBytes::new(py, &data)),
             None => Err(closed("this file")),
         }
+    }
+
+    /// The most bytes `File.readinto` asks `read` for at once: the
+    /// node's max_get_bytes, or less.
+    #[getter]
+    fn piece(&self) -> u64 {
+        self.max_get_bytes.min(PIECE)
     }
 
     /// Moves the position like `io.IOBase.seek`; returns the new position.

@@ -3,7 +3,10 @@ and leaves nothing partial behind."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,3 +193,69 @@ def test_min_replicas_without_peers_fails(tmp_path: Path) -> None:
     with cas.Node(tmp_path / "lonely", replicas=2, min_replicas=1) as node:
         with pytest.raises(cas.ReplicationError, match="min_replicas"):
             node.put_bytes(b"needs a copy elsewhere")
+
+
+# The largest file a manifest can describe (4 TiB less 16 MiB): the most
+# chunks, each of the largest size, here all one real chunk of zeros.
+FOUR_TIB = 262_143 * 16 * 1024 * 1024
+ONE_GIB = 1 << 30
+
+# Reads all of a file in the way named, in a process of its own: an abort
+# there (an allocation the size of the claim) fails the test, not pytest.
+READ_ALL = r"""
+import io, json, sys
+import cas
+
+data_dir, key, how = sys.argv[1:]
+with cas.Node(data_dir, fsync=False) as node, node.open(key) as f:
+    buffered = io.BufferedReader(f)
+    read_all = {
+        "read()": lambda: f.read(),
+        "read(-1)": lambda: f.read(-1),
+        "read(None)": lambda: f.read(None),
+        "readall()": lambda: f.readall(),
+        "read(size)": lambda: f.read(2 * f.size),
+        "BufferedReader.read()": lambda: buffered.read(),
+    }[how]
+    try:
+        read_all()
+        error = None
+    except Exception as e:
+        error = {"class": type(e).__name__, "message": str(e)}
+    fetched = f.chunks_fetched
+    # The file is still readable in pieces: its last bytes.
+    f.seek(-10, io.SEEK_END)
+    print(json.dumps({"error": error, "fetched": fetched, "tail": f.read().hex()}))
+"""
+
+
+@pytest.fixture(scope="module")
+def four_tib(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A data directory holding a 4 TiB file of zeros, and its key."""
+    data_dir = tmp_path_factory.mktemp("four-tib") / "node"
+    with cas.Node(data_dir, fsync=False) as node:
+        key = cas._cas._put_zeros(node, FOUR_TIB)
+        assert node.stat(key).size == FOUR_TIB
+    return data_dir, key
+
+
+@pytest.mark.parametrize(
+    "how", ["read()", "read(-1)", "read(None)", "readall()", "read(size)", "BufferedReader.read()"]
+)
+def test_reading_all_of_a_file_over_max_get_bytes_raises(four_tib: tuple[Path, str], how: str) -> None:
+    data_dir, key = four_tib
+    done = subprocess.run(
+        [sys.executable, "-c", READ_ALL, str(data_dir), key, how], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    result = json.loads(done.stdout)
+    error = result["error"]
+    assert error is not None and error["class"] == "InvalidArgumentError", result
+    message = error["message"]
+    for part in (str(FOUR_TIB), f"max_get_bytes ({ONE_GIB})", "read it in pieces", "get it to a file"):
+        assert part in message, (part, message)
+    assert result["tail"] == "00" * 10
+    assert result["fetched"] == 0, "refused before fetching anything"
+    with cas.Node(data_dir, fsync=False) as node:
+        with pytest.raises(cas.InvalidArgumentError, match=str(FOUR_TIB)):
+            node.get_bytes(key)

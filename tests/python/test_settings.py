@@ -5,6 +5,7 @@ stops a put with nothing left half-written."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
@@ -116,6 +117,29 @@ def test_max_get_bytes_reaches_the_node(tmp_path: Path) -> None:
         assert node.get_bytes(small) == b"x" * 100
         with pytest.raises(cas.InvalidArgumentError, match="101"):
             node.get_bytes(big)
+
+
+def test_max_get_bytes_bounds_reads_into_memory_not_the_caller_buffer(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4
+    with cas.Node(tmp_path / "n", max_get_bytes=100, chunk_size=64 * 1024, fsync=False) as node:
+        small, big = node.put_bytes(data[:100]), node.put_bytes(data)
+        with node.open(small) as f:
+            assert f.read() == data[:100], "a file within the limit reads whole"
+        with node.open(big) as f:
+            buffered = io.BufferedReader(f)
+            for read_all in (f.read, f.readall, lambda: f.read(2000), buffered.read):
+                with pytest.raises(cas.InvalidArgumentError, match=r"1024 bytes, over max_get_bytes \(100\)"):
+                    read_all()
+            assert f.tell() == 0 and f.chunks_fetched == 0
+            assert f.read(100) == data[:100]
+            f.seek(-100, io.SEEK_END)
+            assert f.read() == data[-100:], "the rest fits"
+            # A buffer the caller sized is filled whatever its size, in pieces.
+            f.seek(0)
+            buf = bytearray(2000)
+            assert f.readinto(buf) == 1024 and buf[:1024] == data
+            f.seek(24)
+            assert io.BufferedReader(f, buffer_size=64).read(1000) == data[24:]
 
 
 def test_timings_reach_the_node(tmp_path: Path) -> None:

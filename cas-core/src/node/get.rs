@@ -189,8 +189,8 @@ impl Node {
         let limit = self.inner.config.max_get_bytes;
         if size > limit {
             return Err(Error::InvalidArgument(format!(
-                "{what} is {size} bytes, over max_get_bytes ({limit}) for reading into memory; \
-                 get_file or open stream files of any size"
+                "{what} is {size} bytes, over max_get_bytes ({limit}) for reading into memory: \
+                 read it in pieces or get it to a file instead, or raise max_get_bytes"
             )));
         }
         Ok(())

@@ -176,17 +176,37 @@ impl FileReader {
 
     /// Reads exactly the bytes `[offset, offset + len)`, clipped to the end
     /// of the file. More than `Config::max_get_bytes` fails with
-    /// [`Error::InvalidArgument`].
+    /// [`Error::InvalidArgument`] before any chunk is fetched.
     pub async fn read_range(&mut self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        self.pos = offset;
-        let end = offset.saturating_add(len as u64).min(self.size());
-        let want = end.saturating_sub(offset);
+        let want = self.size().min(offset.saturating_add(len as u64)).saturating_sub(offset);
         self.node.check_fits_in_memory(want, "the range")?;
+        self.pos = offset;
+        self.gather(want).await
+    }
+
+    /// Reads from the position to the end of the file. More than
+    /// `Config::max_get_bytes` fails with [`Error::InvalidArgument`] before
+    /// any chunk is fetched, whatever size the file claims: read it in
+    /// pieces ([`FileReader::read`], [`FileReader::into_stream`]) instead.
+    pub async fn read_to_end(&mut self) -> Result<Vec<u8>> {
+        let (pos, size) = (self.pos, self.size());
+        let what = match pos {
+            0 => "the file".to_string(),
+            _ => format!("the rest of the file from position {pos} (of {size} bytes)"),
+        };
+        let rest = size.saturating_sub(pos);
+        self.node.check_fits_in_memory(rest, &what)?;
+        self.gather(rest).await
+    }
+
+    /// Reads `want` bytes from the position, which the caller checked fit
+    /// in memory and lie within the file.
+    async fn gather(&mut self, want: u64) -> Result<Vec<u8>> {
         // Grown a chunk at a time as bytes are read: the file's size is the
         // manifest's claim.
         let step = self.manifest.header.chunk_size as u64;
         // Read ahead within the range only.
-        let last = (end.saturating_sub(1) / step) as u32;
+        let last = (self.pos.saturating_add(want).saturating_sub(1) / step) as u32;
         let (mut out, mut filled) = (Vec::new(), 0);
         while (filled as u64) < want {
             if filled == out.len() {

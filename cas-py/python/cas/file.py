@@ -43,13 +43,24 @@ class File(io.RawIOBase):
         return False
 
     def readinto(self, buffer: Any) -> int:
+        """Fills `buffer` (fewer bytes only at the end of the file), a piece
+        at a time: the caller sized it, so any size is allowed."""
         self._check_open()
         view = memoryview(buffer).cast("B")
-        data = self._reader.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+        filled = 0
+        while filled < len(view):
+            data = self._reader.read(min(len(view) - filled, self._reader.piece))
+            if not data:
+                break
+            view[filled : filled + len(data)] = data
+            filled += len(data)
+        return filled
 
     def read(self, size: int | None = -1) -> bytes:
+        """Reads `size` bytes, or all the rest when it is negative or None.
+        More than the node's ``max_get_bytes`` raises `InvalidArgumentError`
+        before anything is fetched: read in pieces, use `readinto`, or
+        `Node.get` the file to disk instead."""
         self._check_open()
         return bytes(self._reader.read(-1 if size is None else size))
 
