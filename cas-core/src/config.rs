@@ -80,9 +80,56 @@ pub struct Config {
     /// background, from one `repair_interval` after start (a corrupt one is
     /// quarantined and fetched again from a peer); 0 turns scrubbing off.
     pub scrub_rate: u64,
+    /// How copies of a blob spread over failure domains (see
+    /// [`PlacementDiversity`]); default `Prefix`.
+    pub placement_diversity: PlacementDiversity,
     /// Fault injection for tests; all off by default.
     #[doc(hidden)]
     pub faults: Faults,
+}
+
+/// How the copies of a blob spread over the nodes' addresses. One IP
+/// address is one failure domain (and, for a node behind NAT, one
+/// household): one party with many node identities on one address gets
+/// one copy. Loopback addresses count by port, so that the nodes of one
+/// machine still make a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PlacementDiversity {
+    /// At most one copy per address, and copies on distinct prefixes
+    /// (IPv4 /24, IPv6 /48) first: a prefix is shared only when there are
+    /// not enough of them.
+    #[default]
+    Prefix,
+    /// At most one copy per address.
+    Address,
+    /// Rendezvous rank alone (any number of copies on one address).
+    None,
+}
+
+impl PlacementDiversity {
+    /// The setting's name, as the CLI and the bindings spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacementDiversity::Prefix => "prefix",
+            PlacementDiversity::Address => "address",
+            PlacementDiversity::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for PlacementDiversity {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> crate::Result<PlacementDiversity> {
+        match s {
+            "prefix" => Ok(PlacementDiversity::Prefix),
+            "address" => Ok(PlacementDiversity::Address),
+            "none" => Ok(PlacementDiversity::None),
+            other => Err(crate::Error::InvalidArgument(format!(
+                "placement_diversity {other:?}: expected prefix, address or none"
+            ))),
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -113,6 +160,7 @@ impl std::fmt::Debug for Config {
             .field("forget_after", &self.forget_after)
             .field("repair_interval", &self.repair_interval)
             .field("scrub_rate", &self.scrub_rate)
+            .field("placement_diversity", &self.placement_diversity)
             .field("faults", &self.faults)
             .finish()
     }
@@ -169,6 +217,7 @@ impl Config {
             forget_after: Duration::from_secs(120),
             repair_interval: Duration::from_secs(30),
             scrub_rate: DEFAULT_SCRUB_RATE,
+            placement_diversity: PlacementDiversity::Prefix,
             faults: Faults::default(),
         }
     }

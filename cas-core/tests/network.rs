@@ -129,6 +129,7 @@ async fn a_peer_serving_corrupt_blobs_is_skipped_and_counted() {
 
     let mut getter_cfg = net_config(&cfgs[4], &[&good1]);
     getter_cfg.keep_fetched = false;
+    getter_cfg.parallelism = 4;
     let getter = Node::start(getter_cfg).await.unwrap();
     wait_for("getter to see the three holders", Duration::from_secs(20), || {
         let peers = getter.peers();
@@ -140,11 +141,14 @@ async fn a_peer_serving_corrupt_blobs_is_skipped_and_counted() {
 
     // The getter asks holders in rank order; the liar ranks first among the
     // three holders for some blobs (deterministic: fixed ids, fixed content).
+    // Once it has served a bad blob it is asked last, so only the fetches
+    // already in flight (at most the window of 4) meet its junk.
     let blobs = blob_ids(&good1, &report.key).await;
     let liar_first =
         blobs.iter().filter(|b| [ids[2], ids[3]].iter().all(|g| score(b, &ids[1]) > score(b, g))).count() as u64;
-    assert!(liar_first > 0, "test setup: the liar should rank first for some blob");
-    assert_eq!(getter.stats().verification_failures, liar_first);
+    assert!(liar_first > 4, "test setup: the liar should rank first for several blobs ({liar_first})");
+    let failures = getter.stats().verification_failures;
+    assert!((1..=4).contains(&failures), "the liar was asked {failures} times, ranking first for {liar_first}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -190,7 +190,7 @@ pub(crate) async fn handshake(
         if outbound {
             secure::initiate(stream, me, expected).await
         } else {
-            secure::respond(stream, me).await
+            secure::respond_within(stream, me, Some(super::admission::FIRST_MESSAGE_WITHIN)).await
         }
     };
     let (stream, peer) = tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
@@ -327,7 +327,7 @@ async fn write_frame(io: &mut WriteHalf<BoxStream>, frame: &OutFrame) -> std::io
 
 /// Logs a connection closed for misbehaving, at a bounded rate (process
 /// wide): a member opening many bad connections must not fill the log.
-fn warn_closing(peer: Option<SocketAddr>, reason: &str) {
+pub(crate) fn warn_closing(peer: Option<SocketAddr>, reason: &str) {
     static LIMIT: once_cell::sync::Lazy<LogLimit> =
         once_cell::sync::Lazy::new(|| LogLimit::new(20, Duration::from_secs(10)));
     if let Some(skipped) = LIMIT.admit() {

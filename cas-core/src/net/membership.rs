@@ -45,7 +45,11 @@ pub(crate) struct Timing {
 }
 
 struct Entry {
+    /// The address it advertises (its signed record's, once one came).
     addr: SocketAddr,
+    /// The address this node dialed it at and met it, proving its id: a
+    /// placement target only while this is its advertised address.
+    reached: Option<SocketAddr>,
     /// Its newest signed record, once one has arrived.
     record: Option<PeerRecord>,
     /// When its heartbeat last advanced, or it was last met directly.
@@ -140,25 +144,56 @@ impl PeerTable {
         out
     }
 
-    /// Merges gossip: records not signed by the node they describe, or from
-    /// an incarnation too far in the future, are ignored. Returns the ids
-    /// heard of for the first time (as candidates) or again after being forgotten.
-    pub(crate) fn merge(&self, records: Vec<PeerRecord>, now_ms: u64) -> Vec<NodeId> {
-        let now = Instant::now();
+    /// The records of a gossip message worth a signature check: not this
+    /// node's, not from an incarnation too far in the future, the first of
+    /// each id, newer than what the table holds, and at most
+    /// [`MAX_NEW_CANDIDATES_PER_MESSAGE`] of nodes not known yet. Cheap, so
+    /// it runs under the lock; the signatures are checked off it.
+    pub(crate) fn triage(&self, records: Vec<PeerRecord>, now_ms: u64) -> Vec<PeerRecord> {
         let latest = now_ms.saturating_add(MAX_CLOCK_AHEAD.as_millis() as u64);
-        let mut inner = self.lock();
+        let inner = self.lock();
         let me = inner.me.id;
-        let (mut learned, mut new_candidates, mut refused) = (Vec::new(), 0, 0usize);
+        let mut seen = std::collections::HashSet::new();
+        let (mut out, mut new_candidates, mut refused) = (Vec::new(), 0, 0usize);
         for r in records.into_iter().take(MAX_RECORDS_PER_MESSAGE) {
-            if r.id == me {
+            if r.id == me || !seen.insert(r.id) {
                 continue;
             }
             if r.incarnation > latest {
                 refused += 1;
                 continue;
             }
+            let worth = if let Some(e) = inner.peers.get(&r.id) {
+                newer(&r, e.record.as_ref())
+            } else if let Some(c) = inner.candidates.get(&r.id) {
+                newer(&r, c.record.as_ref())
+            } else if new_candidates < MAX_NEW_CANDIDATES_PER_MESSAGE {
+                new_candidates += 1;
+                true
+            } else {
+                false
+            };
+            if worth {
+                out.push(r);
+            }
+        }
+        if refused > 0 {
+            tracing::debug!("ignored {refused} gossip records with incarnations in the future");
+        }
+        out
+    }
+
+    /// Applies records picked by [`PeerTable::triage`] whose signatures were
+    /// checked. Returns the ids heard of for the first time (as candidates)
+    /// or again after being forgotten.
+    pub(crate) fn apply(&self, verified: Vec<PeerRecord>) -> Vec<NodeId> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let mut learned = Vec::new();
+        for r in verified {
             if let Some(e) = inner.peers.get(&r.id) {
-                if !newer(&r, e.record.as_ref()) || !r.verify() {
+                // The table may have moved on while the signatures were checked.
+                if !newer(&r, e.record.as_ref()) {
                     continue;
                 }
                 let forgotten = self.state(e, now).is_none();
@@ -170,22 +205,25 @@ impl PeerTable {
                 e.record = Some(r);
                 e.changed = now;
             } else if let Some(c) = inner.candidates.get(&r.id) {
-                if newer(&r, c.record.as_ref()) && r.verify() {
+                if newer(&r, c.record.as_ref()) {
                     inner.candidates.insert(r.id, Candidate { addr: r.addr, record: Some(r) });
                 }
             } else {
-                if new_candidates == MAX_NEW_CANDIDATES_PER_MESSAGE || !r.verify() {
-                    continue;
-                }
-                new_candidates += 1;
                 learned.push(r.id);
                 inner.add_candidate(r.id, Candidate { addr: r.addr, record: Some(r) });
             }
         }
-        if refused > 0 {
-            tracing::debug!("ignored {refused} gossip records with incarnations in the future");
-        }
         learned
+    }
+
+    /// Triage, check and apply in one (tests): a bad signature drops the message.
+    #[cfg(test)]
+    fn merge(&self, records: Vec<PeerRecord>, now_ms: u64) -> Vec<NodeId> {
+        let worth = self.triage(records, now_ms);
+        if !worth.iter().all(PeerRecord::verify) {
+            return Vec::new();
+        }
+        self.apply(worth)
     }
 
     /// Records a node met through a handshake (which proved its key), at the
@@ -199,7 +237,12 @@ impl PeerTable {
             return;
         }
         if let Some(e) = inner.peers.get_mut(&id) {
-            e.addr = addr;
+            // Dialing in proves the key, not an address: only a dial moves it
+            // (a signed record moves the advertised one).
+            if outbound {
+                e.addr = addr;
+                e.reached = Some(addr);
+            }
             e.changed = now;
             return;
         }
@@ -224,7 +267,7 @@ impl PeerTable {
             tracing::debug!(peer = %id, "peer table full of live peers; not adding {id}");
             return;
         }
-        inner.peers.insert(id, Entry { addr, record, changed: now });
+        inner.peers.insert(id, Entry { addr, reached: Some(addr), record, changed: now });
     }
 
     /// A node that just answered this node's request: alive now, and a
@@ -246,7 +289,8 @@ impl PeerTable {
         }
     }
 
-    /// Up to `n` candidates to dial, and one dead peer to try again, at random.
+    /// Up to `n` candidates to dial, one dead peer to try again, and one
+    /// live peer not yet reached at the address it now advertises, at random.
     pub(crate) fn to_probe(&self, n: usize) -> Vec<NodeId> {
         let now = Instant::now();
         let inner = self.lock();
@@ -254,7 +298,24 @@ impl PeerTable {
         let mut out: Vec<NodeId> = inner.candidates.keys().copied().sample(&mut rng, n);
         let dead = inner.peers.iter().filter(|(_, e)| self.state(e, now) == Some(PeerState::Dead));
         out.extend(dead.map(|(id, _)| *id).choose(&mut rng));
+        let moved = inner
+            .peers
+            .iter()
+            .filter(|(_, e)| e.reached != Some(e.addr) && self.state(e, now).is_some_and(|s| s != PeerState::Dead));
+        out.extend(moved.map(|(id, _)| *id).choose(&mut rng));
         out
+    }
+
+    /// Alive peers that this node reached at the address they advertise,
+    /// with that address: the only nodes copies are placed on.
+    pub(crate) fn placement_targets(&self) -> Vec<(NodeId, SocketAddr)> {
+        let now = Instant::now();
+        self.lock()
+            .peers
+            .iter()
+            .filter(|(_, e)| e.reached == Some(e.addr) && self.state(e, now) == Some(PeerState::Alive))
+            .map(|(id, e)| (*id, e.addr))
+            .collect()
     }
 
     /// Every candidate (peers heard of through gossip, not yet met).
@@ -458,6 +519,14 @@ mod tests {
         t.touch(&ident(1).id());
         assert_eq!(t.info().len(), 1, "answering a ping makes it a peer");
         t.observe(ident(1).id(), addr(2), false);
-        assert_eq!(t.info()[0].address, addr(2), "a known peer dialing in is alive at its new address");
+        assert_eq!(t.info()[0].address, addr(1), "dialing in from elsewhere does not move a peer");
+        assert_eq!(t.placement_targets(), vec![(ident(1).id(), addr(1))]);
+        // Its signed record moves it; it is a placement target again once reached there.
+        t.merge(vec![PeerRecord::sign(&ident(1), addr(3), 1, 9)], NOW_MS);
+        assert_eq!(t.info()[0].address, addr(3));
+        assert!(t.placement_targets().is_empty(), "not reached at its new address yet");
+        assert_eq!(t.to_probe(3), vec![ident(1).id()], "so it is dialed there");
+        t.observe(ident(1).id(), addr(3), true);
+        assert_eq!(t.placement_targets(), vec![(ident(1).id(), addr(3))]);
     }
 }

@@ -1,8 +1,10 @@
 //! The network side of a node: a listener, one connection per peer, gossip
 //! membership, and the requests that replicate and fetch blobs.
 
+mod admission;
 mod conn;
 pub mod frame;
+mod gossip;
 mod known_peers;
 mod log_limit;
 mod membership;
@@ -10,6 +12,7 @@ pub mod memory;
 pub mod placement;
 pub mod secure;
 mod service;
+mod transfer;
 pub mod transport;
 
 use std::collections::HashMap;
@@ -18,54 +21,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
-use rand::seq::IndexedRandom;
 use tokio_util::sync::CancellationToken;
 
+use self::admission::Admission;
 use self::conn::{handshake, Connection, FramedStream};
-use self::frame::{Request, Response, MAX_HAS_BATCH};
+use self::frame::{Request, Response};
 use self::log_limit::LogLimit;
 use self::membership::{PeerTable, Timing};
-use self::placement::rank_nodes;
 use self::secure::Credentials;
 use self::transport::{BoxStream, Transport};
-use crate::blocking::blocking;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::format::BlobId;
 use crate::identity::Identity;
 use crate::identity::{NodeId, PeerInfo, PeerState};
-use crate::store::{BlobStore, VerifiedBlob};
+use crate::store::BlobStore;
 
-/// Peers each gossip round talks to.
-const GOSSIP_FANOUT: usize = 3;
-/// Nodes only heard of (not yet met) a fetch asks, after every peer.
-const FETCH_CANDIDATES: usize = 8;
-/// Every this many gossip rounds, the alive peers are saved for the next start.
-const KNOWN_PEERS_EVERY: u64 = 10;
-/// Candidates (peers heard of, not yet met) each gossip round dials.
-const PROBES_PER_ROUND: usize = 3;
-/// Most inbound connections served at once; more are refused at accept.
-const MAX_INBOUND_CONNECTIONS: usize = 1024;
-/// Most inbound connections in their handshake at once, and from one address.
-const MAX_HANDSHAKING: usize = 128;
-const MAX_HANDSHAKING_PER_IP: usize = 32;
 /// How long a peer that let a request time out is asked last by fetches.
 const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
-/// A fetch whose holder has not answered within HEDGE_FACTOR times the
-/// median of recent fetches (at least HEDGE_FLOOR, at most the request
-/// timeout) asks the next holder too, and takes the first good answer.
-const HEDGE_FACTOR: u32 = 4;
-const HEDGE_FLOOR: Duration = Duration::from_millis(50);
-/// Most requests one fetch has in flight (the first and one hedge).
-const MAX_ASKS: usize = 2;
-/// Fetch times the hedge delay is the median of.
-const FETCH_SAMPLES: usize = 32;
-/// Least time between two warnings about one unreachable bootstrap address.
-const BOOTSTRAP_WARN_EVERY: Duration = Duration::from_secs(60);
-/// Longest wait between two attempts at an unreachable bootstrap address.
-const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(30);
+/// Most misbehaving peers whose strikes are remembered (then forgotten at once).
+const MAX_TRACKED_PEERS: usize = 1024;
 /// Refused connections logged per REFUSALS_LOG_WINDOW at most; the rest are counted.
 const REFUSALS_LOGGED: u32 = 20;
 const REFUSALS_LOG_WINDOW: Duration = Duration::from_secs(10);
@@ -80,6 +54,9 @@ pub(crate) struct NetStats {
     pub repaired: AtomicU64,
     pub request_timeouts: AtomicU64,
     pub hedged_requests: AtomicU64,
+    /// Gossip record signatures checked, and gossip messages dropped for a bad one.
+    pub gossip_signatures_checked: AtomicU64,
+    pub gossip_rejected: AtomicU64,
 }
 
 /// What a node brings to the network besides its configuration.
@@ -113,6 +90,12 @@ pub(crate) struct Network {
     refusals: LogLimit,
     /// Bootstrap addresses whose last attempt failed.
     unreachable: Mutex<std::collections::HashSet<String>>,
+    /// Peers that served a blob failing verification, and when.
+    liars: Mutex<HashMap<NodeId, Instant>>,
+    /// Gossip messages with bad signatures, by sender.
+    gossip_strikes: Mutex<HashMap<NodeId, u32>>,
+    /// The seats of the listener (handshakes, inbound connections).
+    admission: Admission,
     cancel: CancellationToken,
 }
 
@@ -200,11 +183,12 @@ impl Network {
             fetch_times: Mutex::default(),
             refusals: LogLimit::new(REFUSALS_LOGGED, REFUSALS_LOG_WINDOW),
             unreachable: Mutex::default(),
+            liars: Mutex::default(),
+            gossip_strikes: Mutex::default(),
+            admission: Admission::default(),
             cancel,
         });
         let n = net.clone();
-        let inbound = Arc::new(tokio::sync::Semaphore::new(MAX_INBOUND_CONNECTIONS));
-        let handshakes = Handshakes::default();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -213,21 +197,10 @@ impl Network {
                 };
                 match accepted {
                     Ok((stream, remote)) => {
-                        let Ok(permit) = inbound.clone().try_acquire_owned() else {
-                            n.log_refusal(remote, &format!("{MAX_INBOUND_CONNECTIONS} already open"));
-                            continue;
-                        };
-                        let Some(slot) = handshakes.enter(remote.ip()) else {
-                            n.log_refusal(remote, "too many handshakes in progress (from this address, or in all)");
-                            continue;
-                        };
-                        let n = n.clone();
-                        tokio::spawn(async move {
-                            if let Some(conn) = n.accept(stream, remote, slot).await {
-                                conn.closed().await;
-                            }
-                            drop(permit);
-                        });
+                        // Never refused here: a full room gives up the
+                        // oldest seat of the heaviest source (admission.rs).
+                        let seat = n.admission.handshake(remote.ip());
+                        tokio::spawn(n.clone().accept(stream, remote, seat));
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -291,6 +264,11 @@ impl Network {
         }
     }
 
+    /// Connections closed to give their seat to a newcomer (admission.rs).
+    pub(crate) fn connections_evicted(&self) -> u64 {
+        self.admission.given_up()
+    }
+
     /// Logs a refused connection, at a bounded rate.
     fn log_refusal(&self, remote: SocketAddr, reason: &str) {
         if let Some(skipped) = self.refusals.admit() {
@@ -301,22 +279,36 @@ impl Network {
         }
     }
 
-    /// Handshakes an incoming stream (holding its handshake slot meanwhile);
-    /// the connection, if it is kept.
-    async fn accept(
-        self: Arc<Self>,
-        stream: BoxStream,
-        remote: SocketAddr,
-        slot: HandshakeSlot,
-    ) -> Option<Arc<Connection>> {
-        let result = handshake(stream, &self.creds, false, None).await;
-        drop(slot);
-        match result {
-            Ok((framed, peer)) => Some(self.register(framed, peer.id, peer.listen, false).1),
+    /// Handshakes an incoming stream, holding its handshake seat meanwhile,
+    /// then serves it while it lives, holding an inbound seat. A seat given
+    /// up to a newcomer ends the handshake or closes the connection.
+    async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr, seat: admission::Ticket) {
+        let result = tokio::select! {
+            r = handshake(stream, &self.creds, false, None) => r,
+            _ = seat.evicted() => return,
+        };
+        drop(seat);
+        let (framed, peer) = match result {
+            Ok(done) => done,
             Err(reason) => {
                 self.log_refusal(remote, &reason.to_string());
-                None
+                return;
             }
+        };
+        let seat = self.admission.inbound(remote.ip());
+        let (_, conn) = self.register(framed, peer.id, peer.listen, false);
+        tokio::select! {
+            _ = conn.closed() => {}
+            _ = seat.evicted() => conn.close(),
+        }
+    }
+
+    /// Closes the connection of a peer that broke the rules (logged at a bounded rate).
+    pub(crate) fn close_misbehaving(&self, peer: NodeId, reason: &str) {
+        let conn = self.conns.lock().unwrap_or_else(|e| e.into_inner()).get(&peer).cloned();
+        if let Some(conn) = conn {
+            conn::warn_closing(Some(conn.peer_listen), reason);
+            conn.close();
         }
     }
 
@@ -388,7 +380,8 @@ impl Network {
             }
             e => Error::Network(format!("handshake with {addr} failed: {e}")).into(),
         })?;
-        Ok(self.register(framed, peer.id, peer.listen, true).0)
+        // Reached at `addr`, proving its id: that is where it listens.
+        Ok(self.register(framed, peer.id, addr, true).0)
     }
 
     /// The live connection to `peer`, dialing its advertised address if needed.
@@ -427,145 +420,6 @@ impl Network {
         result
     }
 
-    /// Whether `peer` let a request time out within the last SLOW_PEER_PENALTY.
-    fn recently_slow(&self, peer: &NodeId) -> bool {
-        let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
-        match slow.get(peer) {
-            Some(at) if at.elapsed() < SLOW_PEER_PENALTY => true,
-            Some(_) => {
-                slow.remove(peer);
-                false
-            }
-            None => false,
-        }
-    }
-
-    async fn gossip_loop(self: Arc<Self>) {
-        let (mut rounds, mut saved) = (0u64, Vec::new());
-        let mut tick = tokio::time::interval(self.config.gossip_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = self.cancel.cancelled() => break,
-            }
-            self.table.tick();
-            rounds += 1;
-            if rounds % KNOWN_PEERS_EVERY == 0 {
-                let alive = self.table.peers_in(&[PeerState::Alive]).into_iter().map(|(_, a)| a).collect();
-                if let Some(list) = known_peers::changed(&mut saved, alive) {
-                    let dir = self.config.data_dir.clone();
-                    // Off the gossip loop: a slow disk must not delay heartbeats.
-                    tokio::spawn(blocking(move || known_peers::save(&dir, &list)));
-                }
-            }
-            self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
-            let skipped = self.refusals.take_skipped();
-            if skipped > 0 {
-                tracing::warn!("{skipped} more refused connections not logged");
-            }
-            let candidates = self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]);
-            let targets: Vec<NodeId> = candidates.sample(&mut rand::rng(), GOSSIP_FANOUT).map(|(id, _)| *id).collect();
-            for peer in targets {
-                let net = self.clone();
-                tokio::spawn(async move {
-                    match net.request(peer, || Request::Gossip { peers: net.table.gossip_records() }).await {
-                        Ok(Response::Gossip { peers }) => {
-                            net.table.merge(peers, now_ms());
-                        }
-                        Ok(other) => tracing::debug!(%peer, "unexpected gossip answer {other:?}"),
-                        Err(e) => tracing::debug!(%peer, "gossip failed: {e}"),
-                    }
-                });
-            }
-            // Candidates heard of through gossip become peers by answering;
-            // a dead peer is tried again now and then (a healed partition).
-            for peer in self.table.to_probe(PROBES_PER_ROUND) {
-                self.probe(peer);
-            }
-        }
-    }
-
-    /// Pings a candidate or dead peer in the background: one that answers
-    /// is a live peer, a candidate that does not is dropped.
-    fn probe(self: &Arc<Self>, peer: NodeId) {
-        let net = self.clone();
-        tokio::spawn(async move {
-            match net.request(peer, || Request::Ping).await {
-                Ok(Response::Pong) => net.table.touch(&peer),
-                _ => net.table.drop_candidate(&peer),
-            }
-        });
-    }
-
-    /// One attempt to join through a bootstrap address: dial it and pull its
-    /// peer table. `Ok(true)` if joined, `Ok(false)` if already known.
-    async fn join_through(self: &Arc<Self>, addr: &str) -> std::result::Result<bool, DialError> {
-        let sock = tokio::net::lookup_host(addr)
-            .await
-            .ok()
-            .and_then(|mut a| a.next())
-            .ok_or_else(|| Error::Network(format!("bootstrap address {addr} does not resolve")))?;
-        if sock == self.advertised || self.table.knows_addr(sock) {
-            return Ok(false);
-        }
-        let conn = self.dial(sock, None).await?;
-        tracing::info!(%addr, peer = %conn.peer, "joined through bootstrap node");
-        let pull = conn.request(Request::Gossip { peers: self.table.gossip_records() }, self.config.request_timeout);
-        if let Ok(Response::Gossip { peers }) = pull.await {
-            // Meet at once the nodes the bootstrap node knows.
-            for peer in self.table.merge(peers, now_ms()) {
-                self.probe(peer);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Keeps trying a bootstrap address, with back-off, until its node is
-    /// known; checks again later in case it is forgotten.
-    /// Keeps trying a bootstrap address, with back-off, until its node is
-    /// known; checks again later in case it is forgotten. While it cannot be
-    /// reached it is listed by [`Network::unreachable_bootstrap`] and a
-    /// warning says so, at once and then at most once a minute.
-    async fn bootstrap_loop(self: Arc<Self>, addr: String, first_failed: bool) {
-        let base = self.config.gossip_interval;
-        let mut backoff = base;
-        let mut wait = if first_failed { base } else { base * 5 };
-        let mut warned: Option<Instant> = None;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.cancel.cancelled() => break,
-            }
-            wait = match self.join_through(&addr).await {
-                Ok(_) => {
-                    if self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr) {
-                        tracing::warn!(%addr, "bootstrap node reached");
-                    }
-                    (backoff, warned) = (base, None);
-                    base * 5
-                }
-                Err(e) => {
-                    self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
-                    if warned.is_none_or(|at| at.elapsed() >= BOOTSTRAP_WARN_EVERY) {
-                        tracing::warn!(%addr, "cannot reach bootstrap node, still trying: {}", e.error);
-                        warned = Some(Instant::now());
-                    }
-                    let w = backoff;
-                    backoff = (backoff * 2).min(MAX_BOOTSTRAP_BACKOFF);
-                    w
-                }
-            };
-        }
-    }
-
-    /// Bootstrap addresses whose last attempt failed.
-    pub(crate) fn unreachable_bootstrap(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
-        out.sort();
-        out
-    }
-
     /// This node's id.
     pub(crate) fn me(&self) -> NodeId {
         self.me
@@ -574,252 +428,6 @@ impl Network {
     /// The peers alive now.
     pub(crate) fn alive_peers(&self) -> Vec<NodeId> {
         self.table.peers_in(&[PeerState::Alive]).into_iter().map(|(id, _)| id).collect()
-    }
-
-    /// Which of `ids` (at most MAX_HAS_BATCH) `peer` holds; None if it did not say.
-    pub(crate) async fn has_blobs(self: &Arc<Self>, peer: NodeId, ids: Vec<BlobId>) -> Option<Vec<bool>> {
-        match self.request(peer, || Request::HasBlobs { ids: ids.clone() }).await {
-            Ok(Response::Has { present }) if present.len() == ids.len() => Some(present),
-            _ => None,
-        }
-    }
-
-    /// Gives `peer` a copy of a blob; Err says why it did not take it.
-    pub(crate) async fn store_on(
-        self: &Arc<Self>,
-        peer: NodeId,
-        id: BlobId,
-        data: Bytes,
-    ) -> std::result::Result<(), String> {
-        let len = data.len() as u64;
-        match self.request(peer, || Request::StoreBlob { id, data: data.clone() }).await {
-            Ok(Response::Stored) => {
-                self.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
-                Ok(())
-            }
-            Ok(Response::Refused { reason, .. }) => Err(format!("refused: {reason}")),
-            Ok(other) => Err(format!("unexpected answer to store: {other:?}")),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    /// Alive peers ranked for `id`, best first.
-    pub(crate) fn ranked(&self, id: &BlobId, states: &[PeerState]) -> Vec<NodeId> {
-        let mut peers: Vec<NodeId> = self.table.peers_in(states).into_iter().map(|(p, _)| p).collect();
-        rank_nodes(id, &mut peers, |p| *p);
-        peers
-    }
-
-    /// Stores a blob on up to `wanted` alive peers, in rank order, replacing
-    /// any that refuse or fail by the next. Returns the copies in place.
-    /// With `probe`, a peer is first asked whether it holds the blob already
-    /// (worth a round trip when the blob was not new here either).
-    pub(crate) async fn replicate(self: &Arc<Self>, id: BlobId, data: Bytes, wanted: usize, probe: bool) -> usize {
-        let mut candidates = self.ranked(&id, &[PeerState::Alive]).into_iter();
-        let mut inflight = FuturesUnordered::new();
-        let attempt = |peer: NodeId| {
-            let (net, data) = (self.clone(), data.clone());
-            async move {
-                if probe && net.has_blobs(peer, vec![id]).await == Some(vec![true]) {
-                    return true;
-                }
-                match net.store_on(peer, id, data).await {
-                    Ok(()) => true,
-                    Err(e) => {
-                        tracing::debug!(%peer, blob = %id, "replica not stored: {e}");
-                        false
-                    }
-                }
-            }
-        };
-        for peer in candidates.by_ref().take(wanted) {
-            inflight.push(attempt(peer));
-        }
-        let mut stored = 0;
-        while let Some(ok) = inflight.next().await {
-            if ok {
-                stored += 1;
-            } else if let Some(peer) = candidates.next() {
-                inflight.push(attempt(peer));
-            }
-        }
-        stored
-    }
-
-    /// Fetches a blob from peers: ranked alive peers first, then every other
-    /// known peer, those that recently timed out last. Bytes that fail
-    /// verification are counted and skipped. A holder slow to answer is
-    /// hedged: after [`Network::hedge_delay`] the next candidate is asked
-    /// too, the first good answer is taken and the other request dropped;
-    /// the peer it outran is then asked last for a while, like one that
-    /// timed out.
-    pub(crate) async fn fetch(self: &Arc<Self>, id: BlobId) -> Option<VerifiedBlob> {
-        let mut candidates = self.ranked(&id, &[PeerState::Alive]);
-        candidates.extend(self.ranked(&id, &[PeerState::Suspect, PeerState::Dead]));
-        // A peer that just let a request time out is asked last (stable: rank order otherwise).
-        candidates.sort_by_key(|p| self.recently_slow(p));
-        // Then the best-ranked few of the nodes only heard of (a node that
-        // just joined has met only its bootstrap node).
-        let mut heard_of = self.table.candidate_ids();
-        rank_nodes(&id, &mut heard_of, |p| *p);
-        candidates.extend(heard_of.into_iter().take(FETCH_CANDIDATES));
-        let mut candidates = candidates.into_iter();
-        let ask = |peer: NodeId| {
-            let net = self.clone();
-            async move {
-                let started = Instant::now();
-                let blob = net.ask_for(peer, id).await;
-                (peer, started, blob)
-            }
-        };
-        let delay = self.hedge_delay();
-        let mut asks = FuturesUnordered::new();
-        let mut hedge_at = tokio::time::Instant::now();
-        let mut exhausted = false;
-        // The peers asked and not answered yet, and when.
-        let mut out: Vec<(NodeId, Instant)> = Vec::new();
-        loop {
-            if asks.is_empty() {
-                // The first request, or every one so far failed: the next at once.
-                let next = candidates.next()?;
-                out.push((next, Instant::now()));
-                asks.push(ask(next));
-                hedge_at = tokio::time::Instant::now() + delay;
-            }
-            tokio::select! {
-                Some((peer, started, blob)) = asks.next() => {
-                    out.retain(|(p, _)| *p != peer);
-                    let Some(blob) = blob else { continue };
-                    self.record_fetch_time(started.elapsed());
-                    // Returning drops the requests still out; the peers
-                    // asked before the winner were outrun by it.
-                    let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
-                    for (outrun, _) in out.iter().filter(|(_, at)| *at < started) {
-                        slow.insert(*outrun, Instant::now());
-                    }
-                    return Some(blob);
-                }
-                _ = tokio::time::sleep_until(hedge_at), if asks.len() < MAX_ASKS && !exhausted => {
-                    match candidates.next() {
-                        Some(next) => {
-                            self.stats.hedged_requests.fetch_add(1, Ordering::Relaxed);
-                            out.push((next, Instant::now()));
-                            asks.push(ask(next));
-                            hedge_at = tokio::time::Instant::now() + delay;
-                        }
-                        None => exhausted = true,
-                    }
-                }
-            }
-        }
-    }
-
-    /// One request for a blob to one peer: the verified blob, or None.
-    async fn ask_for(self: &Arc<Self>, peer: NodeId, id: BlobId) -> Option<VerifiedBlob> {
-        match self.request(peer, || Request::GetBlob { id }).await {
-            Ok(Response::Blob { data }) => {
-                let len = data.len() as u64;
-                match blocking(move || VerifiedBlob::check(id, data.into())).await {
-                    Ok(blob) => {
-                        self.stats.bytes_received.fetch_add(len, Ordering::Relaxed);
-                        return Some(blob);
-                    }
-                    Err(e) => {
-                        self.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(%peer, "peer served a bad blob: {e}");
-                    }
-                }
-            }
-            Ok(Response::NotFound) => {}
-            Ok(other) => tracing::debug!(%peer, blob = %id, "unexpected answer to get: {other:?}"),
-            Err(e) => tracing::debug!(%peer, blob = %id, "get failed: {e}"),
-        }
-        None
-    }
-
-    /// How long a fetch waits for a holder before asking the next too.
-    fn hedge_delay(&self) -> Duration {
-        let times = self.fetch_times.lock().unwrap_or_else(|e| e.into_inner());
-        let mut sorted: Vec<Duration> = times.iter().copied().collect();
-        drop(times);
-        sorted.sort_unstable();
-        let median = sorted.get(sorted.len() / 2).copied().unwrap_or(HEDGE_FLOOR);
-        (median * HEDGE_FACTOR).max(HEDGE_FLOOR).min(self.config.request_timeout)
-    }
-
-    fn record_fetch_time(&self, took: Duration) {
-        let mut times = self.fetch_times.lock().unwrap_or_else(|e| e.into_inner());
-        if times.len() == FETCH_SAMPLES {
-            times.pop_front();
-        }
-        times.push_back(took);
-    }
-
-    /// Which alive peers hold each blob.
-    pub(crate) async fn locate(self: &Arc<Self>, ids: &[BlobId]) -> HashMap<BlobId, Vec<NodeId>> {
-        let peers = self.table.peers_in(&[PeerState::Alive]);
-        let mut asks = FuturesUnordered::new();
-        for (peer, _) in peers {
-            for batch in ids.chunks(MAX_HAS_BATCH) {
-                let (net, batch) = (self.clone(), batch.to_vec());
-                asks.push(async move {
-                    let answer = net.request(peer, || Request::HasBlobs { ids: batch.clone() }).await;
-                    (peer, batch, answer)
-                });
-            }
-        }
-        let mut out: HashMap<BlobId, Vec<NodeId>> = HashMap::new();
-        while let Some((peer, batch, answer)) = asks.next().await {
-            if let Ok(Response::Has { present }) = answer {
-                for (id, has) in batch.iter().zip(present) {
-                    if has {
-                        out.entry(*id).or_default().push(peer);
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-/// Inbound connections still in their handshake, at most
-/// [`MAX_HANDSHAKING`] in all and [`MAX_HANDSHAKING_PER_IP`] from one
-/// address: connections that never complete a handshake (anyone can open
-/// them) cannot take the room of members' connections.
-#[derive(Clone, Default)]
-struct Handshakes(Arc<Mutex<HashMap<std::net::IpAddr, usize>>>);
-
-/// A handshake in progress; its room is given back on drop.
-struct HandshakeSlot {
-    handshakes: Handshakes,
-    ip: std::net::IpAddr,
-}
-
-impl Handshakes {
-    fn enter(&self, ip: std::net::IpAddr) -> Option<HandshakeSlot> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = map.values().sum();
-        let here = map.entry(ip).or_default();
-        if total >= MAX_HANDSHAKING || *here >= MAX_HANDSHAKING_PER_IP {
-            if *here == 0 {
-                map.remove(&ip);
-            }
-            return None;
-        }
-        *here += 1;
-        Some(HandshakeSlot { handshakes: self.clone(), ip })
-    }
-}
-
-impl Drop for HandshakeSlot {
-    fn drop(&mut self) {
-        let mut map = self.handshakes.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.ip);
-            }
-        }
     }
 }
 

@@ -231,22 +231,45 @@ pub async fn initiate(
 }
 
 /// The listener's side.
-pub async fn respond(mut stream: BoxStream, me: &Credentials) -> Result<(SecureStream, Peer), HandshakeError> {
-    let mut preamble = [0u8; 8];
-    stream.read_exact(&mut preamble).await?;
-    if preamble[..4] != PREAMBLE[..4] {
-        return Err(HandshakeError::NotCas);
-    }
-    if preamble != PREAMBLE {
-        let _ = stream.write_all(&[0, 0, REJECT_VERSION]).await;
-        let theirs = u32::from_be_bytes(preamble[4..].try_into().expect("4 bytes"));
-        return Err(HandshakeError::Version { theirs });
-    }
-    let mut state = me.builder().build_responder().map_err(noise_err)?;
+pub async fn respond(stream: BoxStream, me: &Credentials) -> Result<(SecureStream, Peer), HandshakeError> {
+    respond_within(stream, me, None).await
+}
+
+/// [`respond`], with the dialer's first bytes (the preamble and message 1)
+/// due within `first_message` if given: a socket that stays idle cannot
+/// hold the listener's room for the whole handshake.
+pub async fn respond_within(
+    mut stream: BoxStream,
+    me: &Credentials,
+    first_message: Option<std::time::Duration>,
+) -> Result<(SecureStream, Peer), HandshakeError> {
     let (mut msg, mut payload) = ([0u8; MAX_HANDSHAKE_MSG], [0u8; MAX_HANDSHAKE_MSG]);
-    let Ok(n) = recv_msg(&mut stream, &mut msg).await? else {
+    let first = async {
+        let mut preamble = [0u8; 8];
+        stream.read_exact(&mut preamble).await?;
+        if preamble[..4] != PREAMBLE[..4] {
+            return Err(HandshakeError::NotCas);
+        }
+        if preamble != PREAMBLE {
+            let _ = stream.write_all(&[0, 0, REJECT_VERSION]).await;
+            let theirs = u32::from_be_bytes(preamble[4..].try_into().expect("4 bytes"));
+            return Err(HandshakeError::Version { theirs });
+        }
+        Ok(recv_msg(&mut stream, &mut msg).await?)
+    };
+    let first = match first_message {
+        Some(within) => tokio::time::timeout(within, first).await.map_err(|_| {
+            HandshakeError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no first handshake message within {within:?}"),
+            ))
+        })?,
+        None => first.await,
+    };
+    let Ok(n) = first? else {
         return Err(HandshakeError::Noise("a reject from the dialer".into()));
     };
+    let mut state = me.builder().build_responder().map_err(noise_err)?;
     if state.read_message(&msg[..n], &mut payload).is_err() {
         let _ = stream.write_all(&[0, 0, REJECT_NETWORK_KEY]).await;
         let _ = stream.flush().await;

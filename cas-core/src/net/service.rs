@@ -30,10 +30,10 @@ impl Handler for Service {
             net.table.refresh(&from);
             match request {
                 Request::Ping => Response::Pong.into(),
-                Request::Gossip { peers } => {
-                    net.table.merge(peers, super::now_ms());
-                    Response::Gossip { peers: net.table.gossip_records() }.into()
-                }
+                Request::Gossip { peers } => match net.merge_gossip(from, peers).await {
+                    Ok(_) => Response::Gossip { peers: net.table.gossip_records() }.into(),
+                    Err(()) => Response::Error { message: "gossip with a bad signature, dropped".into() }.into(),
+                },
                 Request::StoreBlob { id, data } => store_blob(&net, from, id, data).await.into(),
                 Request::GetBlob { id } => get_blob(&net, id, answers).await,
                 Request::HasBlobs { ids } => {

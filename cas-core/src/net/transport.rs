@@ -51,11 +51,30 @@ impl Listener for TcpListener {
     }
 }
 
+/// Connections the kernel completes and queues for accept: a flood of
+/// connections (which admission.rs turns over fast) must not fill the queue
+/// and drop members' connection attempts, which would retry only after a
+/// second. The kernel caps it at net.core.somaxconn.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen_tcp(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Transport for TcpTransport {
     fn listen<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Box<dyn Listener>>> {
         Box::pin(async move {
-            let listener = tokio::net::TcpListener::bind(addr).await?;
-            Ok(Box::new(TcpListener(listener)) as Box<dyn Listener>)
+            let mut last = io::Error::new(io::ErrorKind::InvalidInput, "the address resolves to nothing");
+            for addr in tokio::net::lookup_host(addr).await? {
+                match listen_tcp(addr) {
+                    Ok(listener) => return Ok(Box::new(TcpListener(listener)) as Box<dyn Listener>),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
         })
     }
 

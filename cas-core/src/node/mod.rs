@@ -64,6 +64,13 @@ pub struct Stats {
     pub scrub_corrupt: u64,
     /// Of those, blobs replaced by a good copy from a peer.
     pub scrub_restored: u64,
+    /// Gossip messages dropped whole for a record with a bad signature
+    /// (a peer that sends them again is disconnected).
+    pub gossip_rejected: u64,
+    /// Connections (in their handshake, or handshaken inbound) closed to
+    /// give their seat to a newcomer: the listener was full, or their
+    /// source over its share (a flood).
+    pub connections_evicted: u64,
 }
 
 /// A progress callback: `(bytes done, bytes total)`; total is 0 when unknown.
@@ -201,6 +208,13 @@ impl Node {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.peers())
     }
 
+    /// Gossip record signatures this node has checked (for tests: a
+    /// message with a bad one must cost one check, not one per record).
+    #[doc(hidden)]
+    pub fn debug_gossip_signatures_checked(&self) -> u64 {
+        self.inner.net.as_ref().map_or(0, |n| n.stats.gossip_signatures_checked.load(Ordering::Relaxed))
+    }
+
     /// How many entries the network side's maps hold (connections, dials,
     /// slow peers): for tests; `None` without networking.
     #[doc(hidden)]
@@ -237,6 +251,8 @@ impl Node {
             stats.blobs_repaired = c.repaired.load(Ordering::Relaxed);
             stats.request_timeouts = c.request_timeouts.load(Ordering::Relaxed);
             stats.hedged_requests = c.hedged_requests.load(Ordering::Relaxed);
+            stats.gossip_rejected = c.gossip_rejected.load(Ordering::Relaxed);
+            stats.connections_evicted = net.connections_evicted();
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
         stats
