@@ -590,6 +590,16 @@ cas_status cas_config_set_forget_after_ms(struct cas_config *config, uint64_t ms
 cas_status cas_config_set_repair_interval_ms(struct cas_config *config, uint64_t ms);
 
 /**
+ * Sets how copies of a blob spread over the nodes' addresses: "prefix"
+ * (the default: at most one copy per IP address, and distinct /24 (IPv4)
+ * or /48 (IPv6) prefixes first), "address" (at most one copy per IP
+ * address) or "none" (rendezvous rank alone). Loopback addresses count by
+ * port. Another value is CAS_ERR_INVALID_ARGUMENT. `diversity` is read
+ * during the call only.
+ */
+cas_status cas_config_set_placement_diversity(struct cas_config *config, const char *diversity);
+
+/**
  * Sets how many bytes per second of stored blobs the background scrub
  * re-reads and verifies (default 1048576, 1 MiB/s), from one repair
  * interval after start; a corrupt blob is quarantined and fetched again

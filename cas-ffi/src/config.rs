@@ -359,6 +359,25 @@ pub unsafe extern "C" fn cas_config_set_repair_interval_ms(config: *mut cas_conf
     unsafe { set_duration(config, "repair_interval", ms, |c| &mut c.repair_interval) }
 }
 
+/// Sets how copies of a blob spread over the nodes' addresses: "prefix"
+/// (the default: at most one copy per IP address, and distinct /24 (IPv4)
+/// or /48 (IPv6) prefixes first), "address" (at most one copy per IP
+/// address) or "none" (rendezvous rank alone). Loopback addresses count by
+/// port. Another value is CAS_ERR_INVALID_ARGUMENT. `diversity` is read
+/// during the call only.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_placement_diversity(
+    config: *mut cas_config,
+    diversity: *const c_char,
+) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            c.placement_diversity = arg_str(diversity, "diversity")?.parse()?;
+            Ok(())
+        })
+    }
+}
+
 /// Sets how many bytes per second of stored blobs the background scrub
 /// re-reads and verifies (default 1048576, 1 MiB/s), from one repair
 /// interval after start; a corrupt blob is quarantined and fetched again

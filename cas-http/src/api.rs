@@ -32,7 +32,7 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
 
 /// Every counter of [`Stats`], by name. Destructured without `..`: a new
 /// counter does not compile until it is listed here (and so in `/metrics`).
-fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 14] {
+fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 16] {
     let Stats {
         bytes_sent,
         bytes_received,
@@ -48,6 +48,8 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 14] {
         bytes_scrubbed,
         scrub_corrupt,
         scrub_restored,
+        gossip_rejected,
+        connections_evicted,
     } = *stats;
     // (name, value, help, whether it only grows)
     [
@@ -65,6 +67,8 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 14] {
         ("bytes_scrubbed", bytes_scrubbed, "Bytes of the blobs scrubbed.", true),
         ("scrub_corrupt", scrub_corrupt, "Stored blobs the scrub found corrupt.", true),
         ("scrub_restored", scrub_restored, "Corrupt blobs replaced by a good copy from a peer.", true),
+        ("gossip_rejected", gossip_rejected, "Gossip messages dropped for a record with a bad signature.", true),
+        ("connections_evicted", connections_evicted, "Connections closed to give their seat to a newcomer.", true),
     ]
 }
 

@@ -149,6 +149,10 @@ pub struct Stats {
     pub scrub_corrupt: u64,
     /// Of those, blobs replaced by a good copy from a peer.
     pub scrub_restored: u64,
+    /// Gossip messages dropped for a record with a bad signature.
+    pub gossip_rejected: u64,
+    /// Connections closed to give their seat to a newcomer (a flood).
+    pub connections_evicted: u64,
 }
 
 impl From<cas_core::Stats> for Stats {
@@ -168,6 +172,8 @@ impl From<cas_core::Stats> for Stats {
             bytes_scrubbed: s.bytes_scrubbed,
             scrub_corrupt: s.scrub_corrupt,
             scrub_restored: s.scrub_restored,
+            gossip_rejected: s.gossip_rejected,
+            connections_evicted: s.connections_evicted,
         }
     }
 }

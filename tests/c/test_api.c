@@ -119,6 +119,10 @@ static void test_config_and_start(void) {
     CHECK_OK(cas_config_set_network_key(config, NULL, 0));
     CHECK_OK(cas_config_set_advertise(config, "192.0.2.7:7000"));
     CHECK_OK(cas_config_set_advertise(config, NULL));
+    CHECK_OK(cas_config_set_placement_diversity(config, "address"));
+    CHECK_OK(cas_config_set_placement_diversity(config, "prefix"));
+    CHECK_STATUS(cas_config_set_placement_diversity(config, "subnet"), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(cas_config_set_placement_diversity(config, NULL), CAS_ERR_NULL_ARGUMENT);
     CHECK_OK(cas_config_set_replicas(config, 2));
     CHECK_OK(cas_config_set_min_replicas(config, 0));
     CHECK_OK(cas_config_set_capacity(config, 1 << 30));

@@ -49,6 +49,7 @@ class Node:
         scrub_rate: Optional[int] = None,
         idle_timeout: Optional[float] = None,
         max_get_bytes: Optional[int] = None,
+        placement_diversity: Optional[str] = None,
     ) -> None:
         """Opens (creating, owner-only) and locks `data_dir`, and starts a node.
 
@@ -79,7 +80,10 @@ class Node:
         second of stored blobs re-read and verified in the background
         (default 1 MiB/s; 0 = off). `idle_timeout` (60 s) closes a
         connection silent that long; `max_get_bytes` (1 GiB) is the largest
-        file `get_bytes` returns in memory.
+        file `get_bytes` returns in memory. `placement_diversity` is how
+        copies spread over addresses: "prefix" (default: one copy per IP
+        address, distinct /24 or /48 prefixes first), "address" (one copy per
+        IP address) or "none"; loopback addresses count by port.
         """
     def get(
         self, key: str, dest: StrPath, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None
@@ -182,6 +186,8 @@ class Stats:
     bytes_scrubbed: int
     scrub_corrupt: int
     scrub_restored: int
+    gossip_rejected: int
+    connections_evicted: int
 
 class Reader:
     """The native reader wrapped by `cas.File`."""

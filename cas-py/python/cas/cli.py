@@ -204,6 +204,13 @@ def _parser() -> argparse.ArgumentParser:
         "--parallelism", type=_count, default=0, metavar="N", help="chunks in flight per put or get (0: twice the cores, 8 times for a put with fsync on)"
     )
     serve.add_argument("--no-keep-fetched", action="store_true", help="do not keep blobs fetched from peers")
+    serve.add_argument(
+        "--placement-diversity",
+        choices=("prefix", "address", "none"),
+        default=None,
+        help="how copies spread over addresses: one per IP address, distinct /24 or /48 prefixes first (prefix, "
+        "the default); one per IP address (address); rank alone (none). Loopback addresses count by port",
+    )
     # A test hook: holds every get just before it commits (see cas_core Faults).
     serve.add_argument("--test-pause-before-commit", type=Path, default=None, help=argparse.SUPPRESS)
 
@@ -347,6 +354,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
             keep_fetched=not args.no_keep_fetched,
             parallelism=args.parallelism,
             scrub_rate=args.scrub_rate,
+            placement_diversity=args.placement_diversity,
             **{keyword: getattr(args, keyword) for _, keyword, _, _ in _TIMINGS},
             _pause_before_commit=args.test_pause_before_commit,
         )
