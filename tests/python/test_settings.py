@@ -103,12 +103,27 @@ def test_a_callback_that_raises_stops_a_put_with_no_temporary_file(
         ({"parallelism": 5000}, "parallelism 5000"),
         ({"idle_timeout": 0}, "idle_timeout 0 ms"),
         ({"max_get_bytes": 0}, "max_get_bytes"),
+        ({"placement_diversity": "subnet"}, 'placement_diversity "subnet"'),
     ],
 )
 def test_node_refuses_bad_timings(tmp_path: Path, kwargs: dict, named: str) -> None:
     with pytest.raises(cas.InvalidArgumentError, match=re.escape(named)):
         cas.Node(tmp_path / "n", **kwargs)
     assert not (tmp_path / "n").exists()
+
+
+def test_placement_diversity_takes_its_three_values(tmp_path: Path) -> None:
+    for value in ("prefix", "address", "none"):
+        with cas.Node(tmp_path / value, placement_diversity=value, fsync=False) as node:
+            assert node.get_bytes(node.put_bytes(b"diverse")) == b"diverse"
+    result = subprocess.run(
+        [*cas_command(), "serve", "--data-dir", str(tmp_path / "cli"), "--placement-diversity", "subnet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "placement-diversity" in result.stderr, result.stderr
+    assert not (tmp_path / "cli").exists()
 
 
 def test_max_get_bytes_reaches_the_node(tmp_path: Path) -> None:
