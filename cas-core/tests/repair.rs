@@ -327,3 +327,70 @@ async fn a_round_checks_what_changed_not_the_whole_store() {
         n.shutdown().await;
     }
 }
+
+/// Whether every node of `nodes` holds a whole file for each of `ids`, and
+/// its index lists exactly its files.
+fn all_whole_and_indexed(nodes: &[Node], ids: &[BlobId]) -> bool {
+    nodes.iter().all(|n| {
+        let store = n.store();
+        ids.iter().all(|id| std::fs::read(common::blob_path(n.data_dir(), id)).is_ok_and(|b| BlobId::of(&b) == *id))
+            && common::indexed(store) == common::on_disk(store)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blob_files_removed_or_cut_short_under_running_nodes_are_given_again() {
+    let dir = TempDir::new().unwrap();
+    let mut nodes: Vec<Node> = Vec::new();
+    for i in 0..4 {
+        let mut cfg = net_config(&dir.path().join(format!("d{i}")), &nodes.first().into_iter().collect::<Vec<_>>());
+        cfg.replicas = REPLICAS;
+        cfg.repair_interval = REPAIR_INTERVAL;
+        cfg.scrub_rate = 0; // what the peers are told is enough
+        nodes.push(Node::start(cfg).await.unwrap());
+    }
+    for n in &nodes {
+        wait_for("a full mesh", Duration::from_secs(30), || alive(n) == 3).await;
+    }
+    // 4 nodes, 3 replicas: every node is an ideal holder of every blob.
+    let report = nodes[0].put_bytes(&content(31, 5 * 64 * 1024)).await.unwrap();
+    let ids = blob_ids(&nodes[0], &report.key).await;
+    wait_for("every node to hold every blob", RESTORE_LIMIT, || all_whole_and_indexed(&nodes, &ids)).await;
+
+    std::fs::remove_file(common::blob_path(nodes[1].data_dir(), &ids[0])).unwrap();
+    let cut = common::blob_path(nodes[1].data_dir(), &ids[1]);
+    std::fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(1000).unwrap();
+    std::fs::remove_file(common::blob_path(nodes[2].data_dir(), &ids[2])).unwrap();
+    std::fs::remove_file(common::blob_path(nodes[3].data_dir(), &ids[0])).unwrap();
+
+    wait_for("the removed and cut blobs to be given again", RESTORE_LIMIT, || all_whole_and_indexed(&nodes, &ids))
+        .await;
+    for n in &nodes {
+        assert_eq!(n.stats().blobs_stored, ids.len() as u64, "counted once each");
+    }
+    assert!(nodes[1].data_dir().join("quarantine").join(ids[1].to_hex()).exists(), "the cut file is set aside");
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scrub_finds_a_blob_file_gone_and_drops_it_from_the_index() {
+    let dir = TempDir::new().unwrap();
+    let mut cfg = Config::new(dir.path().join("lone"));
+    cfg.fsync = false;
+    cfg.repair_interval = REPAIR_INTERVAL;
+    cfg.scrub_rate = 64 << 20;
+    let lone = Node::start(cfg).await.unwrap();
+    let key = lone.put_bytes(&content(32, 3 * 64 * 1024)).await.unwrap().key;
+    let ids = blob_ids(&lone, &key).await;
+    let before = lone.stats();
+    std::fs::remove_file(common::blob_path(lone.data_dir(), &ids[1])).unwrap();
+    wait_for("the scrub to find the file gone", RESTORE_LIMIT, || lone.stats().scrub_missing == 1).await;
+    assert_eq!(lone.store().entry(&ids[1]).unwrap(), None, "dropped from the index");
+    let after = lone.stats();
+    assert_eq!(after.blobs_stored, before.blobs_stored - 1);
+    assert!(after.bytes_stored < before.bytes_stored);
+    assert_eq!((after.scrub_corrupt, after.scrub_restored), (0, 0), "no peer to restore it from");
+    lone.shutdown().await;
+}

@@ -32,7 +32,7 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
 
 /// Every counter of [`Stats`], by name. Destructured without `..`: a new
 /// counter does not compile until it is listed here (and so in `/metrics`).
-fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 14] {
+fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 15] {
     let Stats {
         bytes_sent,
         bytes_received,
@@ -47,6 +47,7 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 14] {
         blobs_scrubbed,
         bytes_scrubbed,
         scrub_corrupt,
+        scrub_missing,
         scrub_restored,
     } = *stats;
     // (name, value, help, whether it only grows)
@@ -64,7 +65,8 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 14] {
         ("blobs_scrubbed", blobs_scrubbed, "Blobs the scrub read and found good.", true),
         ("bytes_scrubbed", bytes_scrubbed, "Bytes of the blobs scrubbed.", true),
         ("scrub_corrupt", scrub_corrupt, "Stored blobs the scrub found corrupt.", true),
-        ("scrub_restored", scrub_restored, "Corrupt blobs replaced by a good copy from a peer.", true),
+        ("scrub_missing", scrub_missing, "Stored blobs whose file the scrub found gone.", true),
+        ("scrub_restored", scrub_restored, "Corrupt or missing blobs replaced by a good copy from a peer.", true),
     ]
 }
 

@@ -147,7 +147,9 @@ pub struct Stats {
     pub bytes_scrubbed: u64,
     /// Stored blobs the scrub found corrupt (and quarantined).
     pub scrub_corrupt: u64,
-    /// Of those, blobs replaced by a good copy from a peer.
+    /// Stored blobs whose file the scrub found gone (dropped from the index).
+    pub scrub_missing: u64,
+    /// Of the corrupt and missing blobs, those replaced by a good copy from a peer.
     pub scrub_restored: u64,
 }
 
@@ -167,6 +169,7 @@ impl From<cas_core::Stats> for Stats {
             blobs_scrubbed: s.blobs_scrubbed,
             bytes_scrubbed: s.bytes_scrubbed,
             scrub_corrupt: s.scrub_corrupt,
+            scrub_missing: s.scrub_missing,
             scrub_restored: s.scrub_restored,
         }
     }

@@ -194,7 +194,8 @@ def test_status_peers_and_metrics(nodes: Callable[..., cas.Node]) -> None:
             samples[name] = int(value)
     stats = a.stats()
     for counter in ("bytes_sent", "bytes_received", "requests_served", "verification_failures", "blobs_repaired",
-                    "request_timeouts", "hedged_requests", "blobs_scrubbed", "bytes_scrubbed", "scrub_corrupt", "scrub_restored"):
+                    "request_timeouts", "hedged_requests", "blobs_scrubbed", "bytes_scrubbed", "scrub_corrupt",
+                    "scrub_missing", "scrub_restored"):
         assert f"cas_{counter}_total" in samples, counter
     for gauge in ("blobs_stored", "bytes_stored", "peers_alive"):
         assert samples[f"cas_{gauge}"] == getattr(stats, gauge), gauge

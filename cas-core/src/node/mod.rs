@@ -62,7 +62,10 @@ pub struct Stats {
     pub bytes_scrubbed: u64,
     /// Stored blobs the scrub found corrupt (and quarantined).
     pub scrub_corrupt: u64,
-    /// Of those, blobs replaced by a good copy from a peer.
+    /// Stored blobs whose file the scrub found gone (removed behind the
+    /// node's back), dropped from the index.
+    pub scrub_missing: u64,
+    /// Of the corrupt and missing blobs, those replaced by a good copy from a peer.
     pub scrub_restored: u64,
 }
 
@@ -225,6 +228,7 @@ impl Node {
             blobs_scrubbed: self.inner.scrub.blobs.load(Ordering::Relaxed),
             bytes_scrubbed: self.inner.scrub.bytes.load(Ordering::Relaxed),
             scrub_corrupt: self.inner.scrub.corrupt.load(Ordering::Relaxed),
+            scrub_missing: self.inner.scrub.missing.load(Ordering::Relaxed),
             scrub_restored: self.inner.scrub.restored.load(Ordering::Relaxed),
             ..Stats::default()
         };

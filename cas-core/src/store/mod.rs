@@ -15,6 +15,10 @@
 //! how it came, when it was last verified. The totals and every
 //! enumeration (repair, scrub) come from the index, not from listing
 //! directories, except on a start after a crash, which reconciles the two.
+//! Files can still go or change behind the node's back: a start after an
+//! orderly close checks each row's file (a `stat`), the answer to which
+//! blobs are held ([`BlobStore::contains`], what peers are told) checks
+//! the files it claims, and the scrub finds the rest.
 
 mod catalog;
 mod data_dir;
@@ -84,12 +88,21 @@ impl VerifiedBlob {
     }
 }
 
-/// Counters the store keeps.
+/// Counters the store keeps (shared with the index's writer, which
+/// corrects them for rows whose file vanished).
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     used_bytes: AtomicU64,
     blob_count: AtomicU64,
     quarantined: AtomicU64,
+}
+
+impl Counters {
+    /// A counted blob file of `len` bytes is no longer there.
+    fn forget(&self, len: u64) {
+        self.used_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.blob_count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A directory of blobs. Cheap to clone; all methods are blocking (call them
@@ -104,7 +117,7 @@ struct StoreInner {
     quarantine: PathBuf,
     fsync: bool,
     capacity: Option<u64>,
-    counters: Counters,
+    counters: Arc<Counters>,
     index: Index,
     /// Set by tests: write as on a file system without O_TMPFILE.
     named_only: std::sync::atomic::AtomicBool,
@@ -126,7 +139,7 @@ impl Drop for StoreInner {
 
 impl BlobStore {
     /// Opens (creating if needed) the store under `root`. After an orderly
-    /// close this reads the totals from the index; after a crash (or with
+    /// close this checks each indexed file's length (`check_rows`); after a crash (or with
     /// the index missing or damaged) it removes the temporary files of
     /// interrupted writes and reconciles the index with the blob files.
     pub fn open(root: &Path, fsync: bool, capacity: Option<u64>) -> Result<BlobStore> {
@@ -137,20 +150,21 @@ impl BlobStore {
         }
         make_fan_out(&blobs, fsync)
             .map_err(|e| Error::io(format!("creating the directories of {}", blobs.display()), e))?;
-        let (index, opened) = Index::open(root)?;
+        let counters = Arc::new(Counters::default());
+        let (index, opened) = Index::open(root, counters.clone())?;
         let store = BlobStore {
             inner: Arc::new(StoreInner {
                 blobs,
                 quarantine,
                 fsync,
                 capacity,
-                counters: Counters::default(),
+                counters,
                 index,
                 named_only: Default::default(),
             }),
         };
         let (bytes, count) = match opened {
-            Opened::Clean { bytes, count } => (bytes, count),
+            Opened::Clean => store.check_rows()?,
             Opened::Reconcile => store.reconcile()?,
         };
         store.inner.counters.used_bytes.store(bytes, Ordering::Relaxed);
@@ -186,6 +200,28 @@ impl BlobStore {
             "blob index reconciled with {}",
             self.inner.blobs.display()
         );
+        Ok(totals)
+    }
+
+    /// After an orderly close: drops the rows whose file is gone, and moves
+    /// aside (to `quarantine/`) a file whose length is not its row's (both
+    /// changed behind the node's back); returns the totals of the rest. One
+    /// `stat` per blob, no directory walk: a file added by hand is not seen.
+    fn check_rows(&self) -> Result<(u64, u64)> {
+        let totals = self.inner.index.reconcile_rows(|id, len| match self.len_of(id) {
+            Some(l) if l == len => true,
+            Some(l) => {
+                tracing::warn!(blob = %id, "blob file is {l} bytes, not {len}: moved to quarantine");
+                if self.move_to_quarantine(id) {
+                    self.inner.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+                }
+                false
+            }
+            None => {
+                tracing::warn!(blob = %id, "blob file is gone: dropped from the index");
+                false
+            }
+        })?;
         Ok(totals)
     }
 
@@ -329,17 +365,23 @@ impl BlobStore {
 
     /// Moves a bad blob out of the way so that a good replica can replace it.
     pub fn quarantine(&self, id: &BlobId) {
-        let path = self.path(id);
+        // Counted at its indexed length (the file may have been cut short).
+        let indexed = self.entry(id).ok().flatten().map(|e| e.len);
         let Ok(held) = self.inner.index.hold() else { return };
-        let Ok(len) = fs::metadata(&path).map(|m| m.len()) else { return };
+        let Some(file_len) = self.len_of(id) else { return };
+        let len = indexed.unwrap_or(file_len);
         self.inner.index.remove(&held, id);
-        if fs::rename(&path, self.inner.quarantine.join(id.to_hex())).is_ok() {
+        if self.move_to_quarantine(id) {
             let c = &self.inner.counters;
-            c.used_bytes.fetch_sub(len, Ordering::Relaxed);
-            c.blob_count.fetch_sub(1, Ordering::Relaxed);
+            c.forget(len);
             c.quarantined.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(blob = %id, "blob failed verification and was quarantined");
         }
+    }
+
+    /// Moves blob `id`'s file to `quarantine/`; whether it was there to move.
+    fn move_to_quarantine(&self, id: &BlobId) -> bool {
+        fs::rename(self.path(id), self.inner.quarantine.join(id.to_hex())).is_ok()
     }
 
     /// Deletes a blob (used by repair when a node holds a surplus copy).
@@ -353,8 +395,7 @@ impl BlobStore {
         self.inner.index.remove(&held, id);
         match fs::remove_file(&path) {
             Ok(()) => {
-                self.inner.counters.used_bytes.fetch_sub(len, Ordering::Relaxed);
-                self.inner.counters.blob_count.fetch_sub(1, Ordering::Relaxed);
+                self.inner.counters.forget(len);
                 Ok(true)
             }
             Err(e) if e.kind() == IoKind::NotFound => Ok(false),
@@ -377,9 +418,42 @@ impl BlobStore {
         self.inner.index.entry(id)
     }
 
-    /// Which of `ids` are stored, from the index (one lookup for all).
+    /// Which of `ids` are stored and readable: indexed (one lookup for all)
+    /// and with a file of the indexed length (a `stat` each). A file that
+    /// vanished is dropped from the index at once, one whose length changed
+    /// is quarantined: neither is claimed (so a peer gives a new copy).
     pub fn contains(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
-        self.inner.index.contains(ids)
+        let lengths = self.inner.index.lengths(ids)?;
+        Ok(ids.iter().zip(lengths).map(|(id, len)| len.is_some_and(|len| self.file_is(id, len))).collect())
+    }
+
+    /// Whether blob `id`'s file has length `len` (its indexed length);
+    /// when not, the file is dealt with as [`BlobStore::contains`] says.
+    fn file_is(&self, id: &BlobId, len: u64) -> bool {
+        match self.len_of(id) {
+            Some(l) if l == len => true,
+            Some(l) => {
+                tracing::warn!(blob = %id, "blob file is {l} bytes, not {len}");
+                self.quarantine(id);
+                false
+            }
+            None => {
+                self.forget_if_missing(id);
+                false
+            }
+        }
+    }
+
+    /// Drops blob `id` from the index if its file is gone (removed behind the
+    /// node's back). The index's writer decides, in order with every other
+    /// change: a file written again meanwhile keeps its row. Reads made
+    /// after this call see the outcome.
+    pub fn forget_if_missing(&self, id: &BlobId) {
+        let Ok(held) = self.inner.index.hold() else { return };
+        if !self.path(id).exists() {
+            tracing::warn!(blob = %id, "blob file is gone: dropping it from the index");
+            self.inner.index.forget_if_missing(&held, id, self.path(id));
+        }
     }
 
     /// Up to `limit` stored blobs (id, length) after `after`, in id order,

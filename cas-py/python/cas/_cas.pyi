@@ -170,6 +170,7 @@ class Stats:
     blobs_scrubbed: int
     bytes_scrubbed: int
     scrub_corrupt: int
+    scrub_missing: int
     scrub_restored: int
 
 class Reader:

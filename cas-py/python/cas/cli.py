@@ -511,8 +511,9 @@ def _print_status(result: Dict[str, Any]) -> None:
         print(f"bootstrap {addr} unreachable, still trying")
     print(f"stored    {stats['blobs_stored']} blobs, {_human_bytes(stats['bytes_stored'])}")
     print(
-        f"verified  {stats['blobs_scrubbed']} blobs by scrub, {stats['scrub_corrupt']} corrupt "
-        f"({stats['scrub_restored']} restored from peers); {stats['blobs_repaired']} copies given by repair"
+        f"verified  {stats['blobs_scrubbed']} blobs by scrub, {stats['scrub_corrupt']} corrupt, "
+        f"{stats['scrub_missing']} missing ({stats['scrub_restored']} restored from peers); "
+        f"{stats['blobs_repaired']} copies given by repair"
     )
 
 
