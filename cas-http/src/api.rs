@@ -32,7 +32,7 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
 
 /// Every counter of [`Stats`], by name. Destructured without `..`: a new
 /// counter does not compile until it is listed here (and so in `/metrics`).
-fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 15] {
+fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 17] {
     let Stats {
         bytes_sent,
         bytes_received,
@@ -44,6 +44,8 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 15] {
         blobs_repaired,
         request_timeouts,
         hedged_requests,
+        repair_refused_full,
+        peers_full,
         blobs_scrubbed,
         bytes_scrubbed,
         scrub_corrupt,
@@ -62,6 +64,13 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 15] {
         ("blobs_repaired", blobs_repaired, "Copies repair gave to peers that lacked them.", true),
         ("request_timeouts", request_timeouts, "Requests to peers that timed out.", true),
         ("hedged_requests", hedged_requests, "Blob requests sent to a second holder because the first was slow.", true),
+        (
+            "repair_refused_full",
+            repair_refused_full,
+            "Copies repair offered to a peer that refused them for lack of space.",
+            true,
+        ),
+        ("peers_full", peers_full, "Peers repair passes over now for lack of space.", false),
         ("blobs_scrubbed", blobs_scrubbed, "Blobs the scrub read and found good.", true),
         ("bytes_scrubbed", bytes_scrubbed, "Bytes of the blobs scrubbed.", true),
         ("scrub_corrupt", scrub_corrupt, "Stored blobs the scrub found corrupt.", true),

@@ -141,6 +141,10 @@ pub struct Stats {
     pub request_timeouts: u64,
     /// Blob requests sent to a second holder because the first was slow.
     pub hedged_requests: u64,
+    /// Copies repair offered to a peer that refused them for lack of space.
+    pub repair_refused_full: u64,
+    /// Peers repair passes over now for lack of space.
+    pub peers_full: u64,
     /// Blobs the background scrub read and found good.
     pub blobs_scrubbed: u64,
     /// Bytes of those blobs.
@@ -166,6 +170,8 @@ impl From<cas_core::Stats> for Stats {
             blobs_repaired: s.blobs_repaired,
             request_timeouts: s.request_timeouts,
             hedged_requests: s.hedged_requests,
+            repair_refused_full: s.repair_refused_full,
+            peers_full: s.peers_full,
             blobs_scrubbed: s.blobs_scrubbed,
             bytes_scrubbed: s.bytes_scrubbed,
             scrub_corrupt: s.scrub_corrupt,

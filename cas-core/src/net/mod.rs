@@ -590,16 +590,16 @@ impl Network {
         peer: NodeId,
         id: BlobId,
         data: Bytes,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), NotStored> {
         let len = data.len() as u64;
         match self.request(peer, || Request::StoreBlob { id, data: data.clone() }).await {
             Ok(Response::Stored) => {
                 self.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(Response::Refused { reason, .. }) => Err(format!("refused: {reason}")),
-            Ok(other) => Err(format!("unexpected answer to store: {other:?}")),
-            Err(e) => Err(e.to_string()),
+            Ok(Response::Refused { reason, full }) => Err(NotStored { full, reason: format!("refused: {reason}") }),
+            Ok(other) => Err(NotStored::failed(format!("unexpected answer to store: {other:?}"))),
+            Err(e) => Err(NotStored::failed(e.to_string())),
         }
     }
 
@@ -874,4 +874,24 @@ async fn advertised_address(advertise: Option<&str>, bound: SocketAddr) -> Resul
         )));
     }
     Ok(addr)
+}
+
+/// Why a peer did not take a blob ([`Network::store_on`]).
+#[derive(Debug)]
+pub(crate) struct NotStored {
+    /// It refused for lack of space.
+    pub full: bool,
+    pub reason: String,
+}
+
+impl NotStored {
+    fn failed(reason: String) -> NotStored {
+        NotStored { full: false, reason }
+    }
+}
+
+impl std::fmt::Display for NotStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }

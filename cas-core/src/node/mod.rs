@@ -50,6 +50,12 @@ pub struct Stats {
     pub peers_alive: u64,
     /// Copies this node's repair rounds gave to peers that lacked them.
     pub blobs_repaired: u64,
+    /// Copies repair offered to a peer that refused them for lack of space
+    /// (the next node in rank is given them instead).
+    pub repair_refused_full: u64,
+    /// Peers repair passes over now because they refused a copy for lack
+    /// of space (for 4 repair intervals after the refusal).
+    pub peers_full: u64,
     /// Requests to peers that timed out (the peer is then asked last by
     /// fetches for a while).
     pub request_timeouts: u64,
@@ -141,7 +147,8 @@ impl Node {
                     incarnation: dir.next_incarnation(crate::net::now_ms())?,
                 };
                 let net = Network::start(&config, listen, keys, store.clone(), transport, cancel.child_token()).await?;
-                let r = Arc::new(repair::Repair::new(net.clone(), store.clone(), config.replicas));
+                let r =
+                    Arc::new(repair::Repair::new(net.clone(), store.clone(), config.replicas, config.repair_interval));
                 tokio::spawn(r.clone().run(config.repair_interval, config.dead_after, cancel.child_token()));
                 repair = Some(r);
                 Some(net)
@@ -242,6 +249,10 @@ impl Node {
             stats.request_timeouts = c.request_timeouts.load(Ordering::Relaxed);
             stats.hedged_requests = c.hedged_requests.load(Ordering::Relaxed);
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
+        }
+        if let Some(repair) = &self.inner.repair {
+            stats.repair_refused_full = repair.refused_full.load(Ordering::Relaxed);
+            stats.peers_full = repair.full_nodes().len() as u64;
         }
         stats
     }

@@ -167,6 +167,8 @@ class Stats:
     blobs_repaired: int
     request_timeouts: int
     hedged_requests: int
+    repair_refused_full: int
+    peers_full: int
     blobs_scrubbed: int
     bytes_scrubbed: int
     scrub_corrupt: int
