@@ -126,6 +126,31 @@ fn a_running_store_claims_no_file_that_is_gone_or_cut_short() {
 }
 
 #[test]
+fn an_index_a_failed_write_left_unusable_is_reopened_and_reconciled() {
+    let dir = tempfile::tempdir().unwrap();
+    let blobs = fill(dir.path(), 10);
+    let store = BlobStore::open(dir.path(), false, None).unwrap();
+    assert_eq!(store.write_problem(), None);
+    store.fail_index_as_if_disk_full();
+    assert!(store.write_problem().unwrap().contains("blob index"), "{:?}", store.write_problem());
+    assert!(store.contains(&[blobs[0].id()]).is_err(), "no answer from an unusable index");
+    // Blobs are still read from their files.
+    assert_eq!(store.get(&blobs[0].id()).unwrap().unwrap().bytes(), blobs[0].bytes());
+    // Meanwhile a file arrived whose row was lost, and one went.
+    let lost_row = VerifiedBlob::new(content(700, 300));
+    let path = blob_path(dir.path(), &lost_row.id());
+    std::fs::write(&path, lost_row.bytes()).unwrap();
+    std::fs::remove_file(blob_path(dir.path(), &blobs[1].id())).unwrap();
+
+    store.recover().unwrap();
+    assert_eq!(store.write_problem(), None);
+    assert_eq!(indexed(&store), on_disk(&store));
+    assert_eq!((store.blob_count(), store.used_bytes()), (10, on_disk(&store).values().sum::<u64>()));
+    assert_eq!(store.contains(&[lost_row.id(), blobs[1].id()]).unwrap(), [true, false]);
+    assert!(store.put(&blobs[1]).unwrap(), "writes work again");
+}
+
+#[test]
 fn after_a_crash_the_index_is_reconciled_with_the_files() {
     let dir = tempfile::tempdir().unwrap();
     let blobs = fill(dir.path(), 30);

@@ -27,12 +27,15 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
     if gateway.node.is_closed() {
         return crate::error(StatusCode::SERVICE_UNAVAILABLE, "the node has been shut down");
     }
+    if let Some(problem) = gateway.node.write_problem() {
+        return crate::error(StatusCode::SERVICE_UNAVAILABLE, format!("the node cannot write: {problem}"));
+    }
     Json(json!({ "status": "ok" })).into_response()
 }
 
 /// Every counter of [`Stats`], by name. Destructured without `..`: a new
 /// counter does not compile until it is listed here (and so in `/metrics`).
-fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 17] {
+fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 18] {
     let Stats {
         bytes_sent,
         bytes_received,
@@ -46,6 +49,7 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 17] {
         hedged_requests,
         repair_refused_full,
         peers_full,
+        cannot_write,
         blobs_scrubbed,
         bytes_scrubbed,
         scrub_corrupt,
@@ -71,6 +75,7 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 17] {
             true,
         ),
         ("peers_full", peers_full, "Peers repair passes over now for lack of space.", false),
+        ("cannot_write", cannot_write, "1 while this node cannot write (disk full, index write failed).", false),
         ("blobs_scrubbed", blobs_scrubbed, "Blobs the scrub read and found good.", true),
         ("bytes_scrubbed", bytes_scrubbed, "Bytes of the blobs scrubbed.", true),
         ("scrub_corrupt", scrub_corrupt, "Stored blobs the scrub found corrupt.", true),

@@ -145,6 +145,8 @@ pub struct Stats {
     pub repair_refused_full: u64,
     /// Peers repair passes over now for lack of space.
     pub peers_full: u64,
+    /// 1 while the node cannot write (disk full, index write failed).
+    pub cannot_write: u64,
     /// Blobs the background scrub read and found good.
     pub blobs_scrubbed: u64,
     /// Bytes of those blobs.
@@ -172,6 +174,7 @@ impl From<cas_core::Stats> for Stats {
             hedged_requests: s.hedged_requests,
             repair_refused_full: s.repair_refused_full,
             peers_full: s.peers_full,
+            cannot_write: s.cannot_write,
             blobs_scrubbed: s.blobs_scrubbed,
             bytes_scrubbed: s.bytes_scrubbed,
             scrub_corrupt: s.scrub_corrupt,

@@ -30,6 +30,7 @@ from typing import Dict, List, Optional
 import pytest
 
 import cas
+import cas.client
 
 from conftest import Server, cas_command, cas_json, fixed_port, network_key_file, run_cas, sha256_of, wait_until
 
@@ -250,5 +251,11 @@ def test_put_on_a_full_disk_names_storage_full_not_the_socket(serve, tmpfs, tmp_
         result = run_cas("put", "--json", "--data-dir", server.data_dir, source, check=False)
         assert json.loads(result.stdout)["error"]["type"] == "StorageFullError", result.stdout
         assert server.alive(), "the node is still serving"
+        # And it says it cannot write: in its counters, `cas status` and /health.
+        status = cas_json("status", "--data-dir", server.data_dir, "--json")
+        assert status["stats"]["cannot_write"] == 1, status
+        assert "CANNOT WRITE" in run_cas("status", "--data-dir", server.data_dir).stdout
+        with pytest.raises(cas.CasError, match="cannot write"):
+            cas.client.get_json(server.data_dir, "/health")
     finally:
         server.stop()

@@ -197,7 +197,7 @@ def test_status_peers_and_metrics(nodes: Callable[..., cas.Node]) -> None:
                     "request_timeouts", "hedged_requests", "repair_refused_full", "blobs_scrubbed", "bytes_scrubbed", "scrub_corrupt",
                     "scrub_missing", "scrub_restored"):
         assert f"cas_{counter}_total" in samples, counter
-    for gauge in ("blobs_stored", "bytes_stored", "peers_alive", "peers_full"):
+    for gauge in ("blobs_stored", "bytes_stored", "peers_alive", "peers_full", "cannot_write"):
         assert samples[f"cas_{gauge}"] == getattr(stats, gauge), gauge
     assert samples["cas_bytes_sent_total"] > 0, "the put sent replicas to b"
     assert samples['cas_peers{state="alive"}'] == 1

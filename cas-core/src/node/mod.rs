@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) use crate::blocking::{blocking, compute};
 pub use crate::identity::{NodeId, PeerInfo, PeerState};
@@ -56,6 +57,9 @@ pub struct Stats {
     /// Peers repair passes over now because they refused a copy for lack
     /// of space (for 4 repair intervals after the refusal).
     pub peers_full: u64,
+    /// 1 while this node cannot write (its disk is full, or its blob index
+    /// failed a write): it serves what it holds; see `Node::write_problem`.
+    pub cannot_write: u64,
     /// Requests to peers that timed out (the peer is then asked last by
     /// fetches for a while).
     pub request_timeouts: u64,
@@ -73,6 +77,24 @@ pub struct Stats {
     pub scrub_missing: u64,
     /// Of the corrupt and missing blobs, those replaced by a good copy from a peer.
     pub scrub_restored: u64,
+}
+
+/// Every `interval`, lets the store recover from failed writes (a disk that
+/// was full has room again: the blob index is reopened and reconciled).
+async fn recover_writes(store: BlobStore, interval: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return,
+        }
+        if store.write_problem().is_none() {
+            continue;
+        }
+        let s = store.clone();
+        if let Err(e) = blocking(move || s.recover()).await {
+            tracing::debug!("the store still cannot write: {e}");
+        }
+    }
 }
 
 /// A progress callback: `(bytes done, bytes total)`; total is 0 when unknown.
@@ -163,6 +185,7 @@ impl Node {
             stats: scrub_stats.clone(),
         };
         tokio::spawn(scrub.run(config.repair_interval, cancel.child_token()));
+        tokio::spawn(recover_writes(store.clone(), config.repair_interval, cancel.child_token()));
         tracing::info!(node = %id, data_dir = %config.data_dir.display(), "node started");
         let inner = NodeInner {
             config,
@@ -225,6 +248,13 @@ impl Node {
         blocking(move || catalog.list()).await
     }
 
+    /// Why this node cannot write now (its disk is full, its blob index
+    /// failed a write), if it cannot; it still serves what it holds, and
+    /// recovers by itself once the disk takes writes again.
+    pub fn write_problem(&self) -> Option<String> {
+        self.inner.store.write_problem()
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         let store = &self.inner.store;
@@ -237,6 +267,7 @@ impl Node {
             scrub_corrupt: self.inner.scrub.corrupt.load(Ordering::Relaxed),
             scrub_missing: self.inner.scrub.missing.load(Ordering::Relaxed),
             scrub_restored: self.inner.scrub.restored.load(Ordering::Relaxed),
+            cannot_write: store.write_problem().is_some() as u64,
             ..Stats::default()
         };
         if let Some(net) = &self.inner.net {

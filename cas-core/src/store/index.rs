@@ -146,6 +146,9 @@ struct Shared {
     stale: AtomicBool,
     /// Tests: close as a crash would leave it (not clean).
     crashed: AtomicBool,
+    /// A database operation failed (redb then refuses every later one, e.g.
+    /// after a disk ran full): [`Index::recover`] reopens it.
+    broken: AtomicBool,
     /// The store's totals: a row found stale by the writer (its file
     /// vanished) is taken off them.
     counters: Arc<Counters>,
@@ -203,6 +206,7 @@ impl Index {
             commits: AtomicU64::new(0),
             stale: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
             counters,
         });
         let meta = |txn: &WriteTransaction, name: &str| -> Result<Option<u64>> {
@@ -307,9 +311,45 @@ impl Index {
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
         self.flush();
         let guard = self.shared.db.read().unwrap_or_else(|e| e.into_inner());
-        let db = guard.as_ref().ok_or(Error::Closed)?;
+        let db = guard.as_ref().ok_or_else(|| self.shared.gone())?;
         let txn = db.begin_read().map_err(|e| self.err(e))?;
         f(&txn)
+    }
+
+    /// Tests: the state a failed write leaves (the database refusing
+    /// everything until reopened), without filling a disk.
+    pub(crate) fn fail_as_if_disk_full(&self) {
+        self.shared.broken.store(true, Ordering::Relaxed);
+        self.shared.db.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Whether a database operation has failed since the index was (re)opened.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.shared.broken.load(Ordering::Relaxed)
+    }
+
+    /// After a failed operation (redb refuses every later one, "close and
+    /// re-open"), reopens the database. True when it did: changes may have
+    /// been lost, and the caller must reconcile the index with the files.
+    /// Fails (and is tried again later) while the disk cannot take it.
+    pub(crate) fn recover(&self) -> Result<bool> {
+        if !self.is_broken() {
+            return Ok(false);
+        }
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        if gate.is_none() {
+            return Ok(false); // closed
+        }
+        let mut db = self.shared.db.write().unwrap_or_else(|e| e.into_inner());
+        *db = None; // redb allows one handle: this one goes first
+        let path = &self.shared.path;
+        match db::open(path)? {
+            Ok(reopened) => *db = Some(reopened),
+            Err(e) => return Err(db::db_error(path, "reopening the blob index", e)),
+        }
+        self.shared.broken.store(false, Ordering::Relaxed);
+        tracing::info!(path = %path.display(), "the blob index was reopened after a failed write");
+        Ok(true)
     }
 
     /// The entry of blob `id`.
@@ -534,7 +574,20 @@ impl Index {
 
 impl Shared {
     fn err(&self, e: impl std::fmt::Display) -> Error {
+        self.broken.store(true, Ordering::Relaxed);
         db::db_error(&self.path, "the blob index", e)
+    }
+
+    /// The error while there is no database: closed, or being reopened.
+    fn gone(&self) -> Error {
+        if self.broken.load(Ordering::Relaxed) {
+            return db::db_error(
+                &self.path,
+                "the blob index",
+                "unavailable since a failed write; reopened when it can be",
+            );
+        }
+        Error::Closed
     }
 
     /// `None` most of the time; `Immediate` every [`DURABLE_EVERY`] commits,
@@ -550,7 +603,7 @@ impl Shared {
 
     fn write_with(&self, durability: Durability, f: impl FnOnce(&WriteTransaction) -> Result<()>) -> Result<()> {
         let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
-        let db = guard.as_ref().ok_or(Error::Closed)?;
+        let db = guard.as_ref().ok_or_else(|| self.gone())?;
         let mut txn = db.begin_write().map_err(|e| self.err(e))?;
         txn.set_durability(durability).map_err(|e| self.err(e))?;
         f(&txn)?;

@@ -121,6 +121,9 @@ struct StoreInner {
     index: Index,
     /// Set by tests: write as on a file system without O_TMPFILE.
     named_only: std::sync::atomic::AtomicBool,
+    /// Why the last blob write failed on the disk (full, I/O error);
+    /// cleared by a write that succeeds ([`BlobStore::recover`] tries one).
+    write_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl StoreInner {
@@ -161,6 +164,7 @@ impl BlobStore {
                 counters,
                 index,
                 named_only: Default::default(),
+                write_failure: Default::default(),
             }),
         };
         let (bytes, count) = match opened {
@@ -175,6 +179,12 @@ impl BlobStore {
     /// Makes the index agree with `blobs/` (after a crash); returns the totals.
     fn reconcile(&self) -> Result<(u64, u64)> {
         self.remove_temporaries()?;
+        self.reconcile_index()
+    }
+
+    /// Adds a row for each blob file without one, drops the rows without a
+    /// file (or of another length); returns the totals.
+    fn reconcile_index(&self) -> Result<(u64, u64)> {
         let index = &self.inner.index;
         let mut batch = Vec::new();
         let mut failed = None;
@@ -260,7 +270,9 @@ impl BlobStore {
                 });
             }
         }
-        match self.write_new(&path, &blob.bytes) {
+        let written = self.write_new(&path, &blob.bytes);
+        self.note_write(&written);
+        match written {
             Ok(true) => {
                 self.inner.index.insert(&held, &blob.id, len, origin);
                 counters.blob_count.fetch_add(1, Ordering::Relaxed);
@@ -275,6 +287,54 @@ impl BlobStore {
                 Err(e)
             }
         }
+    }
+
+    /// Records whether a blob write reached the disk.
+    fn note_write<T>(&self, result: &Result<T>) {
+        let failure = match result {
+            Err(e @ (Error::StorageFull { .. } | Error::Io { .. })) => Some(e.to_string()),
+            Err(_) => return,
+            Ok(_) => None,
+        };
+        let mut slot = self.inner.write_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            if let Some(f) = &failure {
+                tracing::warn!("the store cannot write: {f}");
+            }
+        }
+        *slot = failure;
+    }
+
+    /// Why this store cannot write now, if it cannot: the last blob write
+    /// failed on the disk, or the index cannot be written. Reads still work.
+    pub fn write_problem(&self) -> Option<String> {
+        if self.inner.index.is_broken() {
+            return Some(
+                "the blob index cannot be written (a write failed; it is reopened when the disk has room)".into(),
+            );
+        }
+        self.inner.write_failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Recovers from write failures once the disk takes writes again:
+    /// reopens a blob index that a failed write left unusable and
+    /// reconciles it with `blobs/` (what was queued then is lost), and
+    /// after a failed blob write, tries a small one. Called now and then by
+    /// the node; cheap when nothing failed.
+    pub fn recover(&self) -> Result<()> {
+        if self.inner.index.recover()? {
+            let (bytes, count) = self.reconcile_index()?;
+            self.inner.counters.used_bytes.store(bytes, Ordering::Relaxed);
+            self.inner.counters.blob_count.store(count, Ordering::Relaxed);
+        }
+        if self.inner.write_failure.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            let probe = self.inner.blobs.join(format!("{TEMP_PREFIX}probe"));
+            let written = fs::write(&probe, [0u8; 64 * 1024]).map_err(|e| Error::io("writing a probe file", e));
+            let _ = fs::remove_file(&probe);
+            self.note_write(&written);
+            written?;
+        }
+        Ok(())
     }
 
     fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
@@ -476,6 +536,14 @@ impl BlobStore {
     #[doc(hidden)]
     pub fn use_named_temporary_files(&self) {
         self.inner.named_only.store(true, Ordering::Relaxed);
+    }
+
+    /// For tests of recovery from a failed index write: leaves the index as
+    /// a write that failed for lack of space does (unusable until
+    /// [`BlobStore::recover`] reopens it).
+    #[doc(hidden)]
+    pub fn fail_index_as_if_disk_full(&self) {
+        self.inner.index.fail_as_if_disk_full();
     }
 
     /// Closes the index (marking it consistent with the files); later

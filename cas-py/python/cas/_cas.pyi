@@ -169,6 +169,7 @@ class Stats:
     hedged_requests: int
     repair_refused_full: int
     peers_full: int
+    cannot_write: int
     blobs_scrubbed: int
     bytes_scrubbed: int
     scrub_corrupt: int
