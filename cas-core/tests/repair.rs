@@ -28,10 +28,19 @@ async fn start_node(dir: &Path, bootstrap: Option<&Node>) -> Node {
 
 /// `count` nodes that all see each other alive.
 async fn network(dir: &TempDir, count: usize) -> Vec<Node> {
+    network_with(dir, count, |_, _| {}).await
+}
+
+/// `count` nodes that all see each other alive, the config of node `i`
+/// changed by `tweak(i, config)`.
+async fn network_with(dir: &TempDir, count: usize, tweak: impl Fn(usize, &mut Config)) -> Vec<Node> {
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..count {
-        let node = start_node(&dir.path().join(format!("n{i}")), nodes.first()).await;
-        nodes.push(node);
+        let mut cfg = net_config(&dir.path().join(format!("n{i}")), &nodes.first().into_iter().collect::<Vec<_>>());
+        cfg.replicas = REPLICAS;
+        cfg.repair_interval = REPAIR_INTERVAL;
+        tweak(i, &mut cfg);
+        nodes.push(Node::start(cfg).await.unwrap());
     }
     for n in &nodes {
         wait_for("a full mesh", Duration::from_secs(30), || alive(n) == count - 1).await;
@@ -323,6 +332,104 @@ async fn a_round_checks_what_changed_not_the_whole_store() {
     assert!(change.copied > 0, "{change:?}");
     let quiet = nodes[0].repair_round().await.unwrap();
     assert_eq!((quiet.checked, quiet.copied), (SWEEP, 0), "{quiet:?}");
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+/// Whether every node of `nodes` holds a whole file for each of `ids`, and
+/// its index lists exactly its files.
+fn all_whole_and_indexed(nodes: &[Node], ids: &[BlobId]) -> bool {
+    nodes.iter().all(|n| {
+        let store = n.store();
+        ids.iter().all(|id| std::fs::read(common::blob_path(n.data_dir(), id)).is_ok_and(|b| BlobId::of(&b) == *id))
+            && common::indexed(store) == common::on_disk(store)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blob_files_removed_or_cut_short_under_running_nodes_are_given_again() {
+    let dir = TempDir::new().unwrap();
+    // Scrub off: what the peers are told is enough.
+    let nodes = network_with(&dir, 4, |_, cfg| cfg.scrub_rate = 0).await;
+    // 4 nodes, 3 replicas: every node is an ideal holder of every blob.
+    let report = nodes[0].put_bytes(&content(31, 5 * 64 * 1024)).await.unwrap();
+    let ids = blob_ids(&nodes[0], &report.key).await;
+    wait_for("every node to hold every blob", RESTORE_LIMIT, || all_whole_and_indexed(&nodes, &ids)).await;
+
+    std::fs::remove_file(common::blob_path(nodes[1].data_dir(), &ids[0])).unwrap();
+    let cut = common::blob_path(nodes[1].data_dir(), &ids[1]);
+    std::fs::OpenOptions::new().write(true).open(&cut).unwrap().set_len(1000).unwrap();
+    std::fs::remove_file(common::blob_path(nodes[2].data_dir(), &ids[2])).unwrap();
+    std::fs::remove_file(common::blob_path(nodes[3].data_dir(), &ids[0])).unwrap();
+
+    wait_for("the removed and cut blobs to be given again", RESTORE_LIMIT, || all_whole_and_indexed(&nodes, &ids))
+        .await;
+    for n in &nodes {
+        assert_eq!(n.stats().blobs_stored, ids.len() as u64, "counted once each");
+    }
+    assert!(nodes[1].data_dir().join("quarantine").join(ids[1].to_hex()).exists(), "the cut file is set aside");
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scrub_finds_a_blob_file_gone_and_drops_it_from_the_index() {
+    let dir = TempDir::new().unwrap();
+    let mut cfg = Config::new(dir.path().join("lone"));
+    cfg.fsync = false;
+    cfg.repair_interval = REPAIR_INTERVAL;
+    cfg.scrub_rate = 64 << 20;
+    let lone = Node::start(cfg).await.unwrap();
+    let key = lone.put_bytes(&content(32, 3 * 64 * 1024)).await.unwrap().key;
+    let ids = blob_ids(&lone, &key).await;
+    let before = lone.stats();
+    std::fs::remove_file(common::blob_path(lone.data_dir(), &ids[1])).unwrap();
+    wait_for("the scrub to find the file gone", RESTORE_LIMIT, || lone.stats().scrub_missing == 1).await;
+    assert_eq!(lone.store().entry(&ids[1]).unwrap(), None, "dropped from the index");
+    let after = lone.stats();
+    assert_eq!(after.blobs_stored, before.blobs_stored - 1);
+    assert!(after.bytes_stored < before.bytes_stored);
+    assert_eq!((after.scrub_corrupt, after.scrub_restored), (0, 0), "no peer to restore it from");
+    lone.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repair_passes_over_a_full_node_for_the_next_in_rank() {
+    let dir = TempDir::new().unwrap();
+    // Node 5 is full: it refuses every copy.
+    let nodes = network_with(&dir, 6, |i, cfg| cfg.capacity = (i == 5).then_some(1)).await;
+    let full_id = nodes[5].id();
+    let mut ids = Vec::new();
+    for seed in 0..30 {
+        let report = nodes[0].put_bytes(&content(500 + seed, 1000)).await.unwrap();
+        assert_eq!(report.replicas, REPLICAS, "the put passes over the full node");
+        ids.extend(blob_ids(&nodes[0], &report.key).await);
+    }
+    // Node 1 goes: of the blobs it held, those that rank the full node among
+    // the first 4 survivors can only be restored on the node after it.
+    let held: Vec<BlobId> = ids.iter().copied().filter(|id| nodes[1].store().has(id)).collect();
+    let survivors: Vec<Node> = nodes.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, n)| n.clone()).collect();
+    let ranked_full = held.iter().filter(|id| ideal(&survivors, id).contains(&full_id)).count();
+    assert!(ranked_full > 0, "some blob of node 1 ranks the full node among its 4 first survivors");
+    let nodes = stop(nodes, &[1]).await;
+    let (with_room, full) = nodes.split_at(4);
+    wait_for("every blob on the 4 survivors with room", RESTORE_LIMIT, || {
+        ids.iter().all(|id| with_room.iter().all(|n| n.store().has(id)))
+    })
+    .await;
+    assert_eq!(full[0].stats().blobs_stored, 0, "the full node took nothing");
+    let refused: u64 = with_room.iter().map(|n| n.stats().repair_refused_full).sum();
+    assert!(refused >= 1, "refusals are counted");
+    assert!(with_room.iter().any(|n| n.stats().peers_full == 1), "and the full node remembered");
+    // Settled: rounds copy nothing more and leave nothing unconfirmed.
+    for n in with_room {
+        for _ in 0..2 {
+            let round = n.repair_round().await.unwrap();
+            assert_eq!((round.copied, round.unconfirmed), (0, 0), "{round:?}");
+        }
+    }
     for n in nodes {
         n.shutdown().await;
     }

@@ -27,12 +27,15 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
     if gateway.node.is_closed() {
         return crate::error(StatusCode::SERVICE_UNAVAILABLE, "the node has been shut down");
     }
+    if let Some(problem) = gateway.node.write_problem() {
+        return crate::error(StatusCode::SERVICE_UNAVAILABLE, format!("the node cannot write: {problem}"));
+    }
     Json(json!({ "status": "ok" })).into_response()
 }
 
 /// Every counter of [`Stats`], by name. Destructured without `..`: a new
 /// counter does not compile until it is listed here (and so in `/metrics`).
-fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 16] {
+fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 20] {
     let Stats {
         bytes_sent,
         bytes_received,
@@ -44,9 +47,13 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 16] {
         blobs_repaired,
         request_timeouts,
         hedged_requests,
+        repair_refused_full,
+        peers_full,
+        cannot_write,
         blobs_scrubbed,
         bytes_scrubbed,
         scrub_corrupt,
+        scrub_missing,
         scrub_restored,
         gossip_rejected,
         connections_evicted,
@@ -63,10 +70,19 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 16] {
         ("blobs_repaired", blobs_repaired, "Copies repair gave to peers that lacked them.", true),
         ("request_timeouts", request_timeouts, "Requests to peers that timed out.", true),
         ("hedged_requests", hedged_requests, "Blob requests sent to a second holder because the first was slow.", true),
+        (
+            "repair_refused_full",
+            repair_refused_full,
+            "Copies repair offered to a peer that refused them for lack of space.",
+            true,
+        ),
+        ("peers_full", peers_full, "Peers repair passes over now for lack of space.", false),
+        ("cannot_write", cannot_write, "1 while this node cannot write (disk full, index write failed).", false),
         ("blobs_scrubbed", blobs_scrubbed, "Blobs the scrub read and found good.", true),
         ("bytes_scrubbed", bytes_scrubbed, "Bytes of the blobs scrubbed.", true),
         ("scrub_corrupt", scrub_corrupt, "Stored blobs the scrub found corrupt.", true),
-        ("scrub_restored", scrub_restored, "Corrupt blobs replaced by a good copy from a peer.", true),
+        ("scrub_missing", scrub_missing, "Stored blobs whose file the scrub found gone.", true),
+        ("scrub_restored", scrub_restored, "Corrupt or missing blobs replaced by a good copy from a peer.", true),
         ("gossip_rejected", gossip_rejected, "Gossip messages dropped for a record with a bad signature.", true),
         ("connections_evicted", connections_evicted, "Connections closed to give their seat to a newcomer.", true),
     ]

@@ -141,13 +141,21 @@ pub struct Stats {
     pub request_timeouts: u64,
     /// Blob requests sent to a second holder because the first was slow.
     pub hedged_requests: u64,
+    /// Copies repair offered to a peer that refused them for lack of space.
+    pub repair_refused_full: u64,
+    /// Peers repair passes over now for lack of space.
+    pub peers_full: u64,
+    /// 1 while the node cannot write (disk full, index write failed).
+    pub cannot_write: u64,
     /// Blobs the background scrub read and found good.
     pub blobs_scrubbed: u64,
     /// Bytes of those blobs.
     pub bytes_scrubbed: u64,
     /// Stored blobs the scrub found corrupt (and quarantined).
     pub scrub_corrupt: u64,
-    /// Of those, blobs replaced by a good copy from a peer.
+    /// Stored blobs whose file the scrub found gone (dropped from the index).
+    pub scrub_missing: u64,
+    /// Of the corrupt and missing blobs, those replaced by a good copy from a peer.
     pub scrub_restored: u64,
     /// Gossip messages dropped for a record with a bad signature.
     pub gossip_rejected: u64,
@@ -168,9 +176,13 @@ impl From<cas_core::Stats> for Stats {
             blobs_repaired: s.blobs_repaired,
             request_timeouts: s.request_timeouts,
             hedged_requests: s.hedged_requests,
+            repair_refused_full: s.repair_refused_full,
+            peers_full: s.peers_full,
+            cannot_write: s.cannot_write,
             blobs_scrubbed: s.blobs_scrubbed,
             bytes_scrubbed: s.bytes_scrubbed,
             scrub_corrupt: s.scrub_corrupt,
+            scrub_missing: s.scrub_missing,
             scrub_restored: s.scrub_restored,
             gossip_rejected: s.gossip_rejected,
             connections_evicted: s.connections_evicted,

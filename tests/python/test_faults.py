@@ -8,6 +8,9 @@ with an invariant checker after every round:
 - at the end, every file whose put succeeded (with --min-replicas 2) is got
   back byte-identical after any 2 nodes die.
 
+Also: `cas put` on a node whose disk fills up (a tmpfs) reports the node's
+answer, storage full, not the broken socket.
+
 `make test` runs a few rounds (CAS_FAULT_ROUNDS, default 16); `make soak`
 runs many more. The seed is printed: CAS_FAULT_SEED=N replays a run.
 """
@@ -15,6 +18,7 @@ runs many more. The seed is printed: CAS_FAULT_SEED=N replays a run.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import signal
@@ -26,6 +30,7 @@ from typing import Dict, List, Optional
 import pytest
 
 import cas
+import cas.client
 
 from conftest import Server, cas_command, cas_json, fixed_port, network_key_file, run_cas, sha256_of, wait_until
 
@@ -203,3 +208,54 @@ def test_sigkill_during_put_get_and_repair_loses_nothing(serve, tmp_path: Path) 
         finally:
             node.close()
         assert (stats.blobs_stored, stats.bytes_stored) == (len(sizes), sum(sizes)), f"the index of {name} disagrees with its files"
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """Mounts a tmpfs of the given size in MiB at a new directory under
+    tmp_path (a disk that fills up); unmounted at the end. Skips where it
+    cannot be mounted (not root, no mount permission)."""
+    mounted: List[Path] = []
+
+    def mount(name: str, mib: int) -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(where)], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs for a full disk: {result.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_put_on_a_full_disk_names_storage_full_not_the_socket(serve, tmpfs, tmp_path: Path) -> None:
+    # The node answers 507 while `cas put` is still sending the body, and
+    # closes the connection: the command reports that answer.
+    tmpfs("disk", 24)
+    server = serve("disk/node")
+    source = tmp_path / "big"
+    with open(source, "wb") as f:
+        for i in range(64):
+            f.write(hashlib.sha256(str(i).encode()).digest() * (1024 * 1024 // 32))
+    try:
+        result = run_cas("put", "--data-dir", server.data_dir, source, check=False)
+        assert result.returncode != 0, result.stdout
+        assert "control connection" not in result.stderr and "Broken pipe" not in result.stderr, result.stderr
+        assert "storage full" in result.stderr, result.stderr
+        # The same, machine-readable.
+        result = run_cas("put", "--json", "--data-dir", server.data_dir, source, check=False)
+        assert json.loads(result.stdout)["error"]["type"] == "StorageFullError", result.stdout
+        assert server.alive(), "the node is still serving"
+        # And it says it cannot write: in its counters, `cas status` and /health.
+        status = cas_json("status", "--data-dir", server.data_dir, "--json")
+        assert status["stats"]["cannot_write"] == 1, status
+        assert "CANNOT WRITE" in run_cas("status", "--data-dir", server.data_dir).stdout
+        with pytest.raises(cas.CasError, match="cannot write"):
+            cas.client.get_json(server.data_dir, "/health")
+    finally:
+        server.stop()

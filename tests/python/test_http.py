@@ -248,10 +248,10 @@ def test_status_peers_and_metrics(nodes: Callable[..., cas.Node]) -> None:
             samples[name] = int(value)
     stats = a.stats()
     for counter in ("bytes_sent", "bytes_received", "requests_served", "verification_failures", "blobs_repaired",
-                    "request_timeouts", "hedged_requests", "blobs_scrubbed", "bytes_scrubbed", "scrub_corrupt", "scrub_restored",
-                    "gossip_rejected", "connections_evicted"):
+                    "request_timeouts", "hedged_requests", "repair_refused_full", "blobs_scrubbed", "bytes_scrubbed", "scrub_corrupt",
+                    "scrub_missing", "scrub_restored", "gossip_rejected", "connections_evicted"):
         assert f"cas_{counter}_total" in samples, counter
-    for gauge in ("blobs_stored", "bytes_stored", "peers_alive"):
+    for gauge in ("blobs_stored", "bytes_stored", "peers_alive", "peers_full", "cannot_write"):
         assert samples[f"cas_{gauge}"] == getattr(stats, gauge), gauge
     assert samples["cas_bytes_sent_total"] > 0, "the put sent replicas to b"
     assert samples['cas_peers{state="alive"}'] == 1

@@ -424,11 +424,6 @@ impl Network {
     pub(crate) fn me(&self) -> NodeId {
         self.me
     }
-
-    /// The peers alive now.
-    pub(crate) fn alive_peers(&self) -> Vec<NodeId> {
-        self.table.peers_in(&[PeerState::Alive]).into_iter().map(|(id, _)| id).collect()
-    }
 }
 
 /// Ends the message of a dial refused for the network key.
@@ -482,4 +477,24 @@ async fn advertised_address(advertise: Option<&str>, bound: SocketAddr) -> Resul
         )));
     }
     Ok(addr)
+}
+
+/// Why a peer did not take a blob ([`Network::store_on`]).
+#[derive(Debug)]
+pub(crate) struct NotStored {
+    /// It refused for lack of space.
+    pub full: bool,
+    pub reason: String,
+}
+
+impl NotStored {
+    fn failed(reason: String) -> NotStored {
+        NotStored { full: false, reason }
+    }
+}
+
+impl std::fmt::Display for NotStored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }

@@ -12,7 +12,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::frame::{Request, Response, MAX_HAS_BATCH};
 use super::placement::{diverse_order, rank_nodes};
-use super::{Network, SLOW_PEER_PENALTY};
+use super::{Network, NotStored, SLOW_PEER_PENALTY};
 use crate::blocking::blocking;
 use crate::format::BlobId;
 use crate::identity::{NodeId, PeerState};
@@ -71,16 +71,16 @@ impl Network {
         peer: NodeId,
         id: BlobId,
         data: Bytes,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), NotStored> {
         let len = data.len() as u64;
         match self.request(peer, || Request::StoreBlob { id, data: data.clone() }).await {
             Ok(Response::Stored) => {
                 self.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
                 Ok(())
             }
-            Ok(Response::Refused { reason, .. }) => Err(format!("refused: {reason}")),
-            Ok(other) => Err(format!("unexpected answer to store: {other:?}")),
-            Err(e) => Err(e.to_string()),
+            Ok(Response::Refused { reason, full }) => Err(NotStored { full, reason: format!("refused: {reason}") }),
+            Ok(other) => Err(NotStored::failed(format!("unexpected answer to store: {other:?}"))),
+            Err(e) => Err(NotStored::failed(e.to_string())),
         }
     }
 
@@ -89,7 +89,18 @@ impl Network {
     /// over failure domains (`placement::diverse_order`), the domains of
     /// `taken` (addresses that hold a copy already) counting as used.
     pub(crate) fn placement_order(&self, id: &BlobId, taken: &[std::net::SocketAddr]) -> Vec<NodeId> {
-        diverse_order(id, self.table.placement_targets(), taken, self.config.placement_diversity)
+        diverse_order(id, self.placement_targets(), taken, self.placement_diversity())
+    }
+
+    /// Alive peers this node reached at the address they advertise, with
+    /// that address: the nodes copies may go to.
+    pub(crate) fn placement_targets(&self) -> Vec<(NodeId, std::net::SocketAddr)> {
+        self.table.placement_targets()
+    }
+
+    /// How copies spread over failure domains (`Config::placement_diversity`).
+    pub(crate) fn placement_diversity(&self) -> crate::config::PlacementDiversity {
+        self.config.placement_diversity
     }
 
     /// Alive peers ranked for `id`, best first.

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub(crate) use crate::blocking::{blocking, compute};
 pub use crate::identity::{NodeId, PeerInfo, PeerState};
@@ -50,6 +51,15 @@ pub struct Stats {
     pub peers_alive: u64,
     /// Copies this node's repair rounds gave to peers that lacked them.
     pub blobs_repaired: u64,
+    /// Copies repair offered to a peer that refused them for lack of space
+    /// (the next node in rank is given them instead).
+    pub repair_refused_full: u64,
+    /// Peers repair passes over now because they refused a copy for lack
+    /// of space (for 4 repair intervals after the refusal).
+    pub peers_full: u64,
+    /// 1 while this node cannot write (its disk is full, or its blob index
+    /// failed a write): it serves what it holds; see `Node::write_problem`.
+    pub cannot_write: u64,
     /// Requests to peers that timed out (the peer is then asked last by
     /// fetches for a while).
     pub request_timeouts: u64,
@@ -62,7 +72,10 @@ pub struct Stats {
     pub bytes_scrubbed: u64,
     /// Stored blobs the scrub found corrupt (and quarantined).
     pub scrub_corrupt: u64,
-    /// Of those, blobs replaced by a good copy from a peer.
+    /// Stored blobs whose file the scrub found gone (removed behind the
+    /// node's back), dropped from the index.
+    pub scrub_missing: u64,
+    /// Of the corrupt and missing blobs, those replaced by a good copy from a peer.
     pub scrub_restored: u64,
     /// Gossip messages dropped whole for a record with a bad signature
     /// (a peer that sends them again is disconnected).
@@ -71,6 +84,24 @@ pub struct Stats {
     /// give their seat to a newcomer: the listener was full, or their
     /// source over its share (a flood).
     pub connections_evicted: u64,
+}
+
+/// Every `interval`, lets the store recover from failed writes (a disk that
+/// was full has room again: the blob index is reopened and reconciled).
+async fn recover_writes(store: BlobStore, interval: Duration, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = cancel.cancelled() => return,
+        }
+        if store.write_problem().is_none() {
+            continue;
+        }
+        let s = store.clone();
+        if let Err(e) = blocking(move || s.recover()).await {
+            tracing::debug!("the store still cannot write: {e}");
+        }
+    }
 }
 
 /// A progress callback: `(bytes done, bytes total)`; total is 0 when unknown.
@@ -145,7 +176,8 @@ impl Node {
                     incarnation: dir.next_incarnation(crate::net::now_ms())?,
                 };
                 let net = Network::start(&config, listen, keys, store.clone(), transport, cancel.child_token()).await?;
-                let r = Arc::new(repair::Repair::new(net.clone(), store.clone(), config.replicas));
+                let r =
+                    Arc::new(repair::Repair::new(net.clone(), store.clone(), config.replicas, config.repair_interval));
                 tokio::spawn(r.clone().run(config.repair_interval, config.dead_after, cancel.child_token()));
                 repair = Some(r);
                 Some(net)
@@ -160,6 +192,7 @@ impl Node {
             stats: scrub_stats.clone(),
         };
         tokio::spawn(scrub.run(config.repair_interval, cancel.child_token()));
+        tokio::spawn(recover_writes(store.clone(), config.repair_interval, cancel.child_token()));
         tracing::info!(node = %id, data_dir = %config.data_dir.display(), "node started");
         let inner = NodeInner {
             config,
@@ -229,6 +262,13 @@ impl Node {
         blocking(move || catalog.list()).await
     }
 
+    /// Why this node cannot write now (its disk is full, its blob index
+    /// failed a write), if it cannot; it still serves what it holds, and
+    /// recovers by itself once the disk takes writes again.
+    pub fn write_problem(&self) -> Option<String> {
+        self.inner.store.write_problem()
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> Stats {
         let store = &self.inner.store;
@@ -239,7 +279,9 @@ impl Node {
             blobs_scrubbed: self.inner.scrub.blobs.load(Ordering::Relaxed),
             bytes_scrubbed: self.inner.scrub.bytes.load(Ordering::Relaxed),
             scrub_corrupt: self.inner.scrub.corrupt.load(Ordering::Relaxed),
+            scrub_missing: self.inner.scrub.missing.load(Ordering::Relaxed),
             scrub_restored: self.inner.scrub.restored.load(Ordering::Relaxed),
+            cannot_write: store.write_problem().is_some() as u64,
             ..Stats::default()
         };
         if let Some(net) = &self.inner.net {
@@ -254,6 +296,10 @@ impl Node {
             stats.gossip_rejected = c.gossip_rejected.load(Ordering::Relaxed);
             stats.connections_evicted = net.connections_evicted();
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
+        }
+        if let Some(repair) = &self.inner.repair {
+            stats.repair_refused_full = repair.refused_full.load(Ordering::Relaxed);
+            stats.peers_full = repair.full_nodes().len() as u64;
         }
         stats
     }

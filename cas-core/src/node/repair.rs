@@ -1,7 +1,12 @@
 //! Background repair, a policy of the node (the network only moves bytes).
 //!
 //! A blob's ideal holders are the first `replicas + 1` alive nodes in
-//! rendezvous order, this node included. Checking a blob means asking its
+//! rendezvous order over failure domains (`placement::diverse_order`: one
+//! node per IP address, new prefixes first, as put places copies), this
+//! node included; only nodes reached at the address they advertise count.
+//! So one party with many identities on one address is at most one ideal
+//! holder, and its claims to hold a blob cannot stop the others from
+//! getting copies. Checking a blob means asking its
 //! ideal holders which of them lack it, then:
 //! - an ideal holder gives a copy to each other ideal holder that lacks it;
 //! - a holder outside the ideal set (the owner of a file, a node that
@@ -13,6 +18,13 @@
 //! brought back to `replicas + 1` copies on alive nodes, and since only ideal
 //! holders are ever given copies, repair cannot multiply copies.
 //!
+//! A node that refuses a copy for lack of space is remembered as full for
+//! [`FULL_ROUNDS`] repair intervals: meanwhile it is an ideal holder of a
+//! blob only if it holds it, and the next node in rank takes its place
+//! (as a put passes over a full node). The blobs a refusal left short are
+//! checked again at once, so a full node never keeps a blob below
+//! `replicas + 1` copies while other nodes have room.
+//!
 //! A round checks only what may have changed, so that its cost follows the
 //! changes, not the size of the store. The blob index keeps, for each blob,
 //! the ideal holders its last check confirmed ([`Placement`]). A round checks:
@@ -21,16 +33,19 @@
 //! 2. the blobs stored since the last round (the index's log);
 //! 3. when the set of alive nodes changed: the blobs whose confirmed holders
 //!    include a node no longer alive, or that a node which joined now ranks
-//!    into (a walk over the index, hashing, without network);
+//!    into (a walk over the index, hashing, without network; a joined node
+//!    that ranks lower but brings a new prefix may also enter an ideal set:
+//!    such a blob keeps its copies meanwhile, and the sweep moves it);
 //! 4. a small sweep of [`SWEEP`] confirmed blobs, in turn, so that a copy a
 //!    peer lost without any sign (a deleted file) is found in time.
 //!
 //! With no change, a round is step 4 alone.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -38,14 +53,17 @@ use crate::blocking::blocking;
 use crate::format::BlobId;
 use crate::identity::NodeId;
 use crate::net::frame::MAX_HAS_BATCH;
-use crate::net::placement::{rank_nodes, score};
-use crate::net::Network;
+use crate::net::placement::{diverse_order, score};
+use crate::net::{Network, NotStored};
 use crate::store::{BlobStore, Placement};
 
 /// Blobs checked together (bounds a round's memory, whatever the store's size).
 const BATCH: usize = 4096;
 /// Confirmed blobs re-checked per round, in turn (the sweep).
 pub const SWEEP: usize = 256;
+/// Repair intervals for which a node that refused a copy for lack of space
+/// is passed over (then it is offered copies again, in case it has room).
+pub(crate) const FULL_ROUNDS: u32 = 4;
 
 /// What one repair round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +94,13 @@ pub(crate) struct Repair {
     replicas: usize,
     /// Rounds run one at a time (the background loop, `Node::repair_round`).
     state: tokio::sync::Mutex<State>,
+    /// Nodes that refused a copy for lack of space, and until when they
+    /// are passed over.
+    full: Mutex<HashMap<NodeId, Instant>>,
+    /// How long a full node is passed over.
+    full_for: Duration,
+    /// Copies refused for lack of space since start.
+    pub(crate) refused_full: AtomicU64,
 }
 
 #[derive(Default)]
@@ -92,12 +117,37 @@ struct State {
 struct Outcome {
     placed: Vec<(BlobId, Placement)>,
     unplaced: Vec<BlobId>,
+    /// Blobs a node refused for lack of space: to check again, passing it over.
+    refused: Vec<BlobId>,
     report: RepairReport,
 }
 
 impl Repair {
-    pub(crate) fn new(net: Arc<Network>, store: BlobStore, replicas: usize) -> Repair {
-        Repair { net, store, replicas, state: Default::default() }
+    pub(crate) fn new(net: Arc<Network>, store: BlobStore, replicas: usize, interval: Duration) -> Repair {
+        Repair {
+            net,
+            store,
+            replicas,
+            state: Default::default(),
+            full: Default::default(),
+            full_for: interval * FULL_ROUNDS,
+            refused_full: AtomicU64::new(0),
+        }
+    }
+
+    /// The nodes passed over now for lack of space (forgetting those whose time is up).
+    pub(crate) fn full_nodes(&self) -> HashSet<NodeId> {
+        let mut full = self.full.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        full.retain(|_, until| *until > now);
+        full.keys().copied().collect()
+    }
+
+    /// `peer` refused a copy for lack of space.
+    fn note_full(&self, peer: NodeId) {
+        self.refused_full.fetch_add(1, Ordering::Relaxed);
+        let mut full = self.full.lock().unwrap_or_else(|e| e.into_inner());
+        full.insert(peer, Instant::now() + self.full_for);
     }
 
     /// Repairs every `interval`, from `settle` after start: a node that has
@@ -125,11 +175,14 @@ impl Repair {
     pub(crate) async fn round(&self, cancel: &CancellationToken) -> RepairReport {
         let mut state = self.state.lock().await;
         let me = self.net.me();
-        let mut alive = self.net.alive_peers();
-        if alive.is_empty() {
+        // The nodes copies may go to (reached at the address they advertise),
+        // with their addresses, for the failure-domain rule of placement.
+        let mut targets = self.net.placement_targets();
+        if targets.is_empty() {
             return RepairReport::default();
         }
-        alive.push(me);
+        targets.push((me, self.net.advertised()));
+        let alive: Vec<NodeId> = targets.iter().map(|(id, _)| *id).collect();
         let alive_set: HashSet<NodeId> = alive.iter().copied().collect();
         let mut report = RepairReport::default();
 
@@ -142,7 +195,7 @@ impl Repair {
             };
             let Some(&last) = ids.last() else { break };
             after = Some(last);
-            if !self.check_and_record(ids, &alive, None, cancel, &mut report).await {
+            if !self.check_and_record(ids, &targets, None, cancel, &mut report).await {
                 return report;
             }
         }
@@ -153,7 +206,7 @@ impl Repair {
             let Some(page) = self.with_store(move |s| s.index().log_since(cursor, BATCH)).await else { return report };
             let Some(&(last, _)) = page.last() else { break };
             let ids = page.into_iter().map(|(_, id)| id).collect();
-            if !self.check_and_record(ids, &alive, Some(last), cancel, &mut report).await {
+            if !self.check_and_record(ids, &targets, Some(last), cancel, &mut report).await {
                 return report;
             }
             cursor = last;
@@ -184,7 +237,7 @@ impl Repair {
                     })
                     .map(|(id, _)| id)
                     .collect();
-                if !affected.is_empty() && !self.check_and_record(affected, &alive, None, cancel, &mut report).await {
+                if !affected.is_empty() && !self.check_and_record(affected, &targets, None, cancel, &mut report).await {
                     return report;
                 }
             }
@@ -209,7 +262,7 @@ impl Repair {
             return report;
         };
         state.sweep_after = ids.last().copied();
-        self.check_and_record(ids, &alive, None, cancel, &mut report).await;
+        self.check_and_record(ids, &targets, None, cancel, &mut report).await;
         report
     }
 
@@ -234,72 +287,108 @@ impl Repair {
     async fn check_and_record(
         &self,
         ids: Vec<BlobId>,
-        alive: &[NodeId],
+        alive: &[(NodeId, SocketAddr)],
         cursor: Option<u64>,
         cancel: &CancellationToken,
         report: &mut RepairReport,
     ) -> bool {
-        let Some(outcome) = self.check(ids, alive, cancel).await else { return false };
-        report.add(outcome.report);
-        let Outcome { placed, unplaced, .. } = outcome;
+        let (mut ids, mut placed, mut unplaced) = (ids, Vec::new(), Vec::new());
+        // A pass leaves blobs to check again only when it learned of a full
+        // node, which the next passes over: as many passes as nodes, at most.
+        for _ in 0..=alive.len() {
+            let Some(outcome) = self.check(ids, alive, cancel).await else { return false };
+            report.add(outcome.report);
+            placed.extend(outcome.placed);
+            unplaced.extend(outcome.unplaced);
+            ids = outcome.refused;
+            if ids.is_empty() {
+                break;
+            }
+        }
+        unplaced.extend(ids);
         self.with_store(move |s| s.index().record_repair(&placed, &unplaced, cursor)).await.is_some()
     }
 
     /// Asks each blob's ideal holders whether they hold it and gives copies
     /// as the module's documentation says. `None` if cancelled.
-    async fn check(&self, ids: Vec<BlobId>, alive: &[NodeId], cancel: &CancellationToken) -> Option<Outcome> {
+    async fn check(
+        &self,
+        ids: Vec<BlobId>,
+        alive: &[(NodeId, SocketAddr)],
+        cancel: &CancellationToken,
+    ) -> Option<Outcome> {
         let me = self.net.me();
-        let mut everyone = alive.to_vec();
-        let k = (self.replicas + 1).min(everyone.len());
+        let full = self.full_nodes();
+        let diversity = self.net.placement_diversity();
+        let k = (self.replicas + 1).min(alive.len());
         let mut outcome = Outcome::default();
 
-        // Each blob's ideal holders, and what to ask each of them.
-        let mut placements: HashMap<BlobId, Placement> = HashMap::new();
+        // Each blob's candidates (the first k in rank that are not full,
+        // and the full ones ranked among them, which may hold it), and what
+        // to ask each of them.
+        let mut candidates: HashMap<BlobId, Vec<NodeId>> = HashMap::new();
         let mut to_ask: HashMap<NodeId, Vec<BlobId>> = HashMap::new();
-        let mut me_ideal: HashSet<BlobId> = HashSet::new();
         for id in ids {
-            rank_nodes(&id, &mut everyone, |n| *n);
-            let ideal = &everyone[..k];
-            for peer in ideal {
-                if *peer == me {
-                    me_ideal.insert(id);
-                } else {
+            // Rendezvous rank over failure domains, as put places copies:
+            // many identities on one address count as one holder.
+            let everyone = diverse_order(&id, alive.to_vec(), &[], diversity);
+            let chosen = with_room(&everyone, k, |n| *n != me && full.contains(n));
+            for peer in &chosen {
+                if *peer != me {
                     to_ask.entry(*peer).or_default().push(id);
                 }
             }
-            let min_score = score(&id, &ideal[k - 1]);
-            placements.insert(id, Placement { min_score, holders: ideal.iter().map(|n| n.0).collect() });
+            candidates.insert(id, chosen);
         }
-        outcome.report.checked = placements.len() as u64;
+        outcome.report.checked = candidates.len() as u64;
 
-        // Who lacks what. A peer that does not answer is neither a holder
+        // Who holds what. A peer that does not answer is neither a holder
         // nor given a copy: its blobs stay unconfirmed.
-        let mut lacking: HashMap<BlobId, Vec<NodeId>> = HashMap::new();
-        let mut held_by_ideal: HashSet<BlobId> = HashSet::new();
-        let mut unconfirmed: HashSet<BlobId> = HashSet::new();
+        let mut holds: HashSet<(BlobId, NodeId)> = HashSet::new();
+        let mut unanswered: HashSet<(BlobId, NodeId)> = HashSet::new();
         for (peer, ids) in to_ask {
             for batch in ids.chunks(MAX_HAS_BATCH) {
                 if cancel.is_cancelled() {
                     return None;
                 }
                 let Some(present) = self.net.has_blobs(peer, batch.to_vec()).await else {
-                    unconfirmed.extend(batch);
+                    unanswered.extend(batch.iter().map(|id| (*id, peer)));
                     continue;
                 };
-                for (id, has) in batch.iter().zip(present) {
-                    if has {
-                        held_by_ideal.insert(*id);
-                    } else {
-                        lacking.entry(*id).or_default().push(peer);
-                    }
-                }
+                holds.extend(batch.iter().zip(present).filter(|(_, has)| *has).map(|(id, _)| (*id, peer)));
             }
         }
 
-        for (id, peers) in lacking {
-            if !me_ideal.contains(&id) && held_by_ideal.contains(&id) {
-                continue; // an ideal holder has it and repairs it
+        // The ideal holders: the first k candidates, passing over a full
+        // node that does not hold the blob.
+        let mut placements: HashMap<BlobId, Placement> = HashMap::new();
+        let mut lacking: HashMap<BlobId, Vec<NodeId>> = HashMap::new();
+        let mut unconfirmed: HashSet<BlobId> = HashSet::new();
+        for (id, chosen) in candidates {
+            let has = |n: &NodeId| *n == me || holds.contains(&(id, *n));
+            let passed_over = |n: &NodeId| full.contains(n) && !has(n);
+            let ideal: Vec<NodeId> = chosen.iter().filter(|n| !passed_over(n)).take(k).copied().collect();
+            let me_ideal = ideal.contains(&me);
+            let held_by_ideal = ideal.iter().any(|n| *n != me && has(n));
+            if ideal.iter().any(|n| unanswered.contains(&(id, *n))) {
+                unconfirmed.insert(id);
             }
+            // Unless an ideal holder has it and repairs it.
+            if me_ideal || !held_by_ideal {
+                let lack: Vec<NodeId> =
+                    ideal.iter().filter(|n| !has(n) && !unanswered.contains(&(id, **n))).copied().collect();
+                if !lack.is_empty() {
+                    lacking.insert(id, lack);
+                }
+            }
+            if let Some(last) = ideal.last() {
+                let holders = ideal.iter().map(|n| n.0).collect();
+                placements.insert(id, Placement { min_score: score(&id, last), holders });
+            }
+        }
+
+        let mut refused: HashSet<BlobId> = HashSet::new();
+        for (id, peers) in lacking {
             if cancel.is_cancelled() {
                 return None;
             }
@@ -314,17 +403,31 @@ impl Repair {
             };
             let data: bytes::Bytes = blob.into_bytes().into();
             for peer in peers {
-                if self.net.store_on(peer, id, data.clone()).await.is_ok() {
-                    self.net.stats.repaired.fetch_add(1, Ordering::Relaxed);
-                    outcome.report.copied += 1;
-                } else {
-                    unconfirmed.insert(id);
+                if self.full_nodes().contains(&peer) {
+                    refused.insert(id); // found full since this check began
+                    continue;
+                }
+                match self.net.store_on(peer, id, data.clone()).await {
+                    Ok(()) => {
+                        self.net.stats.repaired.fetch_add(1, Ordering::Relaxed);
+                        outcome.report.copied += 1;
+                    }
+                    Err(NotStored { full: true, reason }) => {
+                        tracing::debug!(%peer, blob = %id, "repair: {reason}; passing it over");
+                        self.note_full(peer);
+                        refused.insert(id);
+                    }
+                    Err(_) => {
+                        unconfirmed.insert(id);
+                    }
                 }
             }
         }
 
         for (id, placement) in placements {
-            if unconfirmed.contains(&id) {
+            if refused.contains(&id) {
+                outcome.refused.push(id);
+            } else if unconfirmed.contains(&id) {
                 outcome.unplaced.push(id);
             } else {
                 outcome.placed.push((id, placement));
@@ -333,4 +436,21 @@ impl Repair {
         outcome.report.unconfirmed = outcome.unplaced.len() as u64;
         Some(outcome)
     }
+}
+
+/// The nodes of `ranked` up to the `k`th one not `passed_over`, in order:
+/// those `k` and the passed-over ones ranked among them.
+fn with_room(ranked: &[NodeId], k: usize, passed_over: impl Fn(&NodeId) -> bool) -> Vec<NodeId> {
+    let mut out = Vec::new();
+    let mut taken = 0;
+    for n in ranked {
+        if taken == k {
+            break;
+        }
+        if !passed_over(n) {
+            taken += 1;
+        }
+        out.push(*n);
+    }
+    out
 }

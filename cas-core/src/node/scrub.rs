@@ -1,8 +1,9 @@
 //! Background scrub: the blobs a node stores are re-read and verified at a
 //! bounded rate (`Config::scrub_rate` bytes per second), so that a blob
 //! damaged on disk is found before anyone needs it. A blob that fails
-//! verification is quarantined (by the store) and, with peers, replaced by
-//! a verified copy fetched from one of them.
+//! verification (content or length changed) is quarantined (by the store),
+//! one whose file vanished is dropped from the index, and either, with
+//! peers, is replaced by a verified copy fetched from one of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +30,20 @@ pub(crate) struct ScrubStats {
     pub blobs: AtomicU64,
     pub bytes: AtomicU64,
     pub corrupt: AtomicU64,
+    pub missing: AtomicU64,
     pub restored: AtomicU64,
+}
+
+/// What the scrub found of one blob.
+enum Found {
+    /// Read and verified: its length.
+    Good(u64),
+    /// No longer indexed (removed since the page was read).
+    Removed,
+    /// Indexed, but its file is gone.
+    Vanished,
+    /// Unreadable, or failed verification (then quarantined).
+    Failed(crate::error::Error),
 }
 
 pub(crate) struct Scrub {
@@ -91,51 +105,66 @@ impl Scrub {
     /// Verifies one blob; returns the bytes read.
     async fn check(&self, id: BlobId) -> u64 {
         let store = self.store.clone();
-        let (origin, read) = blocking(move || {
-            let origin = store.entry(&id).ok().flatten().map_or(Origin::Unknown, |e| e.origin);
-            let read = store.get(&id);
-            if let Ok(Some(_)) = read {
-                if let Err(e) = store.mark_verified(&id) {
-                    tracing::debug!(blob = %id, "scrub: not recording the check: {e}");
+        let (origin, found) = blocking(move || {
+            let Some(entry) = store.entry(&id).ok().flatten() else {
+                return (Origin::Unknown, Found::Removed); // since the listing
+            };
+            let found = match store.get(&id) {
+                Ok(Some(blob)) => {
+                    if let Err(e) = store.mark_verified(&id) {
+                        tracing::debug!(blob = %id, "scrub: not recording the check: {e}");
+                    }
+                    Found::Good(blob.bytes().len() as u64)
                 }
-            }
-            (origin, read)
+                // Indexed, yet no file: removed behind the node's back.
+                Ok(None) => {
+                    store.forget_if_missing(&id);
+                    Found::Vanished
+                }
+                Err(e) => Found::Failed(e),
+            };
+            (entry.origin, found)
         })
         .await;
-        match read {
-            Ok(Some(blob)) => {
-                let len = blob.bytes().len() as u64;
+        match found {
+            Found::Good(len) => {
                 self.stats.blobs.fetch_add(1, Ordering::Relaxed);
                 self.stats.bytes.fetch_add(len, Ordering::Relaxed);
                 len
             }
-            Ok(None) => 0, // removed since the listing
-            Err(e) if e.kind() == ErrorKind::Integrity => {
+            Found::Removed => 0,
+            Found::Vanished => {
+                self.stats.missing.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(blob = %id, "scrub: a stored blob's file is gone; dropped from the index");
+                self.restore(id, origin).await;
+                0
+            }
+            Found::Failed(e) if e.kind() == ErrorKind::Integrity => {
                 // The store has moved it to quarantine/.
                 self.stats.corrupt.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(blob = %id, "scrub: a stored blob failed verification and was quarantined: {e}");
                 self.restore(id, origin).await;
                 0
             }
-            Err(e) => {
+            Found::Failed(e) => {
                 tracing::warn!(blob = %id, "scrub: cannot read a stored blob: {e}");
                 0
             }
         }
     }
 
-    /// Replaces a quarantined blob with a verified copy from a peer.
+    /// Replaces a quarantined or vanished blob with a verified copy from a peer.
     async fn restore(&self, id: BlobId, origin: Origin) {
         let Some(net) = &self.net else { return };
         let Some(blob) = net.fetch(id).await else {
-            tracing::warn!(blob = %id, "scrub: no peer has a good copy of a quarantined blob yet; repair may bring one");
+            tracing::warn!(blob = %id, "scrub: no peer has a good copy of a lost blob yet; repair may bring one");
             return;
         };
         let store = self.store.clone();
         match blocking(move || store.put_from(&blob, origin)).await {
             Ok(_) => {
                 self.stats.restored.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(blob = %id, "scrub: replaced a corrupt blob with a good copy from a peer");
+                tracing::info!(blob = %id, "scrub: replaced a lost blob with a good copy from a peer");
             }
             Err(e) => tracing::warn!(blob = %id, "scrub: cannot store the good copy: {e}"),
         }

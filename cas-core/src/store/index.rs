@@ -8,14 +8,15 @@
 //! holding the index open ([`Index::hold`]); a writer thread commits the
 //! queue in batches (one transaction for up to [`BATCH`] changes: a commit
 //! per blob would cost as much as the blob's write), and every read waits
-//! for what was queued before it. The index is marked clean (with the
-//! store's totals) only by an orderly close, after every holder has let go
+//! for what was queued before it. The index is marked clean only by an
+//! orderly close, after every holder has let go
 //! and the queue is committed. A start that finds it not clean (a crash, a
 //! failed index write), missing or damaged reconciles it with `blobs/`
 //! before anything else runs. So commits need not wait for the disk
 //! (redb's `Durability::None`, durable every [`DURABLE_EVERY`] commits and
 //! at close): a crash can lose rows, never make them lie after the next
-//! start.
+//! start. (Files removed by hand are another matter: `Op::Forget` drops a
+//! row whose file vanished, deciding in order with the other changes.)
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use super::db::{self, is_damage, now_ms};
+use super::Counters;
 use crate::error::{Error, Result};
 use crate::format::BlobId;
 
@@ -116,8 +118,9 @@ pub(crate) struct Placement {
 
 /// What an open found.
 pub(crate) enum Opened {
-    /// Closed in order: the totals it saved are exact.
-    Clean { bytes: u64, count: u64 },
+    /// Closed in order: every file has its row, but a file may have been
+    /// removed (or changed) since, behind the node's back.
+    Clean,
     /// Crashed, missing or rebuilt: it must be reconciled with the files.
     Reconcile,
 }
@@ -143,13 +146,29 @@ struct Shared {
     stale: AtomicBool,
     /// Tests: close as a crash would leave it (not clean).
     crashed: AtomicBool,
+    /// A database operation failed (redb then refuses every later one, e.g.
+    /// after a disk ran full): [`Index::recover`] reopens it.
+    broken: AtomicBool,
+    /// The store's totals: a row found stale by the writer (its file
+    /// vanished) is taken off them.
+    counters: Arc<Counters>,
 }
 
 /// A change for the writer thread, or a request to say when all before it
 /// are committed.
 enum Op {
-    Insert { id: BlobId, len: u64, origin: Origin, verified: u64 },
+    Insert {
+        id: BlobId,
+        len: u64,
+        origin: Origin,
+        verified: u64,
+    },
     Remove(BlobId),
+    /// Removes the row if the file at `path` is gone when the op is committed.
+    Forget {
+        id: BlobId,
+        path: PathBuf,
+    },
     Flush(SyncSender<()>),
 }
 
@@ -166,7 +185,7 @@ pub(crate) struct Held<'a>(RwLockReadGuard<'a, Option<SyncSender<Op>>>);
 impl Index {
     /// Opens (creating, mode 0600) the index under `root`. A damaged one is
     /// deleted (it is rebuilt from the files) and reported.
-    pub(crate) fn open(root: &Path) -> Result<(Index, Opened)> {
+    pub(crate) fn open(root: &Path, counters: Arc<Counters>) -> Result<(Index, Opened)> {
         let path = root.join(INDEX_FILE);
         let (database, mut opened) = match db::open(&path)? {
             Ok(d) => (d, None),
@@ -187,6 +206,8 @@ impl Index {
             commits: AtomicU64::new(0),
             stale: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            counters,
         });
         let meta = |txn: &WriteTransaction, name: &str| -> Result<Option<u64>> {
             let table = txn.open_table(META).map_err(|e| shared.err(e))?;
@@ -201,8 +222,8 @@ impl Index {
             txn.open_table(PLACED).map_err(|e| shared.err(e))?;
             txn.open_table(UNPLACED).map_err(|e| shared.err(e))?;
             if opened.is_none() {
-                opened = Some(match (meta(txn, "clean")?, meta(txn, "bytes")?, meta(txn, "count")?) {
-                    (Some(1), Some(bytes), Some(count)) => Opened::Clean { bytes, count },
+                opened = Some(match meta(txn, "clean")? {
+                    Some(1) => Opened::Clean,
                     _ => Opened::Reconcile,
                 });
             }
@@ -246,6 +267,14 @@ impl Index {
         self.enqueue(held, Op::Remove(*id));
     }
 
+    /// Forgets a blob whose file is gone (called with the index held): the
+    /// writer removes the row, and takes it off the totals, only if the
+    /// file is still missing then, so a blob written again meanwhile
+    /// (its insert queued before) keeps its row.
+    pub(crate) fn forget_if_missing(&self, held: &Held<'_>, id: &BlobId, path: PathBuf) {
+        self.enqueue(held, Op::Forget { id: *id, path });
+    }
+
     fn enqueue(&self, held: &Held<'_>, op: Op) {
         let tx = held.0.as_ref().expect("held open");
         self.shared.pending.fetch_add(1, Ordering::SeqCst);
@@ -282,9 +311,45 @@ impl Index {
     fn read<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
         self.flush();
         let guard = self.shared.db.read().unwrap_or_else(|e| e.into_inner());
-        let db = guard.as_ref().ok_or(Error::Closed)?;
+        let db = guard.as_ref().ok_or_else(|| self.shared.gone())?;
         let txn = db.begin_read().map_err(|e| self.err(e))?;
         f(&txn)
+    }
+
+    /// Tests: the state a failed write leaves (the database refusing
+    /// everything until reopened), without filling a disk.
+    pub(crate) fn fail_as_if_disk_full(&self) {
+        self.shared.broken.store(true, Ordering::Relaxed);
+        self.shared.db.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Whether a database operation has failed since the index was (re)opened.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.shared.broken.load(Ordering::Relaxed)
+    }
+
+    /// After a failed operation (redb refuses every later one, "close and
+    /// re-open"), reopens the database. True when it did: changes may have
+    /// been lost, and the caller must reconcile the index with the files.
+    /// Fails (and is tried again later) while the disk cannot take it.
+    pub(crate) fn recover(&self) -> Result<bool> {
+        if !self.is_broken() {
+            return Ok(false);
+        }
+        let gate = self.gate.read().unwrap_or_else(|e| e.into_inner());
+        if gate.is_none() {
+            return Ok(false); // closed
+        }
+        let mut db = self.shared.db.write().unwrap_or_else(|e| e.into_inner());
+        *db = None; // redb allows one handle: this one goes first
+        let path = &self.shared.path;
+        match db::open(path)? {
+            Ok(reopened) => *db = Some(reopened),
+            Err(e) => return Err(db::db_error(path, "reopening the blob index", e)),
+        }
+        self.shared.broken.store(false, Ordering::Relaxed);
+        tracing::info!(path = %path.display(), "the blob index was reopened after a failed write");
+        Ok(true)
     }
 
     /// The entry of blob `id`.
@@ -303,11 +368,12 @@ impl Index {
         })
     }
 
-    /// Which of `ids` are indexed (one read transaction for all).
-    pub(crate) fn contains(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
+    /// The indexed length of each of `ids`, `None` for those not indexed
+    /// (one read transaction for all).
+    pub(crate) fn lengths(&self, ids: &[BlobId]) -> Result<Vec<Option<u64>>> {
         self.read(|txn| {
             let table = txn.open_table(BLOBS).map_err(|e| self.err(e))?;
-            ids.iter().map(|id| Ok(table.get(&id.0).map_err(|e| self.err(e))?.is_some())).collect()
+            ids.iter().map(|id| Ok(table.get(&id.0).map_err(|e| self.err(e))?.map(|v| v.value().0))).collect()
         })
     }
 
@@ -438,7 +504,9 @@ impl Index {
                         remove_row(&self.shared, txn, id)?;
                         insert_row(&self.shared, txn, id, *len, Origin::from_u8(origin), 0)?;
                     }
-                    None => insert_row(&self.shared, txn, id, *len, Origin::Unknown, 0)?,
+                    None => {
+                        insert_row(&self.shared, txn, id, *len, Origin::Unknown, 0)?;
+                    }
                 }
             }
             Ok(())
@@ -467,7 +535,7 @@ impl Index {
                 .map(|(id, _)| *id)
                 .collect();
             if !gone.is_empty() {
-                self.write(|txn| gone.iter().try_for_each(|id| remove_row(&self.shared, txn, id)))?;
+                self.write(|txn| gone.iter().try_for_each(|id| remove_row(&self.shared, txn, id).map(drop)))?;
             }
         }
         Ok((bytes, count))
@@ -506,7 +574,20 @@ impl Index {
 
 impl Shared {
     fn err(&self, e: impl std::fmt::Display) -> Error {
+        self.broken.store(true, Ordering::Relaxed);
         db::db_error(&self.path, "the blob index", e)
+    }
+
+    /// The error while there is no database: closed, or being reopened.
+    fn gone(&self) -> Error {
+        if self.broken.load(Ordering::Relaxed) {
+            return db::db_error(
+                &self.path,
+                "the blob index",
+                "unavailable since a failed write; reopened when it can be",
+            );
+        }
+        Error::Closed
     }
 
     /// `None` most of the time; `Immediate` every [`DURABLE_EVERY`] commits,
@@ -522,7 +603,7 @@ impl Shared {
 
     fn write_with(&self, durability: Durability, f: impl FnOnce(&WriteTransaction) -> Result<()>) -> Result<()> {
         let guard = self.db.read().unwrap_or_else(|e| e.into_inner());
-        let db = guard.as_ref().ok_or(Error::Closed)?;
+        let db = guard.as_ref().ok_or_else(|| self.gone())?;
         let mut txn = db.begin_write().map_err(|e| self.err(e))?;
         txn.set_durability(durability).map_err(|e| self.err(e))?;
         f(&txn)?;
@@ -544,18 +625,35 @@ impl Shared {
                     Err(_) => break,
                 }
             }
+            // Lengths of rows whose file had vanished, to take off the totals
+            // once committed.
+            let mut vanished = Vec::new();
             let result = self.write_with(self.durability(), |txn| {
                 for op in &ops {
                     match op {
+                        // A row there already: its file vanished unnoticed,
+                        // and the new file was counted again.
                         Op::Insert { id, len, origin, verified } => {
-                            insert_row(self, txn, id, *len, *origin, *verified)?
+                            vanished.extend(insert_row(self, txn, id, *len, *origin, *verified)?)
                         }
-                        Op::Remove(id) => remove_row(self, txn, id)?,
+                        Op::Remove(id) => {
+                            remove_row(self, txn, id)?;
+                        }
+                        Op::Forget { id, path } => {
+                            if !path.exists() {
+                                vanished.extend(remove_row(self, txn, id)?);
+                            }
+                        }
                         Op::Flush(_) => {}
                     }
                 }
                 Ok(())
             });
+            if result.is_ok() {
+                for len in vanished {
+                    self.counters.forget(len);
+                }
+            }
             self.note(result);
             let changes = ops.iter().filter(|op| !matches!(op, Op::Flush(_))).count() as u64;
             self.pending.fetch_sub(changes, Ordering::SeqCst);
@@ -577,7 +675,8 @@ impl Shared {
     }
 }
 
-/// Adds blob `id`'s row and log entry (a no-op if it has a row).
+/// Adds blob `id`'s row and log entry (a no-op if it has a row: then
+/// returns the length that row has).
 fn insert_row(
     index: &Shared,
     txn: &WriteTransaction,
@@ -585,10 +684,10 @@ fn insert_row(
     len: u64,
     origin: Origin,
     verified: u64,
-) -> Result<()> {
+) -> Result<Option<u64>> {
     let mut blobs = txn.open_table(BLOBS).map_err(|e| index.err(e))?;
-    if blobs.get(&id.0).map_err(|e| index.err(e))?.is_some() {
-        return Ok(());
+    if let Some(row) = blobs.get(&id.0).map_err(|e| index.err(e))? {
+        return Ok(Some(row.value().0));
     }
     let mut meta = txn.open_table(META).map_err(|e| index.err(e))?;
     // Numbered inside the transaction: the log is in commit order.
@@ -596,11 +695,12 @@ fn insert_row(
     meta.insert("next", seq + 1).map_err(|e| index.err(e))?;
     blobs.insert(&id.0, (len, origin.to_u8(), verified, seq)).map_err(|e| index.err(e))?;
     txn.open_table(LOG).map_err(|e| index.err(e))?.insert(seq, &id.0).map_err(|e| index.err(e))?;
-    Ok(())
+    Ok(None)
 }
 
-/// Removes blob `id`'s row, log entry and repair records.
-fn remove_row(index: &Shared, txn: &WriteTransaction, id: &BlobId) -> Result<()> {
+/// Removes blob `id`'s row, log entry and repair records; returns the
+/// length the row had, if it was there.
+fn remove_row(index: &Shared, txn: &WriteTransaction, id: &BlobId) -> Result<Option<u64>> {
     let removed =
         txn.open_table(BLOBS).map_err(|e| index.err(e))?.remove(&id.0).map_err(|e| index.err(e))?.map(|v| v.value());
     if let Some((_, _, _, seq)) = removed {
@@ -608,5 +708,5 @@ fn remove_row(index: &Shared, txn: &WriteTransaction, id: &BlobId) -> Result<()>
     }
     txn.open_table(PLACED).map_err(|e| index.err(e))?.remove(&id.0).map_err(|e| index.err(e))?;
     txn.open_table(UNPLACED).map_err(|e| index.err(e))?.remove(&id.0).map_err(|e| index.err(e))?;
-    Ok(())
+    Ok(removed.map(|(len, ..)| len))
 }

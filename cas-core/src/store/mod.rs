@@ -15,6 +15,10 @@
 //! how it came, when it was last verified. The totals and every
 //! enumeration (repair, scrub) come from the index, not from listing
 //! directories, except on a start after a crash, which reconciles the two.
+//! Files can still go or change behind the node's back: a start after an
+//! orderly close checks each row's file (a `stat`), the answer to which
+//! blobs are held ([`BlobStore::contains`], what peers are told) checks
+//! the files it claims, and the scrub finds the rest.
 
 mod catalog;
 mod data_dir;
@@ -84,12 +88,21 @@ impl VerifiedBlob {
     }
 }
 
-/// Counters the store keeps.
+/// Counters the store keeps (shared with the index's writer, which
+/// corrects them for rows whose file vanished).
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     used_bytes: AtomicU64,
     blob_count: AtomicU64,
     quarantined: AtomicU64,
+}
+
+impl Counters {
+    /// A counted blob file of `len` bytes is no longer there.
+    fn forget(&self, len: u64) {
+        self.used_bytes.fetch_sub(len, Ordering::Relaxed);
+        self.blob_count.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A directory of blobs. Cheap to clone; all methods are blocking (call them
@@ -104,10 +117,13 @@ struct StoreInner {
     quarantine: PathBuf,
     fsync: bool,
     capacity: Option<u64>,
-    counters: Counters,
+    counters: Arc<Counters>,
     index: Index,
     /// Set by tests: write as on a file system without O_TMPFILE.
     named_only: std::sync::atomic::AtomicBool,
+    /// Why the last blob write failed on the disk (full, I/O error);
+    /// cleared by a write that succeeds ([`BlobStore::recover`] tries one).
+    write_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl StoreInner {
@@ -126,7 +142,7 @@ impl Drop for StoreInner {
 
 impl BlobStore {
     /// Opens (creating if needed) the store under `root`. After an orderly
-    /// close this reads the totals from the index; after a crash (or with
+    /// close this checks each indexed file's length (`check_rows`); after a crash (or with
     /// the index missing or damaged) it removes the temporary files of
     /// interrupted writes and reconciles the index with the blob files.
     pub fn open(root: &Path, fsync: bool, capacity: Option<u64>) -> Result<BlobStore> {
@@ -137,20 +153,22 @@ impl BlobStore {
         }
         make_fan_out(&blobs, fsync)
             .map_err(|e| Error::io(format!("creating the directories of {}", blobs.display()), e))?;
-        let (index, opened) = Index::open(root)?;
+        let counters = Arc::new(Counters::default());
+        let (index, opened) = Index::open(root, counters.clone())?;
         let store = BlobStore {
             inner: Arc::new(StoreInner {
                 blobs,
                 quarantine,
                 fsync,
                 capacity,
-                counters: Counters::default(),
+                counters,
                 index,
                 named_only: Default::default(),
+                write_failure: Default::default(),
             }),
         };
         let (bytes, count) = match opened {
-            Opened::Clean { bytes, count } => (bytes, count),
+            Opened::Clean => store.check_rows()?,
             Opened::Reconcile => store.reconcile()?,
         };
         store.inner.counters.used_bytes.store(bytes, Ordering::Relaxed);
@@ -161,6 +179,12 @@ impl BlobStore {
     /// Makes the index agree with `blobs/` (after a crash); returns the totals.
     fn reconcile(&self) -> Result<(u64, u64)> {
         self.remove_temporaries()?;
+        self.reconcile_index()
+    }
+
+    /// Adds a row for each blob file without one, drops the rows without a
+    /// file (or of another length); returns the totals.
+    fn reconcile_index(&self) -> Result<(u64, u64)> {
         let index = &self.inner.index;
         let mut batch = Vec::new();
         let mut failed = None;
@@ -186,6 +210,28 @@ impl BlobStore {
             "blob index reconciled with {}",
             self.inner.blobs.display()
         );
+        Ok(totals)
+    }
+
+    /// After an orderly close: drops the rows whose file is gone, and moves
+    /// aside (to `quarantine/`) a file whose length is not its row's (both
+    /// changed behind the node's back); returns the totals of the rest. One
+    /// `stat` per blob, no directory walk: a file added by hand is not seen.
+    fn check_rows(&self) -> Result<(u64, u64)> {
+        let totals = self.inner.index.reconcile_rows(|id, len| match self.len_of(id) {
+            Some(l) if l == len => true,
+            Some(l) => {
+                tracing::warn!(blob = %id, "blob file is {l} bytes, not {len}: moved to quarantine");
+                if self.move_to_quarantine(id) {
+                    self.inner.counters.quarantined.fetch_add(1, Ordering::Relaxed);
+                }
+                false
+            }
+            None => {
+                tracing::warn!(blob = %id, "blob file is gone: dropped from the index");
+                false
+            }
+        })?;
         Ok(totals)
     }
 
@@ -224,7 +270,9 @@ impl BlobStore {
                 });
             }
         }
-        match self.write_new(&path, &blob.bytes) {
+        let written = self.write_new(&path, &blob.bytes);
+        self.note_write(&written);
+        match written {
             Ok(true) => {
                 self.inner.index.insert(&held, &blob.id, len, origin);
                 counters.blob_count.fetch_add(1, Ordering::Relaxed);
@@ -239,6 +287,54 @@ impl BlobStore {
                 Err(e)
             }
         }
+    }
+
+    /// Records whether a blob write reached the disk.
+    fn note_write<T>(&self, result: &Result<T>) {
+        let failure = match result {
+            Err(e @ (Error::StorageFull { .. } | Error::Io { .. })) => Some(e.to_string()),
+            Err(_) => return,
+            Ok(_) => None,
+        };
+        let mut slot = self.inner.write_failure.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            if let Some(f) = &failure {
+                tracing::warn!("the store cannot write: {f}");
+            }
+        }
+        *slot = failure;
+    }
+
+    /// Why this store cannot write now, if it cannot: the last blob write
+    /// failed on the disk, or the index cannot be written. Reads still work.
+    pub fn write_problem(&self) -> Option<String> {
+        if self.inner.index.is_broken() {
+            return Some(
+                "the blob index cannot be written (a write failed; it is reopened when the disk has room)".into(),
+            );
+        }
+        self.inner.write_failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Recovers from write failures once the disk takes writes again:
+    /// reopens a blob index that a failed write left unusable and
+    /// reconciles it with `blobs/` (what was queued then is lost), and
+    /// after a failed blob write, tries a small one. Called now and then by
+    /// the node; cheap when nothing failed.
+    pub fn recover(&self) -> Result<()> {
+        if self.inner.index.recover()? {
+            let (bytes, count) = self.reconcile_index()?;
+            self.inner.counters.used_bytes.store(bytes, Ordering::Relaxed);
+            self.inner.counters.blob_count.store(count, Ordering::Relaxed);
+        }
+        if self.inner.write_failure.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
+            let probe = self.inner.blobs.join(format!("{TEMP_PREFIX}probe"));
+            let written = fs::write(&probe, [0u8; 64 * 1024]).map_err(|e| Error::io("writing a probe file", e));
+            let _ = fs::remove_file(&probe);
+            self.note_write(&written);
+            written?;
+        }
+        Ok(())
     }
 
     fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
@@ -329,17 +425,23 @@ impl BlobStore {
 
     /// Moves a bad blob out of the way so that a good replica can replace it.
     pub fn quarantine(&self, id: &BlobId) {
-        let path = self.path(id);
+        // Counted at its indexed length (the file may have been cut short).
+        let indexed = self.entry(id).ok().flatten().map(|e| e.len);
         let Ok(held) = self.inner.index.hold() else { return };
-        let Ok(len) = fs::metadata(&path).map(|m| m.len()) else { return };
+        let Some(file_len) = self.len_of(id) else { return };
+        let len = indexed.unwrap_or(file_len);
         self.inner.index.remove(&held, id);
-        if fs::rename(&path, self.inner.quarantine.join(id.to_hex())).is_ok() {
+        if self.move_to_quarantine(id) {
             let c = &self.inner.counters;
-            c.used_bytes.fetch_sub(len, Ordering::Relaxed);
-            c.blob_count.fetch_sub(1, Ordering::Relaxed);
+            c.forget(len);
             c.quarantined.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(blob = %id, "blob failed verification and was quarantined");
         }
+    }
+
+    /// Moves blob `id`'s file to `quarantine/`; whether it was there to move.
+    fn move_to_quarantine(&self, id: &BlobId) -> bool {
+        fs::rename(self.path(id), self.inner.quarantine.join(id.to_hex())).is_ok()
     }
 
     /// Deletes a blob (used by repair when a node holds a surplus copy).
@@ -353,8 +455,7 @@ impl BlobStore {
         self.inner.index.remove(&held, id);
         match fs::remove_file(&path) {
             Ok(()) => {
-                self.inner.counters.used_bytes.fetch_sub(len, Ordering::Relaxed);
-                self.inner.counters.blob_count.fetch_sub(1, Ordering::Relaxed);
+                self.inner.counters.forget(len);
                 Ok(true)
             }
             Err(e) if e.kind() == IoKind::NotFound => Ok(false),
@@ -377,9 +478,42 @@ impl BlobStore {
         self.inner.index.entry(id)
     }
 
-    /// Which of `ids` are stored, from the index (one lookup for all).
+    /// Which of `ids` are stored and readable: indexed (one lookup for all)
+    /// and with a file of the indexed length (a `stat` each). A file that
+    /// vanished is dropped from the index at once, one whose length changed
+    /// is quarantined: neither is claimed (so a peer gives a new copy).
     pub fn contains(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
-        self.inner.index.contains(ids)
+        let lengths = self.inner.index.lengths(ids)?;
+        Ok(ids.iter().zip(lengths).map(|(id, len)| len.is_some_and(|len| self.file_is(id, len))).collect())
+    }
+
+    /// Whether blob `id`'s file has length `len` (its indexed length);
+    /// when not, the file is dealt with as [`BlobStore::contains`] says.
+    fn file_is(&self, id: &BlobId, len: u64) -> bool {
+        match self.len_of(id) {
+            Some(l) if l == len => true,
+            Some(l) => {
+                tracing::warn!(blob = %id, "blob file is {l} bytes, not {len}");
+                self.quarantine(id);
+                false
+            }
+            None => {
+                self.forget_if_missing(id);
+                false
+            }
+        }
+    }
+
+    /// Drops blob `id` from the index if its file is gone (removed behind the
+    /// node's back). The index's writer decides, in order with every other
+    /// change: a file written again meanwhile keeps its row. Reads made
+    /// after this call see the outcome.
+    pub fn forget_if_missing(&self, id: &BlobId) {
+        let Ok(held) = self.inner.index.hold() else { return };
+        if !self.path(id).exists() {
+            tracing::warn!(blob = %id, "blob file is gone: dropping it from the index");
+            self.inner.index.forget_if_missing(&held, id, self.path(id));
+        }
     }
 
     /// Up to `limit` stored blobs (id, length) after `after`, in id order,
@@ -402,6 +536,14 @@ impl BlobStore {
     #[doc(hidden)]
     pub fn use_named_temporary_files(&self) {
         self.inner.named_only.store(true, Ordering::Relaxed);
+    }
+
+    /// For tests of recovery from a failed index write: leaves the index as
+    /// a write that failed for lack of space does (unusable until
+    /// [`BlobStore::recover`] reopens it).
+    #[doc(hidden)]
+    pub fn fail_index_as_if_disk_full(&self) {
+        self.inner.index.fail_as_if_disk_full();
     }
 
     /// Closes the index (marking it consistent with the files); later

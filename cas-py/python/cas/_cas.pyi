@@ -182,9 +182,13 @@ class Stats:
     blobs_repaired: int
     request_timeouts: int
     hedged_requests: int
+    repair_refused_full: int
+    peers_full: int
+    cannot_write: int
     blobs_scrubbed: int
     bytes_scrubbed: int
     scrub_corrupt: int
+    scrub_missing: int
     scrub_restored: int
     gossip_rejected: int
     connections_evicted: int

@@ -100,7 +100,18 @@ def _exchange(
     caller closes the connection)."""
     conn = _Connection(data_dir)
     try:
-        conn.request(method, path, body=body, headers=headers or {})
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+        except errors.CasError:
+            raise  # from the body's reader (an InputError is an OSError too)
+        except OSError as e:
+            # The node may answer before the body is all sent (an upload it
+            # refuses: its disk is full) and close the connection; the send
+            # then fails, and the answer it sent says why.
+            response = _answer_after_failed_send(conn)
+            if response is None:
+                raise _lost(e) from None
+            return conn, response
         return conn, conn.getresponse()
     except errors.CasError:
         conn.close()
@@ -111,6 +122,16 @@ def _exchange(
     except BaseException:
         conn.close()
         raise
+
+
+def _answer_after_failed_send(conn: _Connection) -> Optional[http.client.HTTPResponse]:
+    """The response the node sent before a send to it failed, if any."""
+    try:
+        if conn.sock is not None:
+            conn.sock.settimeout(30)  # it has stopped reading: an answer is there or never comes
+        return conn.getresponse()
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
 
 
 class _Lost(errors.CasError):
