@@ -33,7 +33,7 @@ use self::transport::{BoxStream, Transport};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::identity::Identity;
-use crate::identity::{NodeId, PeerInfo, PeerState};
+use crate::identity::{NodeId, PeerInfo};
 use crate::store::BlobStore;
 
 /// How long a peer that let a request time out is asked last by fetches.
