@@ -132,7 +132,7 @@ PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
 
-.PHONY: venv py netns-tools browser-tools bench-tools test-py test-py-network test-repeat demo-py soak
+.PHONY: venv py netns-tools browser-tools bench-tools test-py test-py-network rogue-example test-repeat demo-py soak
 
 venv: $(VENV)/.installed
 
@@ -171,8 +171,13 @@ bench-tools: venv
 	@$(VENV_PY) -c "import matplotlib" 2>/dev/null || \
 		$(VENV_PY) -m pip install --progress-bar off --disable-pip-version-check "matplotlib>=3.7,<4"
 
+## The rogue member of the Sybil test in tests/python/test_multihost.py
+## (cas-core/examples/rogue.rs; `make build` builds it too).
+rogue-example:
+	$(CARGO) build --release $(CRATES) --example rogue
+
 ## pytest exits 5 when it collects no test: a failure here like any non-zero status.
-test-py: py netns-tools browser-tools
+test-py: py netns-tools browser-tools rogue-example
 	$(VENV_PY) -m pytest tests/python -q
 
 ## The tests that once failed by timing, each run REPEAT times in a row
@@ -189,7 +194,7 @@ soak: py
 	CAS_FAULT_ROUNDS=$(SOAK_ROUNDS) $(VENV_PY) -m pytest tests/python/test_faults.py -q -s
 
 ## Only the multi-node tests.
-test-py-network: py netns-tools
+test-py-network: py netns-tools rogue-example
 	$(VENV_PY) -m pytest tests/python -q -m network
 
 ## 5 `cas serve` processes, a 100 MB file, two nodes killed with SIGKILL.

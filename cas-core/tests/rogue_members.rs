@@ -16,22 +16,16 @@ use std::time::{Duration, Instant};
 use cas_core::identity::Identity;
 use cas_core::net::frame::{self, decode, encode, FrameCodec, Message, PeerRecord, Request, Response};
 use cas_core::net::placement::rank_nodes;
-use cas_core::net::secure::{self, initiate, Credentials, SecureStream};
+use cas_core::net::secure::{initiate, Credentials, SecureStream};
+use cas_core::testing::rogue::{connect_from, serve_as_rogue, Counts, Records, Rogue};
 use cas_core::Node;
 use common::{content, net_config, wait_for, TEST_NETWORK_KEY};
 use futures::{SinkExt, StreamExt};
 use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
-
-/// A TCP connection to `to` from the loopback address `from`.
-async fn connect_from(from: IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(from, 0))?;
-    socket.connect(to).await
-}
 
 /// The handshake as a member (or a member's throwaway identity) does it,
 /// from `from`, claiming to listen at `listen`.
@@ -250,91 +244,6 @@ fn throwaway_identities_from_one_host_do_not_lock_members_out() {
     });
 }
 
-/// A rogue member with a listener of its own: it answers pings and gossip
-/// as a node does, claims to hold every blob, acknowledges every copy and
-/// drops it, and answers every GetBlob with junk. It counts what it is asked.
-struct Rogue {
-    identity: Identity,
-    listen: SocketAddr,
-    gets: Arc<AtomicUsize>,
-    stores: Arc<AtomicUsize>,
-    stop: CancellationToken,
-}
-
-impl Drop for Rogue {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-impl Rogue {
-    async fn start() -> Rogue {
-        let listener = TcpListener::bind("127.0.5.1:0").await.unwrap();
-        let listen = listener.local_addr().unwrap();
-        let rogue = Rogue {
-            identity: Identity::generate(),
-            listen,
-            gets: Arc::default(),
-            stores: Arc::default(),
-            stop: CancellationToken::new(),
-        };
-        let creds = Arc::new(Credentials::new(TEST_NETWORK_KEY, rogue.identity.clone(), listen, false));
-        let (identity, gets, stores, stop) =
-            (rogue.identity.clone(), rogue.gets.clone(), rogue.stores.clone(), rogue.stop.clone());
-        tokio::spawn(async move {
-            loop {
-                let (tcp, _) = tokio::select! {
-                    a = listener.accept() => a.unwrap(),
-                    _ = stop.cancelled() => return,
-                };
-                let (creds, identity, gets, stores, stop) =
-                    (creds.clone(), identity.clone(), gets.clone(), stores.clone(), stop.clone());
-                tokio::spawn(async move {
-                    let Ok((stream, _)) = secure::respond(Box::new(tcp), &creds).await else { return };
-                    let conn = Framed::new(stream, frame::codec());
-                    tokio::select! {
-                        _ = serve_as_rogue(conn, identity, listen, gets, stores) => {}
-                        _ = stop.cancelled() => {}
-                    }
-                });
-            }
-        });
-        rogue
-    }
-}
-
-async fn serve_as_rogue(
-    mut conn: Framed<SecureStream, FrameCodec>,
-    identity: Identity,
-    listen: SocketAddr,
-    gets: Arc<AtomicUsize>,
-    stores: Arc<AtomicUsize>,
-) {
-    let mut heartbeat = 0;
-    while let Some(Ok(f)) = conn.next().await {
-        let Ok(Message::Request { id, body }) = decode(&f) else { continue };
-        let answer = match body {
-            Request::Ping => Response::Pong,
-            Request::Gossip { .. } => {
-                heartbeat += 1;
-                Response::Gossip { peers: vec![PeerRecord::sign(&identity, listen, 1, heartbeat)] }
-            }
-            Request::HasBlobs { ids } => Response::Has { present: vec![true; ids.len()] },
-            Request::StoreBlob { .. } => {
-                stores.fetch_add(1, Ordering::Relaxed);
-                Response::Stored
-            }
-            Request::GetBlob { .. } => {
-                gets.fetch_add(1, Ordering::Relaxed);
-                Response::Blob { data: vec![0x55; 1000].into() }
-            }
-        };
-        if conn.send(encode(&Message::Response { id, body: answer })).await.is_err() {
-            return;
-        }
-    }
-}
-
 #[test]
 fn a_peer_that_serves_junk_is_asked_once_in_a_get() {
     cas_core::logging::init();
@@ -344,25 +253,19 @@ fn a_peer_that_serves_junk_is_asked_once_in_a_get() {
         config.replicas = 2;
         let a = Node::start(config).await.unwrap();
         let b = Node::start(net_config(&dir.path().join("b"), &[&a])).await.unwrap();
-        let rogue = Rogue::start().await;
+        let rogue = Rogue::start(TEST_NETWORK_KEY, [127, 0, 5, 1].into(), 1, 0).await.unwrap();
         // The rogue dials in (and serves that connection too); the node
         // then reaches it at its own listener.
-        let intro = member_connect(rogue.listen.ip(), a.address().unwrap(), rogue.identity.clone(), rogue.listen)
-            .await
-            .unwrap();
-        let intro = tokio::spawn(serve_as_rogue(
-            intro,
-            rogue.identity.clone(),
-            rogue.listen,
-            rogue.gets.clone(),
-            rogue.stores.clone(),
-        ));
+        rogue.introduce(0, a.address().unwrap()).await.unwrap();
         wait_for("a to see b and the rogue alive", Duration::from_secs(20), || common::alive(&a) == 2).await;
         let data = content(7, 40 * common::MIN_CHUNK);
         let report = a.put_bytes(&data).await.unwrap();
-        assert!(rogue.stores.load(Ordering::Relaxed) > 0, "the rogue is a placement target (it has a listener)");
+        assert!(
+            rogue.counts().stores.load(Ordering::Relaxed) > 0,
+            "the rogue is a placement target (it has a listener)"
+        );
         let stat = a.stat(&report.key).await.unwrap();
-        let rogue_id = rogue.identity.id();
+        let rogue_id = rogue.identities()[0].0.id();
         let mut ranked_first = 0;
         for (id, _) in &stat.holders {
             let mut nodes = vec![a.id(), b.id(), rogue_id];
@@ -377,14 +280,13 @@ fn a_peer_that_serves_junk_is_asked_once_in_a_get() {
         wait_for("c to see a, b and the rogue alive", Duration::from_secs(20), || common::alive(&c) == 3).await;
         let got = c.get_bytes(&report.key).await.unwrap();
         assert!(got == data, "the file is whole despite the junk");
-        let asked = rogue.gets.load(Ordering::Relaxed);
+        let asked = rogue.counts().gets.load(Ordering::Relaxed);
         println!(
             "the rogue ranked first for {ranked_first} of {} blobs and was asked {asked} times",
             stat.holders.len()
         );
         assert_eq!(asked, 1, "after its first junk answer the rogue is asked last, and so not at all");
         assert!(c.stats().verification_failures >= 1);
-        intro.abort();
     });
 }
 
@@ -406,10 +308,10 @@ fn a_node_that_only_dials_in_never_gets_copies() {
         let identity = Identity::generate();
         let conn =
             member_connect(claimed_addr.ip(), a.address().unwrap(), identity.clone(), claimed_addr).await.unwrap();
-        let stores = Arc::new(AtomicUsize::new(0));
+        let counts = Arc::new(Counts::default());
+        let records = Arc::new(Records::new(vec![(identity.clone(), claimed_addr)]));
         // It answers every request over its own connection, as a node would.
-        let serving =
-            tokio::spawn(serve_as_rogue(conn, identity.clone(), claimed_addr, Arc::default(), stores.clone()));
+        let serving = tokio::spawn(serve_as_rogue(conn, identity.id(), records, counts.clone()));
         let (probe, _) = tokio::time::timeout(Duration::from_secs(20), claimed.accept())
             .await
             .expect("the node tries the address the rogue claims")
@@ -419,7 +321,7 @@ fn a_node_that_only_dials_in_never_gets_copies() {
         let report = a.put_bytes(&content(9, 8 * common::MIN_CHUNK)).await.unwrap();
         assert_eq!(report.replicas, 1, "the copies went to b only");
         assert!(!a.peers().iter().any(|p| p.id == identity.id()), "the rogue is not a peer of a");
-        assert_eq!(stores.load(Ordering::Relaxed), 0, "and was sent no copy");
+        assert_eq!(counts.stores.load(Ordering::Relaxed), 0, "and was sent no copy");
         serving.abort();
     });
 }

@@ -1,5 +1,8 @@
 //! Test hooks for tests outside cas-core (the gateway's, and the Python
-//! package's, which cannot seal blobs itself); not an API.
+//! package's, which cannot seal blobs itself), and the rogue member of the
+//! Sybil tests ([`rogue`]); not an API.
+
+pub mod rogue;
 
 use crate::error::{Error, Result};
 use crate::format::{seal_chunk, BlobId, Manifest, MAX_CHUNKS, MAX_CHUNK_SIZE};
