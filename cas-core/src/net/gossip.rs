@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::seq::IndexedRandom;
 
 use super::frame::{PeerRecord, Request, Response};
-use super::{known_peers, now_ms, DialError, Network, SLOW_PEER_PENALTY};
+use super::{known_peers, DialError, Network, SLOW_PEER_PENALTY};
 use crate::blocking::{blocking, compute};
 use crate::error::Error;
 use crate::identity::{NodeId, PeerState};
@@ -41,7 +41,7 @@ impl Network {
     /// heard of for the first time (or again after being forgotten), or
     /// `Err` for a message with a bad signature.
     pub(crate) async fn merge_gossip(&self, from: NodeId, records: Vec<PeerRecord>) -> Result<Vec<NodeId>, ()> {
-        let worth = self.table.triage(records, now_ms());
+        let worth = self.table.triage(records);
         let (checked, verified) = compute(move || {
             // The first bad signature ends the check.
             match worth.iter().position(|r| !r.verify()) {
@@ -104,8 +104,7 @@ impl Network {
             if skipped > 0 {
                 tracing::warn!("{skipped} more refused connections not logged");
             }
-            let candidates = self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]);
-            let targets: Vec<NodeId> = candidates.sample(&mut rand::rng(), GOSSIP_FANOUT).map(|(id, _)| *id).collect();
+            let targets = gossip_partners(self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]));
             for peer in targets {
                 let net = self.clone();
                 tokio::spawn(async move {
@@ -210,5 +209,50 @@ impl Network {
         let mut out: Vec<String> = self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
         out.sort();
         out
+    }
+}
+
+/// This round's gossip partners: [`GOSSIP_FANOUT`] addresses drawn at
+/// random from those of the alive and suspect peers, then one peer of each.
+/// Drawn by address, not by identity: one party running many identities on
+/// one address (which relay nobody's record) is one draw, not most of them,
+/// so honest nodes keep hearing from each other every few rounds.
+fn gossip_partners(peers: Vec<(NodeId, std::net::SocketAddr)>) -> Vec<NodeId> {
+    let mut by_domain: std::collections::HashMap<_, Vec<NodeId>> = std::collections::HashMap::new();
+    for (id, addr) in peers {
+        by_domain.entry(super::placement::address_domain(addr)).or_default().push(id);
+    }
+    let mut rng = rand::rng();
+    let domains: Vec<&Vec<NodeId>> = by_domain.values().collect();
+    domains.sample(&mut rng, GOSSIP_FANOUT).filter_map(|ids| ids.choose(&mut rng).copied()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(kind: u8, n: u16) -> NodeId {
+        let mut id = [0u8; 32];
+        id[0] = kind;
+        id[1..3].copy_from_slice(&n.to_be_bytes());
+        NodeId(id)
+    }
+
+    #[test]
+    fn gossip_partners_are_drawn_by_address_not_by_identity() {
+        const SYBIL: u8 = 1;
+        let sybils = (0..300u16).map(|i| (id(SYBIL, i), ([203, 0, 113, 7], 7000 + i).into()));
+        let honest = (1..=3u8).map(|h| (id(2, h.into()), ([198, 51, 100, h], 7000).into()));
+        let peers: Vec<(NodeId, std::net::SocketAddr)> = sybils.chain(honest).collect();
+        let mut honest_partners = 0;
+        for _ in 0..100 {
+            let partners = gossip_partners(peers.clone());
+            assert_eq!(partners.len(), GOSSIP_FANOUT);
+            let sybil_partners = partners.iter().filter(|p| p.0[0] == SYBIL).count();
+            assert!(sybil_partners <= 1, "one identity of the sybil address at most: {sybil_partners}");
+            honest_partners += GOSSIP_FANOUT - sybil_partners;
+        }
+        // 3 of 4 addresses are honest: 225 of 300 draws on average.
+        assert!(honest_partners >= 200, "honest nodes are most partners: {honest_partners} of 300");
     }
 }

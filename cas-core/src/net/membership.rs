@@ -33,8 +33,6 @@ pub(crate) const MAX_CANDIDATES: usize = 1_024;
 pub(crate) const MAX_NEW_CANDIDATES_PER_MESSAGE: usize = 64;
 /// Most records of one gossip message looked at (the rest are ignored).
 pub(crate) const MAX_RECORDS_PER_MESSAGE: usize = MAX_PEERS + 1;
-/// A record whose incarnation is further ahead of this node's clock is refused.
-pub(crate) const MAX_CLOCK_AHEAD: Duration = Duration::from_secs(600);
 
 /// When silence changes a peer's state.
 #[derive(Debug, Clone, Copy)]
@@ -145,22 +143,19 @@ impl PeerTable {
     }
 
     /// The records of a gossip message worth a signature check: not this
-    /// node's, not from an incarnation too far in the future, the first of
-    /// each id, newer than what the table holds, and at most
-    /// [`MAX_NEW_CANDIDATES_PER_MESSAGE`] of nodes not known yet. Cheap, so
-    /// it runs under the lock; the signatures are checked off it.
-    pub(crate) fn triage(&self, records: Vec<PeerRecord>, now_ms: u64) -> Vec<PeerRecord> {
-        let latest = now_ms.saturating_add(MAX_CLOCK_AHEAD.as_millis() as u64);
+    /// node's, the first of each id, newer than what the table holds, and at
+    /// most [`MAX_NEW_CANDIDATES_PER_MESSAGE`] of nodes not known yet. Cheap,
+    /// so it runs under the lock; the signatures are checked off it. No
+    /// record is judged by this node's clock: a node whose clock is hours
+    /// off (or was, when it started: its incarnation stays ahead) is alive
+    /// while its heartbeat advances, as any other.
+    pub(crate) fn triage(&self, records: Vec<PeerRecord>) -> Vec<PeerRecord> {
         let inner = self.lock();
         let me = inner.me.id;
         let mut seen = std::collections::HashSet::new();
-        let (mut out, mut new_candidates, mut refused) = (Vec::new(), 0, 0usize);
+        let (mut out, mut new_candidates) = (Vec::new(), 0);
         for r in records.into_iter().take(MAX_RECORDS_PER_MESSAGE) {
             if r.id == me || !seen.insert(r.id) {
-                continue;
-            }
-            if r.incarnation > latest {
-                refused += 1;
                 continue;
             }
             let worth = if let Some(e) = inner.peers.get(&r.id) {
@@ -176,9 +171,6 @@ impl PeerTable {
             if worth {
                 out.push(r);
             }
-        }
-        if refused > 0 {
-            tracing::debug!("ignored {refused} gossip records with incarnations in the future");
         }
         out
     }
@@ -218,8 +210,8 @@ impl PeerTable {
 
     /// Triage, check and apply in one (tests): a bad signature drops the message.
     #[cfg(test)]
-    fn merge(&self, records: Vec<PeerRecord>, now_ms: u64) -> Vec<NodeId> {
-        let worth = self.triage(records, now_ms);
+    fn merge(&self, records: Vec<PeerRecord>) -> Vec<NodeId> {
+        let worth = self.triage(records);
         if !worth.iter().all(PeerRecord::verify) {
             return Vec::new();
         }
@@ -383,7 +375,9 @@ impl PeerTable {
 mod tests {
     use super::*;
 
-    const NOW_MS: u64 = 1_000_000;
+    fn now_ms() -> u64 {
+        crate::net::now_ms()
+    }
 
     fn ident(n: u8) -> Identity {
         Identity::from_seed(&[n; 32])
@@ -410,38 +404,44 @@ mod tests {
     #[test]
     fn gossip_makes_candidates_and_a_direct_contact_makes_a_peer() {
         let t = table(SLOW);
-        assert_eq!(t.merge(vec![rec(0, 9, 9), rec(1, 1, 5)], NOW_MS), vec![ident(1).id()], "self ignored");
+        assert_eq!(t.merge(vec![rec(0, 9, 9), rec(1, 1, 5)]), vec![ident(1).id()], "self ignored");
         assert!(t.info().is_empty() && t.peers_in(&[PeerState::Alive]).is_empty(), "heard of is not met");
         assert_eq!(t.addr_of(&ident(1).id()), Some(addr(1)), "a candidate can be dialed");
         t.observe(ident(1).id(), addr(1), true);
         assert_eq!(t.info().len(), 1);
         assert_eq!(t.candidates(), 0);
-        assert!(t.merge(vec![rec(1, 1, 3)], NOW_MS).is_empty());
-        t.merge(vec![rec(1, 1, 7)], NOW_MS);
+        assert!(t.merge(vec![rec(1, 1, 3)]).is_empty());
+        t.merge(vec![rec(1, 1, 7)]);
         let gossip = t.gossip_records();
         assert_eq!((gossip.len(), gossip[1].heartbeat), (2, 7));
         // A restart outranks any heartbeat of the old incarnation.
-        t.merge(vec![rec(1, 2, 0)], NOW_MS);
+        t.merge(vec![rec(1, 2, 0)]);
         assert_eq!(t.gossip_records()[1].incarnation, 2);
         assert!(t.gossip_records().iter().all(PeerRecord::verify));
     }
 
     #[test]
-    fn records_not_signed_by_their_node_or_from_the_future_do_not_count() {
+    fn records_not_signed_by_their_node_do_not_count_and_clocks_do_not_matter() {
         let t = table(SLOW);
         t.observe(ident(1).id(), addr(1), true);
-        t.merge(vec![rec(1, 5, 5)], NOW_MS);
+        t.merge(vec![rec(1, 5, 5)]);
         // Someone else's signature over node 1's id, with a huge heartbeat.
         let mut forged = PeerRecord::sign(&ident(9), addr(9), u64::MAX, u64::MAX);
         forged.id = ident(1).id();
         let mut tampered = rec(1, 5, 6);
         tampered.heartbeat = u64::MAX;
-        let future = rec(1, NOW_MS + 3_600_000, 0);
-        t.merge(vec![forged, tampered, future], NOW_MS);
+        t.merge(vec![forged]);
+        t.merge(vec![tampered]);
         let r = &t.gossip_records()[1];
         assert_eq!((r.incarnation, r.heartbeat), (5, 5), "none of them replaced the genuine record");
-        assert!(t.merge(vec![rec(1, 6, 0)], NOW_MS).is_empty());
+        assert!(t.merge(vec![rec(1, 6, 0)]).is_empty());
         assert_eq!(t.gossip_records()[1].incarnation, 6, "the node's own restart still counts");
+        // A node whose clock runs two hours ahead: its incarnation is from
+        // this node's future, and its heartbeats still count.
+        let ahead = now_ms() + 2 * 3_600_000;
+        t.merge(vec![rec(1, ahead, 0)]);
+        t.merge(vec![rec(1, ahead, 1)]);
+        assert_eq!((t.gossip_records()[1].incarnation, t.gossip_records()[1].heartbeat), (ahead, 1));
     }
 
     #[test]
@@ -454,14 +454,14 @@ mod tests {
                 PeerRecord::sign(&Identity::from_seed(&seed), addr(3), 1, 1)
             })
             .collect();
-        assert_eq!(t.merge(flood.clone(), NOW_MS).len(), MAX_NEW_CANDIDATES_PER_MESSAGE, "quota per message");
+        assert_eq!(t.merge(flood.clone()).len(), MAX_NEW_CANDIDATES_PER_MESSAGE, "quota per message");
         for chunk in flood.chunks(MAX_NEW_CANDIDATES_PER_MESSAGE) {
-            t.merge(chunk.to_vec(), NOW_MS);
+            t.merge(chunk.to_vec());
         }
         assert_eq!(t.candidates(), MAX_CANDIDATES, "candidates are bounded");
         assert!(t.info().is_empty(), "and none of them is a peer");
         // A real node gossiped by an honest peer still gets in as a candidate...
-        assert_eq!(t.merge(vec![rec(7, 1, 1)], NOW_MS), vec![ident(7).id()]);
+        assert_eq!(t.merge(vec![rec(7, 1, 1)]), vec![ident(7).id()]);
         // ...and a node met directly becomes a peer whatever the flood.
         t.observe(ident(8).id(), addr(8), true);
         assert_eq!(t.info().len(), 1);
@@ -495,10 +495,10 @@ mod tests {
         let zero = Timing { suspect_after: Duration::ZERO, dead_after: Duration::ZERO, forget_after: Duration::ZERO };
         let t = table(zero);
         t.observe(ident(1).id(), addr(1), true);
-        t.merge(vec![rec(1, 1, 5)], NOW_MS);
+        t.merge(vec![rec(1, 1, 5)]);
         assert!(t.info().is_empty(), "forgotten at once with zero thresholds");
-        assert!(t.merge(vec![rec(1, 1, 5)], NOW_MS).is_empty(), "same heartbeat: nothing new");
-        assert_eq!(t.merge(vec![rec(1, 1, 6)], NOW_MS), vec![ident(1).id()], "a newer heartbeat revives it");
+        assert!(t.merge(vec![rec(1, 1, 5)]).is_empty(), "same heartbeat: nothing new");
+        assert_eq!(t.merge(vec![rec(1, 1, 6)]), vec![ident(1).id()], "a newer heartbeat revives it");
         let dead =
             Timing { suspect_after: Duration::ZERO, dead_after: Duration::ZERO, forget_after: Duration::from_secs(60) };
         let t = table(dead);
@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(t.info()[0].address, addr(1), "dialing in from elsewhere does not move a peer");
         assert_eq!(t.placement_targets(), vec![(ident(1).id(), addr(1))]);
         // Its signed record moves it; it is a placement target again once reached there.
-        t.merge(vec![PeerRecord::sign(&ident(1), addr(3), 1, 9)], NOW_MS);
+        t.merge(vec![PeerRecord::sign(&ident(1), addr(3), 1, 9)]);
         assert_eq!(t.info()[0].address, addr(3));
         assert!(t.placement_targets().is_empty(), "not reached at its new address yet");
         assert_eq!(t.to_probe(3), vec![ident(1).id()], "so it is dialed there");

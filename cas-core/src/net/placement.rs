@@ -57,6 +57,12 @@ fn domains(addr: SocketAddr) -> (Domain, Domain) {
     (Domain::Address(ip), Domain::Prefix(Prefix::of(ip, 24, 48)))
 }
 
+/// The failure domain of a node's address: its IP address (its port too,
+/// on loopback).
+pub(crate) fn address_domain(addr: SocketAddr) -> impl Eq + std::hash::Hash {
+    domains(addr).0
+}
+
 /// The nodes to place copies of `blob` on, in the order to try them:
 /// rendezvous rank, filtered by `diversity`. `taken` are addresses that
 /// hold a copy already (this node's own, for a put): their domains count as

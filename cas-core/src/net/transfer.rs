@@ -235,7 +235,15 @@ impl Network {
                             liars.insert(peer, Instant::now());
                         }
                         drop(liars);
-                        tracing::warn!(%peer, "peer served a bad blob (asked last for {LIAR_PENALTY:?}): {e}");
+                        // Bounded: a party with many identities can make many of them lie.
+                        static LIMIT: once_cell::sync::Lazy<super::log_limit::LogLimit> =
+                            once_cell::sync::Lazy::new(|| super::log_limit::LogLimit::new(20, Duration::from_secs(10)));
+                        if let Some(skipped) = LIMIT.admit() {
+                            if skipped > 0 {
+                                tracing::warn!("{skipped} more peers that served bad blobs not logged");
+                            }
+                            tracing::warn!(%peer, "peer served a bad blob (asked last for {LIAR_PENALTY:?}): {e}");
+                        }
                     }
                 }
             }
