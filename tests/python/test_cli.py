@@ -378,3 +378,107 @@ def test_get_does_not_write_binary_to_a_terminal_unless_asked(serve, tmp_path: P
     finally:
         os.close(master)
         os.close(slave)
+
+
+def _requests_done(d: Path) -> int:
+    return cas_json("status", "--data-dir", d)["requests_done"]
+
+
+def _ask_socket(d: Path, request: bytes) -> bytes:
+    """One raw HTTP/1.1 request (with Connection: close) on the control
+    socket of `d`; the whole answer."""
+    import socket as socket_module
+
+    client = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    try:
+        client.connect(str(d / "control.sock"))
+        client.sendall(request)
+        answer = b""
+        while block := client.recv(65536):
+            answer += block
+        return answer
+    finally:
+        client.close()
+
+
+def _post_unnamed(d: Path, data: bytes) -> str:
+    """Stores `data` through the control socket without a name (as a client
+    other than `cas put` may): the catalog knows no name for it."""
+    head = b"POST /cas HTTP/1.1\r\nHost: cas\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(data)
+    answer = _ask_socket(d, head + data)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    return json.loads(answer.partition(b"\r\n\r\n")[2])["key"]
+
+
+def test_get_into_a_directory_uses_the_files_name(serve, make_file, tmp_path: Path) -> None:
+    """`cas get KEY DIR` (and `cas get KEY .`) writes the file inside DIR, as
+    cp does, under the name it was put with; a key the node knows no name
+    for is written under the key itself."""
+    d = serve("node").data_dir
+    src = make_file(100_000, name="report.pdf")
+    key = run_cas("put", src, "--data-dir", d).stdout.strip()
+    run_cas("put", make_file(10, name="later.txt"), "--data-dir", d)  # another file, listed after it
+    into = tmp_path / "downloads"
+    into.mkdir()
+
+    got = cas_json("get", key, into, "--data-dir", d)
+    assert got == {"key": key, "dest": str(into / "report.pdf"), "size": 100_000}
+    assert (into / "report.pdf").read_bytes() == src.read_bytes()
+
+    work = tmp_path / "work"
+    work.mkdir()
+    here = subprocess.run(
+        [*cas_command(), "get", key, ".", "--data-dir", str(d)], cwd=work, capture_output=True, text=True, timeout=60
+    )
+    assert here.returncode == 0, here.stderr
+    assert (work / "report.pdf").read_bytes() == src.read_bytes()
+
+    # Already there: refused without --force, replaced with it.
+    again = run_cas("get", key, into, "--data-dir", d, check=False)
+    assert again.returncode == 1 and "exists already; --force replaces it" in again.stderr, again.stderr
+    (into / "report.pdf").write_text("old\n")
+    run_cas("get", key, f"{into}/", "--force", "--data-dir", d)
+    assert (into / "report.pdf").read_bytes() == src.read_bytes()
+
+    unnamed = _post_unnamed(d, b"no name given\n")
+    run_cas("get", unnamed, into, "--data-dir", d)
+    assert (into / unnamed).read_bytes() == b"no name given\n"
+    assert sorted(p.name for p in into.iterdir()) == sorted(["report.pdf", unnamed])
+
+
+def test_get_destination_problems_are_one_line_errors_before_the_download(serve, tmp_path: Path) -> None:
+    d = serve("node").data_dir
+    src = tmp_path / "notes.txt"
+    src.write_text("notes\n")
+    key = run_cas("put", src, "--data-dir", d).stdout.strip()
+    into = tmp_path / "into"
+    (into / "notes.txt").mkdir(parents=True)  # a directory where the file would go
+    plain_file = tmp_path / "plain"
+    plain_file.write_text("x")
+    cases = [
+        # (DEST, what the error says, requests the check may make: the name's lookup)
+        (str(into), "is a directory", 1),
+        (str(tmp_path / "missing" / "out.txt"), "does not exist", 0),
+        (str(plain_file / "out.txt"), "is not a directory", 0),
+        (str(tmp_path / "newdir") + "/", "no such directory", 0),
+    ]
+    for dest, says, lookups in cases:
+        for force in ([], ["--force"]):
+            before = _requests_done(d)
+            result = run_cas("get", key, dest, *force, "--data-dir", d, check=False)
+            assert result.returncode == 1, (dest, result.stderr)
+            assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert says in result.stderr, (dest, result.stderr)
+            assert _requests_done(d) - before == lookups, f"{dest}: the download was started"
+            as_json = run_cas("get", key, dest, *force, "--json", "--data-dir", d, check=False)
+            assert as_json.returncode == 1 and "Traceback" not in as_json.stderr
+            assert json.loads(as_json.stdout)["error"]["type"] == "DestinationError"
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "missing").exists()
+    assert [p.name for p in into.iterdir()] == ["notes.txt"] and not any((into / "notes.txt").iterdir())
+
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        result = run_cas("get", key, locked, "--data-dir", d, check=False)
+        assert result.returncode == 1 and "no permission" in result.stderr, result.stderr
+

@@ -91,6 +91,12 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _path_text(text: str) -> str:
+    """A path as typed (a trailing '/' says it must be a directory); not empty."""
+    _path(text)
+    return text
+
+
 def _address(setting: str, port_zero: bool, none: bool = False) -> Callable[[str], str]:
     """A HOST:PORT checked as the node checks it, or a one-line usage error (exit 2)."""
 
@@ -224,11 +230,19 @@ def _parser() -> argparse.ArgumentParser:
 
     get = sub.add_parser("get", parents=[common], help="get a file by key, to DEST or to standard output")
     get.add_argument("key", metavar="KEY")
-    get.add_argument("dest", nargs="?", type=_path, default=None, metavar="DEST")
     get.add_argument(
-        "-o", "--output", type=_path, default=None, metavar="FILE", help="write to FILE instead of DEST; '-' for standard output"
+        "dest",
+        nargs="?",
+        type=_path_text,
+        default=None,
+        metavar="DEST",
+        help="the file to write, or a directory to write it in under its name (from this node's list of "
+        "files it put, else the key)",
     )
-    get.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    get.add_argument(
+        "-o", "--output", type=_path_text, default=None, metavar="FILE", help="write to FILE instead of DEST; '-' for standard output"
+    )
+    get.add_argument("--force", action="store_true", help="replace the file at DEST if it exists")
 
     stat = sub.add_parser("stat", parents=[common], help="size of a stored file and the nodes holding it")
     stat.add_argument("key", metavar="KEY")
@@ -440,15 +454,36 @@ def _get(args: argparse.Namespace, data_dir: Path) -> int:
         if target is None and sys.stdout.isatty():
             return _usage_error(args, "not writing a file's bytes to a terminal: give DEST, or -o - to do it anyway")
         return _cat(data_dir, args.key)
-    dest = Path(target).absolute()
-    if dest.exists() and not args.force:
-        raise errors.DestinationError(f"{dest} exists already; --force replaces it")
+    dest = _destination(data_dir, args.key, target, args.force)
     result = _with_progress(f"get {dest.name}", lambda p: client.get(data_dir, args.key, dest, p))
     if args.json:
         _print_json(result)
     else:
         print(f"{result['dest']}: {result['size']} bytes", file=sys.stderr)
     return 0
+
+
+def _destination(data_dir: Path, key: str, target: str, force: bool) -> Path:
+    """Where `cas get` writes: `target`, or inside it when it is a directory
+    (under the name this node put the file with, else the key). Every problem
+    a destination can have that can be seen before the download is an error
+    here, before anything is fetched."""
+    dest = Path(target).absolute()
+    if dest.is_dir():
+        dest = dest / client.file_name(data_dir, key)
+    elif target.endswith("/"):
+        raise errors.DestinationError(f"cannot write destination {target}: no such directory")
+    if dest.is_dir():
+        raise errors.DestinationError(f"cannot write destination {dest}: it is a directory")
+    parent = dest.parent
+    if not parent.is_dir():
+        reason = "is not a directory" if parent.exists() else "does not exist"
+        raise errors.DestinationError(f"cannot write destination {dest}: its directory {parent} {reason}")
+    if os.path.lexists(dest) and not force:
+        raise errors.DestinationError(f"{dest} exists already; --force replaces it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise errors.DestinationError(f"cannot write destination {dest}: no permission to write in {parent}")
+    return dest
 
 
 def _cat(data_dir: Path, key: str) -> int:
@@ -567,6 +602,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:
         # The reader of our standard output went away (cas get KEY | head).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as e:
+        # Anything the checks above did not foresee: one line, never a traceback.
+        _report(args, errors.CasError(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"))
         return EXIT_FAILED
 
 

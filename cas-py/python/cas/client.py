@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, NoReturn, Optional, Tuple, Type
 
 from . import errors
 
-__all__ = ["SOCKET_NAME", "socket_path", "check_socket_path", "get_json", "put", "get", "open_download", "why_cut"]
+__all__ = ["SOCKET_NAME", "socket_path", "check_socket_path", "get_json", "file_name", "put", "get", "open_download", "why_cut"]
 
 SOCKET_NAME = "control.sock"
 #: Bytes per read or write of a file's stream.
@@ -179,6 +179,14 @@ def stat(data_dir: Path, key: str) -> Any:
     return get_json(data_dir, f"/api/stat/{_key_path(key)}")
 
 
+def file_name(data_dir: Path, key: str) -> str:
+    """The name to give the file of `key` in a directory: the last name this
+    node put it under (``/api/files?key=KEY``), else the key itself."""
+    files = get_json(data_dir, f"/api/files?key={_key_path(key)}")["files"]
+    name = files[-1]["name"].replace("\\", "/").rsplit("/", 1)[-1] if files else ""
+    return name if name not in ("", ".", "..") and "\0" not in name else key
+
+
 def put(data_dir: Path, path: Path, progress: Optional[ProgressFn]) -> Dict[str, Any]:
     """Streams the file at `path` to the node (listed under its name)."""
     try:
@@ -258,12 +266,19 @@ def get(data_dir: Path, key: str, dest: Path, progress: Optional[ProgressFn]) ->
     """Writes the file of `key` to `dest` (replacing it): into a temporary
     file beside it, renamed once every byte is there; nothing at `dest`
     after a failure or an interrupt."""
-    size, response, conn = open_download(data_dir, key)
+    # The temporary file first: a destination that cannot be written fails
+    # before anything is fetched.
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".cas-get-", dir=dest.parent)
+    except OSError as e:
+        raise errors.DestinationError(f"cannot write destination {dest}: {e.strerror or e}") from None
+    try:
+        size, response, conn = open_download(data_dir, key)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
     with contextlib.closing(conn):
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".cas-get-", dir=dest.parent)
-        except OSError as e:
-            raise errors.DestinationError(f"cannot write destination {dest}: {e.strerror or e}") from None
         try:
             with os.fdopen(fd, "wb") as out:
                 done = 0
@@ -284,7 +299,10 @@ def get(data_dir: Path, key: str, dest: Path, progress: Optional[ProgressFn]) ->
                 except OSError as e:
                     raise errors.DestinationError(f"cannot write destination {dest}: {e.strerror or e}") from None
             _pause_before_commit()
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except OSError as e:
+                raise errors.DestinationError(f"cannot write destination {dest}: {e.strerror or e}") from None
         except BaseException:
             try:
                 os.unlink(tmp)
