@@ -135,7 +135,7 @@ pub(crate) async fn peers(State(gateway): State<Gateway>) -> Response {
 /// the nodes among them with their addresses.
 pub(crate) async fn stat(State(gateway): State<Gateway>, Path(key): Path<String>) -> Response {
     let node = &gateway.node;
-    let key = match Key::parse(&key) {
+    let key = match Key::parse_input(&key) {
         Ok(key) => key,
         Err(e) => return node_error(e.into()),
     };
@@ -173,7 +173,7 @@ pub(crate) async fn stat(State(gateway): State<Gateway>, Path(key): Path<String>
 /// The files this node put, oldest first; `?key=KEY`: only those of that
 /// key (the names it was put under, so a download can be given its name).
 pub(crate) async fn files(State(gateway): State<Gateway>, Query(query): Query<HashMap<String, String>>) -> Response {
-    let only = match query.get("key").map(|k| Key::parse(k)).transpose() {
+    let only = match query.get("key").map(|k| Key::parse_input(k)).transpose() {
         Ok(only) => only,
         Err(e) => return node_error(e.into()),
     };

@@ -587,6 +587,8 @@ _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = (args.data_dir or default_data_dir()).absolute()
+    if getattr(args, "key", None) is not None:
+        args.key = args.key.strip()  # as pasted, perhaps with a newline (the node ignores it too)
     try:
         return _COMMANDS[args.command](args, data_dir)
     except UsageError as e:
