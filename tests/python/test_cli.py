@@ -97,7 +97,8 @@ def test_data_dir_from_environment(serve, tmp_path: Path) -> None:
 
 def test_no_node_running(tmp_path: Path) -> None:
     empty = tmp_path / "nobody-home"
-    for args in (["status"], ["peers"], ["put", __file__], ["get", "cas1x", str(tmp_path / "x")], ["stat", "cas1x"]):
+    key = "cas1" + "a" * 103  # well formed
+    for args in (["status"], ["peers"], ["put", __file__], ["get", key, str(tmp_path / "x")], ["stat", key]):
         result = run_cas(*args, "--data-dir", empty, check=False)
         assert result.returncode == 3, result
         assert "no CAS node is running" in result.stderr
@@ -111,9 +112,9 @@ def test_no_node_running(tmp_path: Path) -> None:
 def test_errors_through_the_socket(serve, tmp_path: Path) -> None:
     d = serve("node").data_dir
     bad = run_cas("get", "not-a-key", tmp_path / "out", "--data-dir", d, check=False)
-    assert bad.returncode == 1 and "invalid key" in bad.stderr
+    assert bad.returncode == 2 and "invalid key" in bad.stderr  # bad usage
     as_json = run_cas("stat", "cas1abc", "--data-dir", d, "--json", check=False)
-    assert as_json.returncode == 1
+    assert as_json.returncode == 2
     assert json.loads(as_json.stdout)["error"]["type"] == "InvalidKeyError"
     missing = run_cas("put", tmp_path / "missing.bin", "--data-dir", d, check=False)
     assert missing.returncode == 1 and "missing.bin" in missing.stderr
@@ -165,7 +166,8 @@ NUMBERS = ["-1", "many", "1.5", "", str(1 << 64)]
 # Every option of every subcommand, with values it must refuse.
 BAD_OPTIONS = [
     *[("serve", option, value) for option in ("--replicas", "--min-replicas", "--capacity") for value in NUMBERS],
-    *[("serve", "--chunk-size", value) for value in [*NUMBERS, "1000", "0", str(32 << 20)]],
+    *[("serve", "--chunk-size", value) for value in [*NUMBERS, "1000", "0", str(32 << 20), "3K", "32M", "1MB", "1.5M", "M"]],
+    *[("serve", option, value) for option in ("--capacity", "--scrub-rate") for value in ["10GB", "1X", "G", "1 K B"]],
     *[("serve", "--listen", value) for value in ["garbage", "", "127.0.0.1", "127.0.0.1:99999"]],
     *[("serve", "--advertise", value) for value in ["garbage", "", ":7000", "host:port", "::1:7000"]],
     *[("serve", "--bootstrap", value) for value in ["garbage", "", "127.0.0.1:0", "127.0.0.1:99999", "a b:7000"]],
@@ -532,3 +534,86 @@ def test_a_pasted_key_with_whitespace_around_it_works_everywhere(serve, tmp_path
     # unknown) are shown; the secret rest is not.
     assert f"key {typo[:56]}…" in missing.stderr and typo[60:] not in missing.stderr, missing.stderr
     assert not (tmp_path / "typo.txt").exists()
+
+
+def test_sizes_take_suffixes_as_powers_of_two(serve, make_file) -> None:
+    src = make_file(200 * 1024)
+    for given, chunk_size in (("64K", 64 << 10), ("128KiB", 128 << 10), ("1m", 1 << 20), ("262144", 256 << 10)):
+        server = serve(f"node-{given}", "--chunk-size", given, "--capacity", "10G", "--scrub-rate", "2M")
+        key = run_cas("put", src, "--data-dir", server.data_dir).stdout.strip()
+        info = cas_json("stat", key, "--data-dir", server.data_dir)
+        assert (info["chunk_size"], info["chunks"]) == (chunk_size, -(-src.stat().st_size // chunk_size)), given
+        server.stop()
+
+
+def test_a_capacity_with_a_suffix_is_enforced(serve, make_file) -> None:
+    server = serve("small", "--capacity", "1M", "--chunk-size", "64K")
+    run_cas("put", make_file(512 << 10), "--data-dir", server.data_dir)
+    result = run_cas("put", make_file(2 << 20), "--data-dir", server.data_dir, check=False)
+    assert result.returncode == 1 and "capacity of 1048576 bytes reached" in result.stderr, result.stderr
+
+
+def test_put_streams_standard_input(serve, make_file, tmp_path: Path) -> None:
+    """`cas put -` sends standard input as it comes (the upload starts before
+    the input ends), under the name given by --name."""
+    d = serve("node", "--chunk-size", "64K").data_dir
+    data = os.urandom(3 * 65536 + 5)
+    writer = subprocess.Popen(
+        [*cas_command(), "put", "-", "--name", "piped.bin", "--json", "--data-dir", str(d)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert writer.stdin is not None
+        writer.stdin.write(data[:65536])
+        writer.stdin.flush()
+        # The upload is under way while standard input is still open.
+        wait_until(
+            lambda: cas_json("status", "--data-dir", d)["requests_in_progress"] == 1,
+            timeout=60,
+            what="the upload to start before the input ends",
+        )
+        stdout, stderr = writer.communicate(input=data[65536:], timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert writer.returncode == 0, stderr
+    put = json.loads(stdout)
+    assert put["path"] == "-" and put["size"] == len(data) and put["chunks"] == 4
+    got = tmp_path / "got"
+    got.mkdir()
+    run_cas("get", put["key"], got, "--data-dir", d)
+    assert (got / "piped.bin").read_bytes() == data
+
+    # Without --name: listed without a name, so a directory gets it under its key.
+    unnamed = subprocess.run(
+        [*cas_command(), "put", "-", "--data-dir", str(d)], input=b"from a pipe\n", capture_output=True, timeout=60
+    )
+    assert unnamed.returncode == 0, unnamed.stderr
+    key = unnamed.stdout.decode().strip()
+    assert "standard input" in unnamed.stderr.decode()
+    assert [f["name"] for f in cas_json("ls", "--data-dir", d)["files"] if f["key"] == key] == [""]
+    run_cas("get", key, got, "--data-dir", d)
+    assert (got / key).read_bytes() == b"from a pipe\n"
+    # --name names a file too.
+    named = cas_json("put", make_file(10), "--name", "renamed.bin", "--data-dir", d)
+    assert [f["name"] for f in cas_json("ls", "--data-dir", d)["files"] if f["key"] == named["key"]] == ["renamed.bin"]
+
+
+def test_an_invalid_key_is_bad_usage(serve, tmp_path: Path) -> None:
+    d = serve("node").data_dir
+    for command in (["get", "cas1nope", str(tmp_path / "out")], ["stat", "not-a-key"], ["get", "cas1" + "a" * 102 + "!"]):
+        result = run_cas(*command, "--data-dir", d, check=False)
+        assert result.returncode == 2, result.stderr
+        assert "invalid key" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        as_json = run_cas(*command, "--data-dir", d, "--json", check=False)
+        assert as_json.returncode == 2 and json.loads(as_json.stdout)["error"]["type"] == "InvalidKeyError"
+    # Checked before the node is asked: no node needed to be told so.
+    nobody = run_cas("stat", "cas1nope", "--data-dir", tmp_path / "nobody", check=False)
+    assert nobody.returncode == 2 and "invalid key" in nobody.stderr
+    # --json with no DEST would put the file's bytes on standard output.
+    key = "cas1" + "a" * 103
+    no_dest = run_cas("get", key, "--json", "--data-dir", d, check=False)
+    assert no_dest.returncode == 2 and json.loads(no_dest.stdout)["error"]["type"] == "UsageError"
+    assert not (tmp_path / "out").exists()

@@ -2,8 +2,8 @@
 to the node of the same data directory through its HTTP API on the control
 socket (``client.py``).
 
-Exit status: 0 success, 1 the operation failed, 2 bad usage, 3 no node is
-running on the data directory.
+Exit status: 0 success, 1 the operation failed, 2 bad usage (an invalid key
+among them), 3 no node is running on the data directory.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -58,6 +59,25 @@ def _count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{value} is negative")
     if value > _MAX_COUNT:
         raise argparse.ArgumentTypeError(f"{value} is too large")
+    return value
+
+
+_SIZE = re.compile(r"\s*([0-9]+)\s*(?:([kmgt])(?:ib)?)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _size(text: str) -> int:
+    """A number of bytes: plain, or with K, M, G or T (also KiB, MiB, GiB,
+    TiB), powers of two: 1M is 1048576. Or a one-line usage error (exit 2)."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: a whole number of bytes, or one with K, M, G or T "
+            "(or KiB, MiB, GiB, TiB: powers of two, 1M = 1048576)"
+        )
+    value = int(match[1]) * _UNITS[(match[2] or "").lower()]
+    if value > _MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text} is too large")
     return value
 
 
@@ -192,19 +212,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--replicas", type=_count, default=3, help="copies of each blob on other nodes (default 3)")
     serve.add_argument("--min-replicas", type=_count, default=0, help="fail a put below this many copies (default 0)")
-    serve.add_argument("--chunk-size", type=_count, default=None, metavar="BYTES", help="chunk size of new files")
     serve.add_argument(
-        "--capacity", type=_count, default=None, metavar="BYTES", help="most bytes of blobs to store (default: no limit)"
+        "--chunk-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="chunk size of new files: a power of two from 64K to 16M (default 1M); "
+        "sizes are bytes, or with K, M, G, T (KiB, MiB, ...: powers of two)",
+    )
+    serve.add_argument(
+        "--capacity", type=_size, default=None, metavar="SIZE", help="most bytes of blobs to store, e.g. 10G (default: no limit)"
     )
     serve.add_argument("--no-fsync", action="store_true", help="do not fsync blobs (faster, less durable)")
     for option, _, default, what in _TIMINGS:
         serve.add_argument(option, type=_seconds, default=None, metavar="SECONDS", help=f"{what} (default {default})")
     serve.add_argument(
         "--scrub-rate",
-        type=_count,
+        type=_size,
         default=None,
-        metavar="BYTES",
-        help="bytes per second of stored blobs re-read and verified (default 1048576; 0 = off)",
+        metavar="SIZE",
+        help="bytes per second of stored blobs re-read and verified (default 1M; 0 = off)",
     )
     serve.add_argument(
         "--parallelism", type=_count, default=0, metavar="N", help="chunks in flight per put or get (0: twice the cores, 8 times for a put with fsync on)"
@@ -225,8 +252,11 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
     keygen.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
 
-    put = sub.add_parser("put", parents=[common], help="store a file; prints its key")
-    put.add_argument("file", type=_path, metavar="FILE")
+    put = sub.add_parser("put", parents=[common], help="store a file (or standard input: -); prints its key")
+    put.add_argument("file", type=_path, metavar="FILE", help="the file to store; '-' reads standard input to its end")
+    put.add_argument(
+        "--name", default=None, help="the name 'cas ls' lists it under (default: FILE's name; standard input has none)"
+    )
 
     get = sub.add_parser("get", parents=[common], help="get a file by key, to DEST or to standard output")
     get.add_argument("key", metavar="KEY")
@@ -415,11 +445,18 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
 
 
 def _put(args: argparse.Namespace, data_dir: Path) -> int:
-    path = args.file.absolute()
-    if not path.is_file():
-        reason = "is not a regular file" if path.exists() else "does not exist"
-        raise errors.InputError(f"cannot read input {path}: it {reason}")
-    result = _with_progress(f"put {path.name}", lambda p: client.put(data_dir, path, p))
+    if args.name is not None and not args.name:
+        raise UsageError("--name: an empty name")
+    if str(args.file) == "-":
+        path: Optional[Path] = None
+        label = args.name or "standard input"
+    else:
+        path = args.file.absolute()
+        if not path.is_file():
+            reason = "is not a regular file" if path.exists() else "does not exist"
+            raise errors.InputError(f"cannot read input {path}: it {reason}")
+        label = args.name or path.name
+    result = _with_progress(f"put {label}", lambda p: client.put(data_dir, path, p, name=args.name))
     if args.json:
         _print_json(result)
     else:
@@ -427,12 +464,12 @@ def _put(args: argparse.Namespace, data_dir: Path) -> int:
     reached, wanted = result["replicas"], result["replicas_wanted"]
     if reached < wanted:
         print(
-            f"cas put: warning: {path.name} has {reached} of {wanted} copies on other nodes "
+            f"cas put: warning: {label} has {reached} of {wanted} copies on other nodes "
             "(too few alive peers); repair adds the rest when peers are reachable",
             file=sys.stderr,
         )
     elif not args.json:
-        print(f"cas put: {path.name}: {_human_bytes(result['size'])}, {reached} copies on other nodes", file=sys.stderr)
+        print(f"cas put: {label}: {_human_bytes(result['size'])}, {reached} copies on other nodes", file=sys.stderr)
     return 0
 
 
@@ -450,7 +487,7 @@ def _get(args: argparse.Namespace, data_dir: Path) -> int:
     target = args.output if args.output is not None else args.dest
     if target is None or str(target) == "-":
         if args.json:
-            raise errors.InvalidArgumentError("--json needs a DEST: the file's bytes would go to standard output")
+            return _usage_error(args, "--json needs a DEST: the file's bytes would go to standard output")
         if target is None and sys.stdout.isatty():
             return _usage_error(args, "not writing a file's bytes to a terminal: give DEST, or -o - to do it anyway")
         return _cat(data_dir, args.key)
@@ -587,14 +624,20 @@ _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = (args.data_dir or default_data_dir()).absolute()
-    if getattr(args, "key", None) is not None:
-        args.key = args.key.strip()  # as pasted, perhaps with a newline (the node ignores it too)
     try:
+        if getattr(args, "key", None) is not None:
+            # Checked here, before the node is asked anything (a bad key is bad
+            # usage); as pasted, perhaps with a newline, which is ignored.
+            from ._cas import _parse_key
+
+            args.key = _parse_key(args.key)
         return _COMMANDS[args.command](args, data_dir)
     except UsageError as e:
         return _usage_error(args, str(e))
     except errors.CasError as e:
         _report(args, e)
+        if isinstance(e, errors.InvalidKeyError):
+            return EXIT_USAGE
         return EXIT_NO_NODE if isinstance(e, errors.NoNodeRunningError) else EXIT_FAILED
     except KeyboardInterrupt:
         if args.json:

@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -187,13 +188,20 @@ def file_name(data_dir: Path, key: str) -> str:
     return name if name not in ("", ".", "..") and "\0" not in name else key
 
 
-def put(data_dir: Path, path: Path, progress: Optional[ProgressFn]) -> Dict[str, Any]:
-    """Streams the file at `path` to the node (listed under its name)."""
+def put(data_dir: Path, path: Optional[Path], progress: Optional[ProgressFn], name: Optional[str] = None) -> Dict[str, Any]:
+    """Streams the file at `path` to the node, listed under `name` (default:
+    the file's name). `path` None: standard input, to its end, sent in
+    chunks (its size is not known; progress is told a total of 0)."""
+    what = "standard input" if path is None else str(path)
+    size: Optional[int] = None
     try:
-        f = open(path, "rb")
-        size = os.fstat(f.fileno()).st_size
+        if path is None:
+            f = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+        else:
+            f = open(path, "rb")
+            size = os.fstat(f.fileno()).st_size
     except OSError as e:
-        raise errors.InputError(f"cannot read input {path}: {e.strerror or e}") from None
+        raise errors.InputError(f"cannot read input {what}: {e.strerror or e}") from None
 
     def blocks() -> Any:
         done = 0
@@ -201,27 +209,30 @@ def put(data_dir: Path, path: Path, progress: Optional[ProgressFn]) -> Dict[str,
             try:
                 block = f.read(BLOCK)
             except OSError as e:
-                raise errors.InputError(f"cannot read input {path}: {e.strerror or e}") from None
+                raise errors.InputError(f"cannot read input {what}: {e.strerror or e}") from None
             if not block:
                 break
             done += len(block)
             if progress is not None:
-                progress(done, size)
+                progress(done, size or 0)
             yield block
-        if done != size:
-            raise errors.InputError(f"cannot read input {path}: it changed size while it was being stored")
+        if size is not None and done != size:
+            raise errors.InputError(f"cannot read input {what}: it changed size while it was being stored")
 
+    if name is None:
+        name = "" if path is None else path.name
+    # Without a Content-Length, http.client sends an iterable body chunked.
+    headers = {} if size is None else {"Content-Length": str(size)}
     with f:
-        name = urllib.parse.quote(path.name, safe="")
         conn, response = _exchange(
-            data_dir, "POST", f"/cas?name={name}", body=blocks(), headers={"Content-Length": str(size)}
+            data_dir, "POST", f"/cas?name={urllib.parse.quote(name, safe='')}", body=blocks(), headers=headers
         )
     with contextlib.closing(conn):
         if response.status != 200:
             _raise_for(response)
         reply = _json(response)
     fields = ("key", "size", "chunks", "new_blobs", "replicas", "replicas_wanted")
-    return {"path": str(path), **{name: reply[name] for name in fields}}
+    return {"path": "-" if path is None else str(path), **{field: reply[field] for field in fields}}
 
 
 def open_download(data_dir: Path, key: str) -> Tuple[int, http.client.HTTPResponse, _Connection]:
