@@ -202,10 +202,20 @@ def test_every_option_refuses_bad_values_in_one_line(tmp_path: Path, command: st
     assert not (tmp_path / "n").exists(), "nothing was started"
 
 
-def test_replicas_below_min_replicas_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_cas("serve", "--data-dir", tmp_path / "n", "--replicas", "2", "--min-replicas", "3", check=False)
-    assert result.returncode == 2 and "min_replicas" in result.stderr, result.stderr
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        (["--replicas", "2", "--min-replicas", "3"], "--min-replicas 3 cannot exceed --replicas 2"),
+        (["--suspect-after", "5", "--dead-after", "2"], "--suspect-after 5s <= --dead-after 2s <= --forget-after 120s"),
+        (["--chunk-size", "96K"], "--chunk-size 98304 must be a power of two"),
+    ],
+)
+def test_settings_the_node_refuses_are_named_by_their_options(tmp_path: Path, options: list, says: str) -> None:
+    result = run_cas("serve", "--data-dir", tmp_path / "n", *options, check=False)
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+    assert "_" not in result.stderr.replace(str(tmp_path), ""), f"a setting's own name: {result.stderr}"
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "n").exists(), "nothing was started"
 
 
 

@@ -104,6 +104,25 @@ _TIMINGS = [
 ]
 
 
+# The node's names of the settings `cas serve` sets, with their options.
+_SETTING_OPTIONS = [
+    *[(keyword, option) for option, keyword, _, _ in _TIMINGS],
+    *[(option[2:].replace("-", "_"), option) for option in (
+        "--replicas", "--min-replicas", "--chunk-size", "--capacity", "--scrub-rate", "--parallelism",
+        "--placement-diversity", "--listen", "--advertise", "--bootstrap", "--network-key", "--data-dir",
+    )],
+]
+
+
+def _as_options(message: str) -> str:
+    """A node's message about its settings in the options the user typed:
+    'min_replicas (5) cannot exceed replicas (3)' becomes '--min-replicas 5
+    cannot exceed --replicas 3'."""
+    for setting, option in _SETTING_OPTIONS:
+        message = re.sub(rf"\b{setting}\b(?: \(([^()]*)\))?", lambda m: option + (f" {m[1]}" if m[1] else ""), message)
+    return message
+
+
 def _path(text: str) -> Path:
     """A path; an empty one would silently mean the working directory."""
     if not text:
@@ -403,8 +422,9 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
             _pause_before_commit=args.test_pause_before_commit,
         )
     except errors.InvalidArgumentError as e:
-        # A setting the node refused (e.g. a chunk size that is not a power of two).
-        raise UsageError(str(e)) from None
+        # A setting the node refused (e.g. a chunk size that is not a power
+        # of two, or --min-replicas above --replicas), named as typed.
+        raise UsageError(_as_options(str(e))) from None
     stop = threading.Event()
     http = None
     try:
