@@ -71,7 +71,8 @@ enum cas_status
    */
   CAS_OK = 0,
   /**
-   * A key string is malformed (see the message for where).
+   * A key string is malformed (see the message for where). Whitespace
+   * around a key (a pasted newline) is ignored.
    */
   CAS_ERR_INVALID_KEY = 1,
   /**

@@ -32,6 +32,18 @@ pub enum KeyParseError {
     NonZeroPadding,
 }
 
+impl KeyParseError {
+    /// The same reason with its position `by` bytes further on.
+    pub(crate) fn shifted(self, by: usize) -> KeyParseError {
+        match self {
+            KeyParseError::UpperCase { ch, pos } => KeyParseError::UpperCase { ch, pos: pos + by },
+            KeyParseError::Whitespace { pos } => KeyParseError::Whitespace { pos: pos + by },
+            KeyParseError::BadCharacter { ch, pos } => KeyParseError::BadCharacter { ch, pos: pos + by },
+            other => other,
+        }
+    }
+}
+
 /// Why a manifest blob was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {

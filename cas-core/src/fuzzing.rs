@@ -257,8 +257,9 @@ pub fn check_manifest_open(data: &[u8]) {
 }
 
 /// A key string: arbitrary bytes as a caller could hand them over (lossily
-/// made UTF-8), and the first 64 bytes as a key's raw contents. A key that
-/// parses displays as the same string; a rejection says truthfully why
+/// made UTF-8), and the first 64 bytes as a key's raw contents; parsed as
+/// FORMAT.md's exact form and as input (`Key::parse_input`). A key that
+/// parses displays as the same string (less surrounding whitespace); a rejection says truthfully why
 /// (the position and character it names are there); every key displays as
 /// a string that parses back to it.
 pub fn check_key_parse(data: &[u8]) {
@@ -273,10 +274,18 @@ pub fn check_key_parse(data: &[u8]) {
 }
 
 fn check_key_str(s: &str) {
-    let e = match Key::parse(s) {
+    // FORMAT.md's exact form, then as a person hands it over (whitespace
+    // around it ignored, positions still in `s`).
+    check_key_str_as(s, s, Key::parse(s));
+    check_key_str_as(s, s.trim(), Key::parse_input(s));
+}
+
+/// `parsed`, the outcome of parsing `s` as the key string `key_part`.
+fn check_key_str_as(s: &str, key_part: &str, parsed: Result<Key, KeyParseError>) {
+    let e = match parsed {
         Ok(k) => {
-            assert_eq!(k.to_string(), s, "a parsed key displays as its string");
-            assert_eq!(s.parse::<Key>(), Ok(k));
+            assert_eq!(k.to_string(), key_part, "a parsed key displays as its string");
+            assert_eq!(key_part.parse::<Key>(), Ok(k));
             return;
         }
         Err(e) => e,
@@ -284,17 +293,17 @@ fn check_key_str(s: &str) {
     assert!(!e.to_string().is_empty());
     let at = |pos: usize| s.get(pos..).and_then(|rest| rest.chars().next());
     match e {
-        KeyParseError::Empty => assert!(s.is_empty()),
-        KeyParseError::BadPrefix => assert!(!s.starts_with("cas1")),
+        KeyParseError::Empty => assert!(key_part.is_empty()),
+        KeyParseError::BadPrefix => assert!(!key_part.starts_with("cas1")),
         KeyParseError::BadLength { found, expected } => {
-            assert_eq!((found, expected), (s.len(), KEY_LEN));
+            assert_eq!((found, expected), (key_part.len(), KEY_LEN));
             assert_ne!(found, expected);
         }
         KeyParseError::Whitespace { pos } => assert!(at(pos).is_some_and(char::is_whitespace), "{e}"),
         KeyParseError::UpperCase { ch, pos } | KeyParseError::BadCharacter { ch, pos } => {
             assert_eq!(at(pos), Some(ch), "{e}")
         }
-        KeyParseError::NonZeroPadding => assert_eq!(s.len(), KEY_LEN),
+        KeyParseError::NonZeroPadding => assert_eq!(key_part.len(), KEY_LEN),
     }
 }
 

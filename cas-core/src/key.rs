@@ -15,6 +15,10 @@ const PREFIX: &str = "cas1";
 const BODY_LEN: usize = 103;
 /// Length of a key string, prefix included.
 pub const KEY_LEN: usize = PREFIX.len() + BODY_LEN;
+/// How many characters of a key string, prefix included, spell the
+/// manifest id (its 256 bits end in the 52nd base32 character, which also
+/// holds the first 4 bits of the manifest key).
+pub const ID_CHARS: usize = PREFIX.len() + 52;
 
 /// RFC 4648 base32, lower case, no padding, strict about trailing bits.
 static BASE32_LOWER: Lazy<Encoding> = Lazy::new(|| {
@@ -34,7 +38,18 @@ pub struct Key {
 }
 
 impl Key {
-    /// Parses a key string, saying precisely why a bad one is rejected.
+    /// A key as a person hands it over (typed, pasted with a space or a
+    /// newline, read from a file): whitespace around it is ignored, and the
+    /// rest must be what [`Key::parse`] accepts. What the C, Python, HTTP and
+    /// command-line interfaces take; positions in errors count from the
+    /// start of `s`.
+    pub fn parse_input(s: &str) -> Result<Key, KeyParseError> {
+        let lead = s.len() - s.trim_start().len();
+        Key::parse(s.trim()).map_err(|e| e.shifted(lead))
+    }
+
+    /// Parses a key string in exactly FORMAT.md's form (no whitespace
+    /// anywhere), saying precisely why a bad one is rejected.
     pub fn parse(s: &str) -> Result<Key, KeyParseError> {
         if s.is_empty() {
             return Err(KeyParseError::Empty);
@@ -64,6 +79,16 @@ impl Key {
         manifest_id.copy_from_slice(&bytes[..32]);
         manifest_key.copy_from_slice(&bytes[32..]);
         Ok(Key { manifest_id: BlobId(manifest_id), manifest_key })
+    }
+}
+
+impl Key {
+    /// The start of the key string that spells the manifest id, followed by
+    /// "…": where a typo makes a key "not found", shown in full, while the
+    /// rest, the secret that opens the file, stays out of messages (which
+    /// end up in logs and bug reports).
+    pub fn id_part(&self) -> String {
+        format!("{}…", &self.to_string()[..ID_CHARS])
     }
 }
 
@@ -100,6 +125,37 @@ mod tests {
         let s = k.to_string();
         assert_eq!(s.len(), KEY_LEN);
         assert_eq!(Key::parse(&s).unwrap(), k);
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_ignored() {
+        let k = Key { manifest_id: BlobId([3; 32]), manifest_key: [4; 32] };
+        for pasted in [format!("{k}\n"), format!("{k} "), format!(" \t{k}\r\n"), format!("\u{a0}{k}")] {
+            assert_eq!(Key::parse_input(&pasted), Ok(k), "{pasted:?}");
+            // FORMAT.md's exact form has none.
+            assert!(matches!(Key::parse(&pasted), Err(KeyParseError::Whitespace { .. })));
+        }
+        let good = k.to_string();
+        assert_eq!(Key::parse_input(" \t"), Err(KeyParseError::Empty));
+        let (head, tail) = good.split_at(20);
+        assert_eq!(Key::parse_input(&format!(" {head} {tail}")), Err(KeyParseError::Whitespace { pos: 21 }));
+        let typo = format!("{}!{}", &good[..30], &good[31..]);
+        assert_eq!(Key::parse_input(&format!("\n {typo}")), Err(KeyParseError::BadCharacter { ch: '!', pos: 32 }));
+    }
+
+    #[test]
+    fn the_id_part_spells_the_whole_manifest_id_and_little_of_the_key() {
+        let k = Key { manifest_id: BlobId([0xff; 32]), manifest_key: [0; 32] };
+        let shown = k.id_part();
+        assert_eq!(shown, format!("{}…", &k.to_string()[..ID_CHARS]));
+        // Every bit of the id is in the part shown: a key differing only there
+        // shows differently; one differing only past it, the same.
+        let mut other_id = k;
+        other_id.manifest_id.0[31] ^= 1;
+        assert_ne!(other_id.id_part(), shown);
+        let mut other_key = k;
+        other_key.manifest_key[0] ^= 0x08; // its 5th bit: past the shown character
+        assert_eq!(other_key.id_part(), shown);
     }
 
     #[test]

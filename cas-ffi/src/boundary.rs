@@ -105,7 +105,7 @@ pub(crate) unsafe fn arg_path<'a>(p: *const c_char, name: &str) -> Result<&'a Pa
 pub(crate) unsafe fn arg_key(p: *const c_char, name: &str) -> Result<Key, FfiError> {
     // SAFETY: forwarded contract.
     let text = unsafe { arg_str(p, name) }?;
-    Ok(text.parse::<Key>().map_err(cas_core::Error::from)?)
+    Ok(Key::parse_input(text).map_err(cas_core::Error::from)?)
 }
 
 /// A byte buffer argument; `p` may be NULL only when `len` is 0.

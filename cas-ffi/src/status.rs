@@ -14,7 +14,8 @@ use cas_core::ErrorKind;
 pub enum cas_status {
     /// Success.
     CAS_OK = 0,
-    /// A key string is malformed (see the message for where).
+    /// A key string is malformed (see the message for where). Whitespace
+    /// around a key (a pasted newline) is ignored.
     CAS_ERR_INVALID_KEY = 1,
     /// No reachable node holds the key (or the key was never stored).
     CAS_ERR_NOT_FOUND = 2,

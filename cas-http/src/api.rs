@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -135,7 +135,7 @@ pub(crate) async fn peers(State(gateway): State<Gateway>) -> Response {
 /// the nodes among them with their addresses.
 pub(crate) async fn stat(State(gateway): State<Gateway>, Path(key): Path<String>) -> Response {
     let node = &gateway.node;
-    let key = match Key::parse(&key) {
+    let key = match Key::parse_input(&key) {
         Ok(key) => key,
         Err(e) => return node_error(e.into()),
     };
@@ -170,11 +170,18 @@ pub(crate) async fn stat(State(gateway): State<Gateway>, Path(key): Path<String>
     .into_response()
 }
 
-pub(crate) async fn files(State(gateway): State<Gateway>) -> Response {
+/// The files this node put, oldest first; `?key=KEY`: only those of that
+/// key (the names it was put under, so a download can be given its name).
+pub(crate) async fn files(State(gateway): State<Gateway>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let only = match query.get("key").map(|k| Key::parse_input(k)).transpose() {
+        Ok(only) => only,
+        Err(e) => return node_error(e.into()),
+    };
     match gateway.node.files().await {
         Ok(files) => Json(json!({
             "files": files
                 .iter()
+                .filter(|f| only.is_none_or(|k| f.key == k))
                 .map(|f| json!({
                     "key": f.key.to_string(),
                     "name": f.name,

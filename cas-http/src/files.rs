@@ -74,7 +74,7 @@ pub(crate) async fn download(
     method: Method,
     headers: HeaderMap,
 ) -> Response {
-    let key = match Key::parse(&key) {
+    let key = match Key::parse_input(&key) {
         Ok(key) => key,
         Err(e) => return node_error(e.into()),
     };
@@ -162,7 +162,7 @@ pub(crate) async fn download(
 /// `GET /api/cut/{key}`: why the last download of `key` cut short was cut
 /// (its error, with its status), once; 404 if none was.
 pub(crate) async fn cut(State(gateway): State<Gateway>, Path(key): Path<String>) -> Response {
-    match gateway.take_cut(&key) {
+    match gateway.take_cut(key.trim()) {
         Some(e) => node_error(e),
         None => error(StatusCode::NOT_FOUND, "no download of this key was cut short"),
     }

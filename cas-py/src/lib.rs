@@ -43,6 +43,16 @@ mod _cas {
         cas_core::config::check::address(setting, address, port_zero).map_err(crate::errors::to_pyerr)
     }
 
+    /// A key as a person hands it over (whitespace around it ignored), in
+    /// its exact form; raises `InvalidKeyError` saying what is wrong. For the
+    /// command line, which reports a bad key as a usage error before it
+    /// asks the node anything.
+    #[pyfunction]
+    fn _parse_key(key: &str) -> PyResult<String> {
+        let key = cas_core::Key::parse_input(key).map_err(|e| crate::errors::to_pyerr(e.into()))?;
+        Ok(key.to_string())
+    }
+
     /// A test hook, deliberately undocumented: stores a file of `size`
     /// zeros on `node` from one real chunk (see cas_core::testing) and
     /// returns its key.

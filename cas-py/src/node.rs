@@ -38,7 +38,7 @@ impl Node {
 
 /// Parses a key string (`InvalidKeyError` when malformed).
 fn parse_key(key: &str) -> PyResult<Key> {
-    Key::parse(key).map_err(|e| to_pyerr(e.into()))
+    Key::parse_input(key).map_err(|e| to_pyerr(e.into()))
 }
 
 /// A 32-byte key argument, or a clear error naming it.

@@ -576,7 +576,22 @@ static void test_bad_and_unknown_keys(void) {
     CHECK_STATUS(cas_node_get_file(f.node, unknown, dest, NULL, NULL), CAS_ERR_NOT_FOUND);
     CHECK_STATUS(cas_reader_open(f.node, unknown, &reader), CAS_ERR_NOT_FOUND);
     CHECK_STATUS(cas_node_stat(f.node, unknown, &stat), CAS_ERR_NOT_FOUND);
+    /* The message spells the characters of the key that name its manifest
+       (where a typo makes it unknown), not the secret part after them. */
+    char shown[64];
+    snprintf(shown, sizeof shown, "%.56s", unknown);
+    CHECK(strstr(cas_last_error(), shown) != NULL);
+    CHECK(strstr(cas_last_error(), unknown + 60) == NULL);
     CHECK(access(dest, F_OK) != 0); /* a failed get leaves nothing */
+
+    /* A pasted key's surrounding whitespace is ignored. */
+    char pasted[256];
+    snprintf(pasted, sizeof pasted, " %s\n", key);
+    uint8_t *got = NULL;
+    size_t got_len = 0;
+    CHECK_OK(cas_node_get_buffer(f.node, pasted, &got, &got_len));
+    CHECK(got_len == 5 && memcmp(got, "hello", 5) == 0);
+    cas_buffer_free(got, got_len);
 
     /* Out-parameters are written only on success. */
     CHECK(data == (uint8_t *)(uintptr_t)0x1 && len == 12345 && reader == NULL && stat == NULL);

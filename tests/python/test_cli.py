@@ -97,7 +97,8 @@ def test_data_dir_from_environment(serve, tmp_path: Path) -> None:
 
 def test_no_node_running(tmp_path: Path) -> None:
     empty = tmp_path / "nobody-home"
-    for args in (["status"], ["peers"], ["put", __file__], ["get", "cas1x", str(tmp_path / "x")], ["stat", "cas1x"]):
+    key = "cas1" + "a" * 103  # well formed
+    for args in (["status"], ["peers"], ["put", __file__], ["get", key, str(tmp_path / "x")], ["stat", key]):
         result = run_cas(*args, "--data-dir", empty, check=False)
         assert result.returncode == 3, result
         assert "no CAS node is running" in result.stderr
@@ -111,9 +112,9 @@ def test_no_node_running(tmp_path: Path) -> None:
 def test_errors_through_the_socket(serve, tmp_path: Path) -> None:
     d = serve("node").data_dir
     bad = run_cas("get", "not-a-key", tmp_path / "out", "--data-dir", d, check=False)
-    assert bad.returncode == 1 and "invalid key" in bad.stderr
+    assert bad.returncode == 2 and "invalid key" in bad.stderr  # bad usage
     as_json = run_cas("stat", "cas1abc", "--data-dir", d, "--json", check=False)
-    assert as_json.returncode == 1
+    assert as_json.returncode == 2
     assert json.loads(as_json.stdout)["error"]["type"] == "InvalidKeyError"
     missing = run_cas("put", tmp_path / "missing.bin", "--data-dir", d, check=False)
     assert missing.returncode == 1 and "missing.bin" in missing.stderr
@@ -165,7 +166,8 @@ NUMBERS = ["-1", "many", "1.5", "", str(1 << 64)]
 # Every option of every subcommand, with values it must refuse.
 BAD_OPTIONS = [
     *[("serve", option, value) for option in ("--replicas", "--min-replicas", "--capacity") for value in NUMBERS],
-    *[("serve", "--chunk-size", value) for value in [*NUMBERS, "1000", "0", str(32 << 20)]],
+    *[("serve", "--chunk-size", value) for value in [*NUMBERS, "1000", "0", str(32 << 20), "3K", "32M", "1MB", "1.5M", "M"]],
+    *[("serve", option, value) for option in ("--capacity", "--scrub-rate") for value in ["10GB", "1X", "G", "1 K B"]],
     *[("serve", "--listen", value) for value in ["garbage", "", "127.0.0.1", "127.0.0.1:99999"]],
     *[("serve", "--advertise", value) for value in ["garbage", "", ":7000", "host:port", "::1:7000"]],
     *[("serve", "--bootstrap", value) for value in ["garbage", "", "127.0.0.1:0", "127.0.0.1:99999", "a b:7000"]],
@@ -200,10 +202,20 @@ def test_every_option_refuses_bad_values_in_one_line(tmp_path: Path, command: st
     assert not (tmp_path / "n").exists(), "nothing was started"
 
 
-def test_replicas_below_min_replicas_is_a_usage_error(tmp_path: Path) -> None:
-    result = run_cas("serve", "--data-dir", tmp_path / "n", "--replicas", "2", "--min-replicas", "3", check=False)
-    assert result.returncode == 2 and "min_replicas" in result.stderr, result.stderr
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        (["--replicas", "2", "--min-replicas", "3"], "--min-replicas 3 cannot exceed --replicas 2"),
+        (["--suspect-after", "5", "--dead-after", "2"], "--suspect-after 5s <= --dead-after 2s <= --forget-after 120s"),
+        (["--chunk-size", "96K"], "--chunk-size 98304 must be a power of two"),
+    ],
+)
+def test_settings_the_node_refuses_are_named_by_their_options(tmp_path: Path, options: list, says: str) -> None:
+    result = run_cas("serve", "--data-dir", tmp_path / "n", *options, check=False)
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+    assert "_" not in result.stderr.replace(str(tmp_path), ""), f"a setting's own name: {result.stderr}"
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "n").exists(), "nothing was started"
 
 
 
@@ -378,3 +390,240 @@ def test_get_does_not_write_binary_to_a_terminal_unless_asked(serve, tmp_path: P
     finally:
         os.close(master)
         os.close(slave)
+
+
+def _requests_done(d: Path) -> int:
+    return cas_json("status", "--data-dir", d)["requests_done"]
+
+
+def _ask_socket(d: Path, request: bytes) -> bytes:
+    """One raw HTTP/1.1 request (with Connection: close) on the control
+    socket of `d`; the whole answer."""
+    import socket as socket_module
+
+    client = socket_module.socket(socket_module.AF_UNIX, socket_module.SOCK_STREAM)
+    try:
+        client.connect(str(d / "control.sock"))
+        client.sendall(request)
+        answer = b""
+        while block := client.recv(65536):
+            answer += block
+        return answer
+    finally:
+        client.close()
+
+
+def _post_unnamed(d: Path, data: bytes) -> str:
+    """Stores `data` through the control socket without a name (as a client
+    other than `cas put` may): the catalog knows no name for it."""
+    head = b"POST /cas HTTP/1.1\r\nHost: cas\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(data)
+    answer = _ask_socket(d, head + data)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    return json.loads(answer.partition(b"\r\n\r\n")[2])["key"]
+
+
+def test_get_into_a_directory_uses_the_files_name(serve, make_file, tmp_path: Path) -> None:
+    """`cas get KEY DIR` (and `cas get KEY .`) writes the file inside DIR, as
+    cp does, under the name it was put with; a key the node knows no name
+    for is written under the key itself."""
+    d = serve("node").data_dir
+    src = make_file(100_000, name="report.pdf")
+    key = run_cas("put", src, "--data-dir", d).stdout.strip()
+    run_cas("put", make_file(10, name="later.txt"), "--data-dir", d)  # another file, listed after it
+    into = tmp_path / "downloads"
+    into.mkdir()
+
+    got = cas_json("get", key, into, "--data-dir", d)
+    assert got == {"key": key, "dest": str(into / "report.pdf"), "size": 100_000}
+    assert (into / "report.pdf").read_bytes() == src.read_bytes()
+
+    work = tmp_path / "work"
+    work.mkdir()
+    here = subprocess.run(
+        [*cas_command(), "get", key, ".", "--data-dir", str(d)], cwd=work, capture_output=True, text=True, timeout=60
+    )
+    assert here.returncode == 0, here.stderr
+    assert (work / "report.pdf").read_bytes() == src.read_bytes()
+
+    # Already there: refused without --force, replaced with it.
+    again = run_cas("get", key, into, "--data-dir", d, check=False)
+    assert again.returncode == 1 and "exists already; --force replaces it" in again.stderr, again.stderr
+    (into / "report.pdf").write_text("old\n")
+    run_cas("get", key, f"{into}/", "--force", "--data-dir", d)
+    assert (into / "report.pdf").read_bytes() == src.read_bytes()
+
+    unnamed = _post_unnamed(d, b"no name given\n")
+    run_cas("get", unnamed, into, "--data-dir", d)
+    assert (into / unnamed).read_bytes() == b"no name given\n"
+    assert sorted(p.name for p in into.iterdir()) == sorted(["report.pdf", unnamed])
+
+
+def test_get_destination_problems_are_one_line_errors_before_the_download(serve, tmp_path: Path) -> None:
+    d = serve("node").data_dir
+    src = tmp_path / "notes.txt"
+    src.write_text("notes\n")
+    key = run_cas("put", src, "--data-dir", d).stdout.strip()
+    into = tmp_path / "into"
+    (into / "notes.txt").mkdir(parents=True)  # a directory where the file would go
+    plain_file = tmp_path / "plain"
+    plain_file.write_text("x")
+    cases = [
+        # (DEST, what the error says, requests the check may make: the name's lookup)
+        (str(into), "is a directory", 1),
+        (str(tmp_path / "missing" / "out.txt"), "does not exist", 0),
+        (str(plain_file / "out.txt"), "is not a directory", 0),
+        (str(tmp_path / "newdir") + "/", "no such directory", 0),
+    ]
+    for dest, says, lookups in cases:
+        for force in ([], ["--force"]):
+            before = _requests_done(d)
+            result = run_cas("get", key, dest, *force, "--data-dir", d, check=False)
+            assert result.returncode == 1, (dest, result.stderr)
+            assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+            assert says in result.stderr, (dest, result.stderr)
+            assert _requests_done(d) - before == lookups, f"{dest}: the download was started"
+            as_json = run_cas("get", key, dest, *force, "--json", "--data-dir", d, check=False)
+            assert as_json.returncode == 1 and "Traceback" not in as_json.stderr
+            assert json.loads(as_json.stdout)["error"]["type"] == "DestinationError"
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "missing").exists()
+    assert [p.name for p in into.iterdir()] == ["notes.txt"] and not any((into / "notes.txt").iterdir())
+
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        result = run_cas("get", key, locked, "--data-dir", d, check=False)
+        assert result.returncode == 1 and "no permission" in result.stderr, result.stderr
+
+
+def test_a_pasted_key_with_whitespace_around_it_works_everywhere(serve, tmp_path: Path) -> None:
+    """A key copied with a trailing space or newline is accepted by the CLI,
+    the HTTP API and the Python module alike; a typo inside it is not
+    found, and the message shows the part of the key the typo is in."""
+    import urllib.parse
+
+    import cas
+
+    d = serve("node").data_dir
+    src = tmp_path / "pasted.txt"
+    src.write_text("pasted keys\n")
+    key = run_cas("put", src, "--data-dir", d).stdout.strip()
+
+    for pasted in (f"{key} ", f"{key}\n", f" \t{key}\r\n"):
+        dest = tmp_path / "out.txt"
+        got = cas_json("get", pasted, dest, "--force", "--data-dir", d)
+        assert got["key"] == key and dest.read_text() == "pasted keys\n"
+        assert cas_json("stat", pasted, "--data-dir", d)["key"] == key
+        streamed = run_cas("get", pasted, "-o", "-", "--data-dir", d)
+        assert streamed.stdout == "pasted keys\n"
+    into = tmp_path / "into"
+    into.mkdir()
+    run_cas("get", f"{key}\n", into, "--data-dir", d)
+    assert (into / "pasted.txt").read_text() == "pasted keys\n"
+
+    # HTTP: GET /cas/{key} with the whitespace percent-encoded in the path.
+    path = urllib.parse.quote(f"{key}\n ", safe="")
+    answer = _ask_socket(d, f"GET /cas/{path} HTTP/1.1\r\nHost: cas\r\nConnection: close\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"\r\n\r\npasted keys\n"), answer[:200]
+
+    # Python: a node in this process.
+    with cas.Node(tmp_path / "py-node") as node:
+        own = node.put_bytes(b"python too\n")
+        assert node.get_bytes(f"{own}\n") == b"python too\n"
+        assert node.stat(f" {own} ").size == 11
+        with node.open(f"{own}\r\n") as f:
+            assert f.read() == b"python too\n"
+
+    # Whitespace inside a key is still refused, with where it is.
+    inside = run_cas("get", f"{key[:20]} {key[20:]}", tmp_path / "x", "--data-dir", d, check=False)
+    assert "whitespace at position 20" in inside.stderr, inside.stderr
+
+    typo = key[:30] + ("b" if key[30] != "b" else "c") + key[31:]
+    missing = run_cas("get", typo, tmp_path / "typo.txt", "--data-dir", d, check=False)
+    assert missing.returncode == 1 and "not found" in missing.stderr, missing.stderr
+    # All the characters that name the manifest (where a typo makes a key
+    # unknown) are shown; the secret rest is not.
+    assert f"key {typo[:56]}…" in missing.stderr and typo[60:] not in missing.stderr, missing.stderr
+    assert not (tmp_path / "typo.txt").exists()
+
+
+def test_sizes_take_suffixes_as_powers_of_two(serve, make_file) -> None:
+    src = make_file(200 * 1024)
+    for given, chunk_size in (("64K", 64 << 10), ("128KiB", 128 << 10), ("1m", 1 << 20), ("262144", 256 << 10)):
+        server = serve(f"node-{given}", "--chunk-size", given, "--capacity", "10G", "--scrub-rate", "2M")
+        key = run_cas("put", src, "--data-dir", server.data_dir).stdout.strip()
+        info = cas_json("stat", key, "--data-dir", server.data_dir)
+        assert (info["chunk_size"], info["chunks"]) == (chunk_size, -(-src.stat().st_size // chunk_size)), given
+        server.stop()
+
+
+def test_a_capacity_with_a_suffix_is_enforced(serve, make_file) -> None:
+    server = serve("small", "--capacity", "1M", "--chunk-size", "64K")
+    run_cas("put", make_file(512 << 10), "--data-dir", server.data_dir)
+    result = run_cas("put", make_file(2 << 20), "--data-dir", server.data_dir, check=False)
+    assert result.returncode == 1 and "capacity of 1048576 bytes reached" in result.stderr, result.stderr
+
+
+def test_put_streams_standard_input(serve, make_file, tmp_path: Path) -> None:
+    """`cas put -` sends standard input as it comes (the upload starts before
+    the input ends), under the name given by --name."""
+    d = serve("node", "--chunk-size", "64K").data_dir
+    data = os.urandom(3 * 65536 + 5)
+    writer = subprocess.Popen(
+        [*cas_command(), "put", "-", "--name", "piped.bin", "--json", "--data-dir", str(d)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert writer.stdin is not None
+        writer.stdin.write(data[:65536])
+        writer.stdin.flush()
+        # The upload is under way while standard input is still open.
+        wait_until(
+            lambda: cas_json("status", "--data-dir", d)["requests_in_progress"] == 1,
+            timeout=60,
+            what="the upload to start before the input ends",
+        )
+        stdout, stderr = writer.communicate(input=data[65536:], timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert writer.returncode == 0, stderr
+    put = json.loads(stdout)
+    assert put["path"] == "-" and put["size"] == len(data) and put["chunks"] == 4
+    got = tmp_path / "got"
+    got.mkdir()
+    run_cas("get", put["key"], got, "--data-dir", d)
+    assert (got / "piped.bin").read_bytes() == data
+
+    # Without --name: listed without a name, so a directory gets it under its key.
+    unnamed = subprocess.run(
+        [*cas_command(), "put", "-", "--data-dir", str(d)], input=b"from a pipe\n", capture_output=True, timeout=60
+    )
+    assert unnamed.returncode == 0, unnamed.stderr
+    key = unnamed.stdout.decode().strip()
+    assert "standard input" in unnamed.stderr.decode()
+    assert [f["name"] for f in cas_json("ls", "--data-dir", d)["files"] if f["key"] == key] == [""]
+    run_cas("get", key, got, "--data-dir", d)
+    assert (got / key).read_bytes() == b"from a pipe\n"
+    # --name names a file too.
+    named = cas_json("put", make_file(10), "--name", "renamed.bin", "--data-dir", d)
+    assert [f["name"] for f in cas_json("ls", "--data-dir", d)["files"] if f["key"] == named["key"]] == ["renamed.bin"]
+
+
+def test_an_invalid_key_is_bad_usage(serve, tmp_path: Path) -> None:
+    d = serve("node").data_dir
+    for command in (["get", "cas1nope", str(tmp_path / "out")], ["stat", "not-a-key"], ["get", "cas1" + "a" * 102 + "!"]):
+        result = run_cas(*command, "--data-dir", d, check=False)
+        assert result.returncode == 2, result.stderr
+        assert "invalid key" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        as_json = run_cas(*command, "--data-dir", d, "--json", check=False)
+        assert as_json.returncode == 2 and json.loads(as_json.stdout)["error"]["type"] == "InvalidKeyError"
+    # Checked before the node is asked: no node needed to be told so.
+    nobody = run_cas("stat", "cas1nope", "--data-dir", tmp_path / "nobody", check=False)
+    assert nobody.returncode == 2 and "invalid key" in nobody.stderr
+    # --json with no DEST would put the file's bytes on standard output.
+    key = "cas1" + "a" * 103
+    no_dest = run_cas("get", key, "--json", "--data-dir", d, check=False)
+    assert no_dest.returncode == 2 and json.loads(no_dest.stdout)["error"]["type"] == "UsageError"
+    assert not (tmp_path / "out").exists()

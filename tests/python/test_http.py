@@ -147,6 +147,16 @@ def test_post_stores_the_body_and_lists_it(gateway: Tuple[cas.Node, str]) -> Non
     listed = call(address, "GET", "/api/files").json()["files"]
     assert [(f["key"], f["name"], f["size"]) for f in listed] == [(reply["key"], "upload.bin", len(data))]
 
+    # ?key=KEY: only the names that key was put under.
+    other = call(address, "POST", "/cas?name=other.txt", body=b"other").json()["key"]
+    again = call(address, "POST", "/cas?name=again.bin", body=data).json()["key"]
+    assert again == reply["key"]
+    only = call(address, "GET", f"/api/files?key={reply['key']}").json()["files"]
+    assert [(f["key"], f["name"]) for f in only] == [(reply["key"], "upload.bin"), (reply["key"], "again.bin")]
+    assert [f["name"] for f in call(address, "GET", f"/api/files?key={other}").json()["files"]] == ["other.txt"]
+    refused = call(address, "GET", "/api/files?key=cas1nope")
+    assert refused.status == 400 and refused.json()["kind"] == "invalid_key"
+
 
 def test_an_upload_cut_short_stores_no_file(gateway: Tuple[cas.Node, str]) -> None:
     node, address = gateway

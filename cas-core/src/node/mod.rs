@@ -404,7 +404,8 @@ impl Node {
         let km = key.manifest_key;
         self.fetch_then(key.manifest_id, move |blob| Ok(Manifest::open(blob.bytes(), &km)?)).await.map_err(
             |e| match e {
-                Error::NotFound { .. } => Error::NotFound { what: format!("key {}…", &key.to_string()[..16]) },
+                // All of the key a typo could have sent to the wrong blob.
+                Error::NotFound { .. } => Error::NotFound { what: format!("key {}", key.id_part()) },
                 e => e,
             },
         )

@@ -18,6 +18,9 @@ def generate_network_key() -> bytes:
 def _check_address(setting: str, address: str, port_zero: bool) -> None:
     """Raises InvalidArgumentError if `address` is not HOST:PORT (as Node checks it)."""
 
+def _parse_key(key: str) -> str:
+    """The key in its exact form (whitespace around it ignored); raises InvalidKeyError if malformed."""
+
 def _put_zeros(node: Node, size: int) -> str:
     """(Tests) stores `size` zero bytes from one real chunk; returns the key."""
 

@@ -2,8 +2,8 @@
 to the node of the same data directory through its HTTP API on the control
 socket (``client.py``).
 
-Exit status: 0 success, 1 the operation failed, 2 bad usage, 3 no node is
-running on the data directory.
+Exit status: 0 success, 1 the operation failed, 2 bad usage (an invalid key
+among them), 3 no node is running on the data directory.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -61,6 +62,25 @@ def _count(text: str) -> int:
     return value
 
 
+_SIZE = re.compile(r"\s*([0-9]+)\s*(?:([kmgt])(?:ib)?)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _size(text: str) -> int:
+    """A number of bytes: plain, or with K, M, G or T (also KiB, MiB, GiB,
+    TiB), powers of two: 1M is 1048576. Or a one-line usage error (exit 2)."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: a whole number of bytes, or one with K, M, G or T "
+            "(or KiB, MiB, GiB, TiB: powers of two, 1M = 1048576)"
+        )
+    value = int(match[1]) * _UNITS[(match[2] or "").lower()]
+    if value > _MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text} is too large")
+    return value
+
+
 def _seconds(text: str) -> float:
     """A positive number of seconds (the node checks the range)."""
     try:
@@ -84,11 +104,36 @@ _TIMINGS = [
 ]
 
 
+# The node's names of the settings `cas serve` sets, with their options.
+_SETTING_OPTIONS = [
+    *[(keyword, option) for option, keyword, _, _ in _TIMINGS],
+    *[(option[2:].replace("-", "_"), option) for option in (
+        "--replicas", "--min-replicas", "--chunk-size", "--capacity", "--scrub-rate", "--parallelism",
+        "--placement-diversity", "--listen", "--advertise", "--bootstrap", "--network-key", "--data-dir",
+    )],
+]
+
+
+def _as_options(message: str) -> str:
+    """A node's message about its settings in the options the user typed:
+    'min_replicas (5) cannot exceed replicas (3)' becomes '--min-replicas 5
+    cannot exceed --replicas 3'."""
+    for setting, option in _SETTING_OPTIONS:
+        message = re.sub(rf"\b{setting}\b(?: \(([^()]*)\))?", lambda m: option + (f" {m[1]}" if m[1] else ""), message)
+    return message
+
+
 def _path(text: str) -> Path:
     """A path; an empty one would silently mean the working directory."""
     if not text:
         raise argparse.ArgumentTypeError("an empty path")
     return Path(text)
+
+
+def _path_text(text: str) -> str:
+    """A path as typed (a trailing '/' says it must be a directory); not empty."""
+    _path(text)
+    return text
 
 
 def _address(setting: str, port_zero: bool, none: bool = False) -> Callable[[str], str]:
@@ -186,19 +231,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--replicas", type=_count, default=3, help="copies of each blob on other nodes (default 3)")
     serve.add_argument("--min-replicas", type=_count, default=0, help="fail a put below this many copies (default 0)")
-    serve.add_argument("--chunk-size", type=_count, default=None, metavar="BYTES", help="chunk size of new files")
     serve.add_argument(
-        "--capacity", type=_count, default=None, metavar="BYTES", help="most bytes of blobs to store (default: no limit)"
+        "--chunk-size",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="chunk size of new files: a power of two from 64K to 16M (default 1M); "
+        "sizes are bytes, or with K, M, G, T (KiB, MiB, ...: powers of two)",
+    )
+    serve.add_argument(
+        "--capacity", type=_size, default=None, metavar="SIZE", help="most bytes of blobs to store, e.g. 10G (default: no limit)"
     )
     serve.add_argument("--no-fsync", action="store_true", help="do not fsync blobs (faster, less durable)")
     for option, _, default, what in _TIMINGS:
         serve.add_argument(option, type=_seconds, default=None, metavar="SECONDS", help=f"{what} (default {default})")
     serve.add_argument(
         "--scrub-rate",
-        type=_count,
+        type=_size,
         default=None,
-        metavar="BYTES",
-        help="bytes per second of stored blobs re-read and verified (default 1048576; 0 = off)",
+        metavar="SIZE",
+        help="bytes per second of stored blobs re-read and verified (default 1M; 0 = off)",
     )
     serve.add_argument(
         "--parallelism", type=_count, default=0, metavar="N", help="chunks in flight per put or get (0: twice the cores, 8 times for a put with fsync on)"
@@ -219,16 +271,27 @@ def _parser() -> argparse.ArgumentParser:
     keygen.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
     keygen.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
 
-    put = sub.add_parser("put", parents=[common], help="store a file; prints its key")
-    put.add_argument("file", type=_path, metavar="FILE")
+    put = sub.add_parser("put", parents=[common], help="store a file (or standard input: -); prints its key")
+    put.add_argument("file", type=_path, metavar="FILE", help="the file to store; '-' reads standard input to its end")
+    put.add_argument(
+        "--name", default=None, help="the name 'cas ls' lists it under (default: FILE's name; standard input has none)"
+    )
 
     get = sub.add_parser("get", parents=[common], help="get a file by key, to DEST or to standard output")
     get.add_argument("key", metavar="KEY")
-    get.add_argument("dest", nargs="?", type=_path, default=None, metavar="DEST")
     get.add_argument(
-        "-o", "--output", type=_path, default=None, metavar="FILE", help="write to FILE instead of DEST; '-' for standard output"
+        "dest",
+        nargs="?",
+        type=_path_text,
+        default=None,
+        metavar="DEST",
+        help="the file to write, or a directory to write it in under its name (from this node's list of "
+        "files it put, else the key)",
     )
-    get.add_argument("--force", action="store_true", help="replace DEST if it exists")
+    get.add_argument(
+        "-o", "--output", type=_path_text, default=None, metavar="FILE", help="write to FILE instead of DEST; '-' for standard output"
+    )
+    get.add_argument("--force", action="store_true", help="replace the file at DEST if it exists")
 
     stat = sub.add_parser("stat", parents=[common], help="size of a stored file and the nodes holding it")
     stat.add_argument("key", metavar="KEY")
@@ -359,8 +422,9 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
             _pause_before_commit=args.test_pause_before_commit,
         )
     except errors.InvalidArgumentError as e:
-        # A setting the node refused (e.g. a chunk size that is not a power of two).
-        raise UsageError(str(e)) from None
+        # A setting the node refused (e.g. a chunk size that is not a power
+        # of two, or --min-replicas above --replicas), named as typed.
+        raise UsageError(_as_options(str(e))) from None
     stop = threading.Event()
     http = None
     try:
@@ -401,11 +465,18 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
 
 
 def _put(args: argparse.Namespace, data_dir: Path) -> int:
-    path = args.file.absolute()
-    if not path.is_file():
-        reason = "is not a regular file" if path.exists() else "does not exist"
-        raise errors.InputError(f"cannot read input {path}: it {reason}")
-    result = _with_progress(f"put {path.name}", lambda p: client.put(data_dir, path, p))
+    if args.name is not None and not args.name:
+        raise UsageError("--name: an empty name")
+    if str(args.file) == "-":
+        path: Optional[Path] = None
+        label = args.name or "standard input"
+    else:
+        path = args.file.absolute()
+        if not path.is_file():
+            reason = "is not a regular file" if path.exists() else "does not exist"
+            raise errors.InputError(f"cannot read input {path}: it {reason}")
+        label = args.name or path.name
+    result = _with_progress(f"put {label}", lambda p: client.put(data_dir, path, p, name=args.name))
     if args.json:
         _print_json(result)
     else:
@@ -413,12 +484,12 @@ def _put(args: argparse.Namespace, data_dir: Path) -> int:
     reached, wanted = result["replicas"], result["replicas_wanted"]
     if reached < wanted:
         print(
-            f"cas put: warning: {path.name} has {reached} of {wanted} copies on other nodes "
+            f"cas put: warning: {label} has {reached} of {wanted} copies on other nodes "
             "(too few alive peers); repair adds the rest when peers are reachable",
             file=sys.stderr,
         )
     elif not args.json:
-        print(f"cas put: {path.name}: {_human_bytes(result['size'])}, {reached} copies on other nodes", file=sys.stderr)
+        print(f"cas put: {label}: {_human_bytes(result['size'])}, {reached} copies on other nodes", file=sys.stderr)
     return 0
 
 
@@ -436,19 +507,40 @@ def _get(args: argparse.Namespace, data_dir: Path) -> int:
     target = args.output if args.output is not None else args.dest
     if target is None or str(target) == "-":
         if args.json:
-            raise errors.InvalidArgumentError("--json needs a DEST: the file's bytes would go to standard output")
+            return _usage_error(args, "--json needs a DEST: the file's bytes would go to standard output")
         if target is None and sys.stdout.isatty():
             return _usage_error(args, "not writing a file's bytes to a terminal: give DEST, or -o - to do it anyway")
         return _cat(data_dir, args.key)
-    dest = Path(target).absolute()
-    if dest.exists() and not args.force:
-        raise errors.DestinationError(f"{dest} exists already; --force replaces it")
+    dest = _destination(data_dir, args.key, target, args.force)
     result = _with_progress(f"get {dest.name}", lambda p: client.get(data_dir, args.key, dest, p))
     if args.json:
         _print_json(result)
     else:
         print(f"{result['dest']}: {result['size']} bytes", file=sys.stderr)
     return 0
+
+
+def _destination(data_dir: Path, key: str, target: str, force: bool) -> Path:
+    """Where `cas get` writes: `target`, or inside it when it is a directory
+    (under the name this node put the file with, else the key). Every problem
+    a destination can have that can be seen before the download is an error
+    here, before anything is fetched."""
+    dest = Path(target).absolute()
+    if dest.is_dir():
+        dest = dest / client.file_name(data_dir, key)
+    elif target.endswith("/"):
+        raise errors.DestinationError(f"cannot write destination {target}: no such directory")
+    if dest.is_dir():
+        raise errors.DestinationError(f"cannot write destination {dest}: it is a directory")
+    parent = dest.parent
+    if not parent.is_dir():
+        reason = "is not a directory" if parent.exists() else "does not exist"
+        raise errors.DestinationError(f"cannot write destination {dest}: its directory {parent} {reason}")
+    if os.path.lexists(dest) and not force:
+        raise errors.DestinationError(f"{dest} exists already; --force replaces it")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise errors.DestinationError(f"cannot write destination {dest}: no permission to write in {parent}")
+    return dest
 
 
 def _cat(data_dir: Path, key: str) -> int:
@@ -553,11 +645,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     data_dir = (args.data_dir or default_data_dir()).absolute()
     try:
+        if getattr(args, "key", None) is not None:
+            # Checked here, before the node is asked anything (a bad key is bad
+            # usage); as pasted, perhaps with a newline, which is ignored.
+            from ._cas import _parse_key
+
+            args.key = _parse_key(args.key)
         return _COMMANDS[args.command](args, data_dir)
     except UsageError as e:
         return _usage_error(args, str(e))
     except errors.CasError as e:
         _report(args, e)
+        if isinstance(e, errors.InvalidKeyError):
+            return EXIT_USAGE
         return EXIT_NO_NODE if isinstance(e, errors.NoNodeRunningError) else EXIT_FAILED
     except KeyboardInterrupt:
         if args.json:
@@ -567,6 +667,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:
         # The reader of our standard output went away (cas get KEY | head).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as e:
+        # Anything the checks above did not foresee: one line, never a traceback.
+        _report(args, errors.CasError(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"))
         return EXIT_FAILED
 
 

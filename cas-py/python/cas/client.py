@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import socket
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -26,7 +27,7 @@ from typing import Any, Callable, Dict, NoReturn, Optional, Tuple, Type
 
 from . import errors
 
-__all__ = ["SOCKET_NAME", "socket_path", "check_socket_path", "get_json", "put", "get", "open_download", "why_cut"]
+__all__ = ["SOCKET_NAME", "socket_path", "check_socket_path", "get_json", "file_name", "put", "get", "open_download", "why_cut"]
 
 SOCKET_NAME = "control.sock"
 #: Bytes per read or write of a file's stream.
@@ -179,13 +180,28 @@ def stat(data_dir: Path, key: str) -> Any:
     return get_json(data_dir, f"/api/stat/{_key_path(key)}")
 
 
-def put(data_dir: Path, path: Path, progress: Optional[ProgressFn]) -> Dict[str, Any]:
-    """Streams the file at `path` to the node (listed under its name)."""
+def file_name(data_dir: Path, key: str) -> str:
+    """The name to give the file of `key` in a directory: the last name this
+    node put it under (``/api/files?key=KEY``), else the key itself."""
+    files = get_json(data_dir, f"/api/files?key={_key_path(key)}")["files"]
+    name = files[-1]["name"].replace("\\", "/").rsplit("/", 1)[-1] if files else ""
+    return name if name not in ("", ".", "..") and "\0" not in name else key
+
+
+def put(data_dir: Path, path: Optional[Path], progress: Optional[ProgressFn], name: Optional[str] = None) -> Dict[str, Any]:
+    """Streams the file at `path` to the node, listed under `name` (default:
+    the file's name). `path` None: standard input, to its end, sent in
+    chunks (its size is not known; progress is told a total of 0)."""
+    what = "standard input" if path is None else str(path)
+    size: Optional[int] = None
     try:
-        f = open(path, "rb")
-        size = os.fstat(f.fileno()).st_size
+        if path is None:
+            f = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+        else:
+            f = open(path, "rb")
+            size = os.fstat(f.fileno()).st_size
     except OSError as e:
-        raise errors.InputError(f"cannot read input {path}: {e.strerror or e}") from None
+        raise errors.InputError(f"cannot read input {what}: {e.strerror or e}") from None
 
     def blocks() -> Any:
         done = 0
@@ -193,27 +209,30 @@ def put(data_dir: Path, path: Path, progress: Optional[ProgressFn]) -> Dict[str,
             try:
                 block = f.read(BLOCK)
             except OSError as e:
-                raise errors.InputError(f"cannot read input {path}: {e.strerror or e}") from None
+                raise errors.InputError(f"cannot read input {what}: {e.strerror or e}") from None
             if not block:
                 break
             done += len(block)
             if progress is not None:
-                progress(done, size)
+                progress(done, size or 0)
             yield block
-        if done != size:
-            raise errors.InputError(f"cannot read input {path}: it changed size while it was being stored")
+        if size is not None and done != size:
+            raise errors.InputError(f"cannot read input {what}: it changed size while it was being stored")
 
+    if name is None:
+        name = "" if path is None else path.name
+    # Without a Content-Length, http.client sends an iterable body chunked.
+    headers = {} if size is None else {"Content-Length": str(size)}
     with f:
-        name = urllib.parse.quote(path.name, safe="")
         conn, response = _exchange(
-            data_dir, "POST", f"/cas?name={name}", body=blocks(), headers={"Content-Length": str(size)}
+            data_dir, "POST", f"/cas?name={urllib.parse.quote(name, safe='')}", body=blocks(), headers=headers
         )
     with contextlib.closing(conn):
         if response.status != 200:
             _raise_for(response)
         reply = _json(response)
     fields = ("key", "size", "chunks", "new_blobs", "replicas", "replicas_wanted")
-    return {"path": str(path), **{name: reply[name] for name in fields}}
+    return {"path": "-" if path is None else str(path), **{field: reply[field] for field in fields}}
 
 
 def open_download(data_dir: Path, key: str) -> Tuple[int, http.client.HTTPResponse, _Connection]:
@@ -258,12 +277,19 @@ def get(data_dir: Path, key: str, dest: Path, progress: Optional[ProgressFn]) ->
     """Writes the file of `key` to `dest` (replacing it): into a temporary
     file beside it, renamed once every byte is there; nothing at `dest`
     after a failure or an interrupt."""
-    size, response, conn = open_download(data_dir, key)
+    # The temporary file first: a destination that cannot be written fails
+    # before anything is fetched.
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".cas-get-", dir=dest.parent)
+    except OSError as e:
+        raise errors.DestinationError(f"cannot write destination {dest}: {e.strerror or e}") from None
+    try:
+        size, response, conn = open_download(data_dir, key)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
     with contextlib.closing(conn):
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".cas-get-", dir=dest.parent)
-        except OSError as e:
-            raise errors.DestinationError(f"cannot write destination {dest}: {e.strerror or e}") from None
         try:
             with os.fdopen(fd, "wb") as out:
                 done = 0
@@ -284,7 +310,10 @@ def get(data_dir: Path, key: str, dest: Path, progress: Optional[ProgressFn]) ->
                 except OSError as e:
                     raise errors.DestinationError(f"cannot write destination {dest}: {e.strerror or e}") from None
             _pause_before_commit()
-            os.replace(tmp, dest)
+            try:
+                os.replace(tmp, dest)
+            except OSError as e:
+                raise errors.DestinationError(f"cannot write destination {dest}: {e.strerror or e}") from None
         except BaseException:
             try:
                 os.unlink(tmp)
