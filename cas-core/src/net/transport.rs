@@ -45,10 +45,51 @@ impl Listener for TcpListener {
     fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
         Box::pin(async move {
             let (stream, addr) = self.0.accept().await?;
-            stream.set_nodelay(true)?;
+            tune(&stream)?;
             Ok((Box::new(stream) as BoxStream, addr))
         })
     }
+}
+
+/// How long sent bytes may stay unacknowledged before the kernel gives up
+/// on a connection (TCP_USER_TIMEOUT), and how long an idle one goes
+/// before keep-alive probes start (then every KEEPALIVE_INTERVAL, 3 times).
+/// A path that died (a partition, a host gone without a word) is then
+/// noticed in seconds, and the next request dials again; without them, a
+/// request on it waits for TCP's retransmission back-off, which after a
+/// 30 s partition means another 30 s or more. A live link, however slow,
+/// acknowledges what it receives.
+const USER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Nagle off, and the timeouts above.
+fn tune(stream: &tokio::net::TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    stream.set_nodelay(true)?;
+    let fd = stream.as_raw_fd();
+    let set = |level: libc::c_int, name: libc::c_int, value: libc::c_int| -> io::Result<()> {
+        // SAFETY: fd is the open socket of `stream`, value a c_int that lives for the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                (&value as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, USER_TIMEOUT.as_millis() as libc::c_int)?;
+    set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, KEEPALIVE_IDLE.as_secs() as libc::c_int)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, KEEPALIVE_INTERVAL.as_secs() as libc::c_int)?;
+    set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3)
 }
 
 /// Connections the kernel completes and queues for accept: a flood of
@@ -81,7 +122,7 @@ impl Transport for TcpTransport {
     fn dial(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<BoxStream>> {
         Box::pin(async move {
             let stream = tokio::net::TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
+            tune(&stream)?;
             Ok(Box::new(stream) as BoxStream)
         })
     }
