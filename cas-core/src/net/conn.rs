@@ -330,15 +330,10 @@ async fn write_frame(io: &mut WriteHalf<BoxStream>, frame: &OutFrame) -> std::io
 pub(crate) fn warn_closing(peer: Option<SocketAddr>, reason: &str) {
     static LIMIT: once_cell::sync::Lazy<LogLimit> =
         once_cell::sync::Lazy::new(|| LogLimit::new(20, Duration::from_secs(10)));
-    if let Some(skipped) = LIMIT.admit() {
-        if skipped > 0 {
-            tracing::warn!("{skipped} more closed misbehaving connections not logged");
-        }
-        match peer {
-            Some(peer) => tracing::warn!(%peer, "closing connection: {reason}"),
-            None => tracing::warn!("closing connection: {reason}"),
-        }
-    }
+    LIMIT.warn("closed misbehaving connections", || match peer {
+        Some(peer) => tracing::warn!(%peer, "closing connection: {reason}"),
+        None => tracing::warn!("closing connection: {reason}"),
+    });
 }
 
 /// Why the reader stopped.

@@ -30,6 +30,17 @@ impl LogLimit {
         self.admit_at(Instant::now())
     }
 
+    /// Runs `log` (which logs the event) if the event is admitted, after a
+    /// line saying how many `what` of an ended window were not logged.
+    pub(crate) fn warn(&self, what: &str, log: impl FnOnce()) {
+        if let Some(skipped) = self.admit() {
+            if skipped > 0 {
+                tracing::warn!("{skipped} more {what} not logged");
+            }
+            log();
+        }
+    }
+
     /// Events not logged in a window that has ended, once: for a periodic
     /// summary when no new event comes to carry it.
     pub(crate) fn take_skipped(&self) -> u64 {

@@ -271,12 +271,7 @@ impl Network {
 
     /// Logs a refused connection, at a bounded rate.
     fn log_refusal(&self, remote: SocketAddr, reason: &str) {
-        if let Some(skipped) = self.refusals.admit() {
-            if skipped > 0 {
-                tracing::warn!("{skipped} more refused connections not logged");
-            }
-            tracing::warn!(%remote, "refused a connection: {reason}");
-        }
+        self.refusals.warn("refused connections", || tracing::warn!(%remote, "refused a connection: {reason}"));
     }
 
     /// Handshakes an incoming stream, holding its handshake seat meanwhile,

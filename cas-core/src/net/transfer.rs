@@ -33,6 +33,28 @@ const FETCH_SAMPLES: usize = 32;
 const LIAR_PENALTY: Duration = Duration::from_secs(600);
 
 impl Network {
+    /// Asks `peer`, which served a blob failing verification, last for
+    /// LIAR_PENALTY. The map holds at most MAX_TRACKED_PEERS, and the
+    /// warning is rate-limited: a party with many identities can make many
+    /// of them lie.
+    fn note_liar(&self, peer: NodeId, e: &crate::error::Error) {
+        {
+            let mut liars = self.liars.lock().unwrap_or_else(|e| e.into_inner());
+            if liars.len() >= super::MAX_TRACKED_PEERS && !liars.contains_key(&peer) {
+                liars.retain(|_, at| at.elapsed() < LIAR_PENALTY);
+            }
+            if liars.len() < super::MAX_TRACKED_PEERS || liars.contains_key(&peer) {
+                liars.insert(peer, Instant::now());
+            }
+        }
+        static LIMIT: once_cell::sync::Lazy<super::log_limit::LogLimit> =
+            once_cell::sync::Lazy::new(|| super::log_limit::LogLimit::new(20, Duration::from_secs(10)));
+        LIMIT.warn(
+            "peers that served bad blobs",
+            || tracing::warn!(%peer, "peer served a bad blob (asked last for {LIAR_PENALTY:?}): {e}"),
+        );
+    }
+
     /// Forgets the liars whose penalty is over.
     pub(crate) fn forget_old_liars(&self) {
         self.liars.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < LIAR_PENALTY);
@@ -227,23 +249,7 @@ impl Network {
                     }
                     Err(e) => {
                         self.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
-                        let mut liars = self.liars.lock().unwrap_or_else(|e| e.into_inner());
-                        if liars.len() >= super::MAX_TRACKED_PEERS && !liars.contains_key(&peer) {
-                            liars.retain(|_, at| at.elapsed() < LIAR_PENALTY);
-                        }
-                        if liars.len() < super::MAX_TRACKED_PEERS || liars.contains_key(&peer) {
-                            liars.insert(peer, Instant::now());
-                        }
-                        drop(liars);
-                        // Bounded: a party with many identities can make many of them lie.
-                        static LIMIT: once_cell::sync::Lazy<super::log_limit::LogLimit> =
-                            once_cell::sync::Lazy::new(|| super::log_limit::LogLimit::new(20, Duration::from_secs(10)));
-                        if let Some(skipped) = LIMIT.admit() {
-                            if skipped > 0 {
-                                tracing::warn!("{skipped} more peers that served bad blobs not logged");
-                            }
-                            tracing::warn!(%peer, "peer served a bad blob (asked last for {LIAR_PENALTY:?}): {e}");
-                        }
+                        self.note_liar(peer, &e);
                     }
                 }
             }
