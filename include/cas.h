@@ -609,6 +609,74 @@ cas_status cas_config_set_placement_diversity(struct cas_config *config, const c
 cas_status cas_config_set_scrub_rate(struct cas_config *config, uint64_t bytes_per_second);
 
 /**
+ * Sets how many connections may be in their handshake at once (default
+ * 256). A full room gives up its oldest seat of the heaviest source to a
+ * newcomer, never refusing it. Like every count limit below, 0 is
+ * CAS_ERR_INVALID_ARGUMENT; cas_node_start checks that the share of an
+ * address does not exceed that of a prefix (an IPv4 /24 or IPv6 /64), nor
+ * that of a prefix the room.
+ */
+cas_status cas_config_set_max_handshaking(struct cas_config *config, size_t connections);
+
+/**
+ * Sets how many connections in their handshake one IP address may hold
+ * (default 16).
+ */
+cas_status cas_config_set_max_handshaking_per_address(struct cas_config *config,
+                                                      size_t connections);
+
+/**
+ * Sets how many connections in their handshake one prefix may hold
+ * (default 64).
+ */
+cas_status cas_config_set_max_handshaking_per_prefix(struct cas_config *config, size_t connections);
+
+/**
+ * Sets how long an accepted connection may take to send its first
+ * handshake message, in milliseconds (default 1000): an idle socket holds
+ * a handshake seat no longer. cas_node_start checks it does not exceed the
+ * handshake timeout.
+ */
+cas_status cas_config_set_first_message_timeout_ms(struct cas_config *config, uint64_t ms);
+
+/**
+ * Sets how long a whole handshake may take, either way, in milliseconds
+ * (default 5000).
+ */
+cas_status cas_config_set_handshake_timeout_ms(struct cas_config *config, uint64_t ms);
+
+/**
+ * Sets how many handshaken inbound connections the node keeps at once
+ * (default 1024); a full room gives up its oldest seat of the heaviest
+ * source to a newcomer.
+ */
+cas_status cas_config_set_max_inbound(struct cas_config *config, size_t connections);
+
+/**
+ * Sets how many handshaken inbound connections one IP address may hold
+ * (default 256), whatever identities it uses.
+ */
+cas_status cas_config_set_max_inbound_per_address(struct cas_config *config, size_t connections);
+
+/**
+ * Sets how many handshaken inbound connections one prefix may hold
+ * (default 512).
+ */
+cas_status cas_config_set_max_inbound_per_prefix(struct cas_config *config, size_t connections);
+
+/**
+ * Sets how many gossip messages with a bad signature a peer may send
+ * before its connection is closed (default 2).
+ */
+cas_status cas_config_set_bad_gossip_strikes(struct cas_config *config, uint32_t strikes);
+
+/**
+ * Sets how long a peer that served a blob failing verification is asked
+ * last by gets, in milliseconds (default 600000, 10 minutes).
+ */
+cas_status cas_config_set_liar_penalty_ms(struct cas_config *config, uint64_t ms);
+
+/**
  * The message of the most recent failed cas_* call on the calling thread,
  * or "" if none has failed. Never NULL.
  *

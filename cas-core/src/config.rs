@@ -83,6 +83,10 @@ pub struct Config {
     /// How copies of a blob spread over failure domains (see
     /// [`PlacementDiversity`]); default `Prefix`.
     pub placement_diversity: PlacementDiversity,
+    /// What outsiders and peers can take of this node: the listener's
+    /// seats, and how misbehaving peers are struck and penalised (see
+    /// [`Limits`] and SECURITY.md).
+    pub limits: Limits,
     /// Fault injection for tests; all off by default.
     #[doc(hidden)]
     pub faults: Faults,
@@ -161,6 +165,7 @@ impl std::fmt::Debug for Config {
             .field("repair_interval", &self.repair_interval)
             .field("scrub_rate", &self.scrub_rate)
             .field("placement_diversity", &self.placement_diversity)
+            .field("limits", &self.limits)
             .field("faults", &self.faults)
             .finish()
     }
@@ -169,6 +174,103 @@ impl std::fmt::Debug for Config {
 /// 1 MiB/s: a store of 100 GB is verified about once a day, at a cost a
 /// disk does not notice.
 pub const DEFAULT_SCRUB_RATE: u64 = 1 << 20;
+
+/// Bounds on what outsiders and peers can take of a node (SECURITY.md has
+/// what each defends against). The listener has two rooms, each shared
+/// fairly by source: connections in their handshake (anyone can open
+/// those) and handshaken inbound connections (any member can, under
+/// throwaway identities). A full room, or a source over its share, gives
+/// up its oldest seat to a newcomer rather than refusing it. A prefix is
+/// an IPv4 /24 or IPv6 /64. Within a room, the share of an address may
+/// not exceed that of a prefix, nor that of a prefix the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections in their handshake at once (default 256).
+    pub max_handshaking: usize,
+    /// ... of them from one IP address (default 16).
+    pub max_handshaking_per_address: usize,
+    /// ... of them from one prefix (default 64).
+    pub max_handshaking_per_prefix: usize,
+    /// How long an accepted connection may take to send its first
+    /// handshake message, a fixed 58 bytes (default 1 s): an idle socket
+    /// holds a seat no longer. At most `handshake_timeout`.
+    pub first_message_timeout: Duration,
+    /// How long a whole handshake may take, either way (default 5 s).
+    pub handshake_timeout: Duration,
+    /// Handshaken inbound connections at once (default 1,024).
+    pub max_inbound: usize,
+    /// ... of them from one IP address (default 256: a machine running
+    /// many nodes, or a NAT with many members behind it, may take a quarter).
+    pub max_inbound_per_address: usize,
+    /// ... of them from one prefix (default 512).
+    pub max_inbound_per_prefix: usize,
+    /// Gossip messages with a bad signature a peer may send before its
+    /// connection is closed (default 2: one may be an honest bug).
+    pub bad_gossip_strikes: u32,
+    /// How long a peer that served a blob failing verification is asked
+    /// last by fetches (default 10 minutes).
+    pub liar_penalty: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_handshaking: 256,
+            max_handshaking_per_address: 16,
+            max_handshaking_per_prefix: 64,
+            first_message_timeout: Duration::from_secs(1),
+            handshake_timeout: Duration::from_secs(5),
+            max_inbound: 1024,
+            max_inbound_per_address: 256,
+            max_inbound_per_prefix: 512,
+            bad_gossip_strikes: 2,
+            liar_penalty: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Limits {
+    /// Checks every limit and how they fit together, naming the settings.
+    pub fn validate(&self) -> Result<()> {
+        for room in [
+            [
+                ("max_handshaking_per_address", self.max_handshaking_per_address),
+                ("max_handshaking_per_prefix", self.max_handshaking_per_prefix),
+                ("max_handshaking", self.max_handshaking),
+            ],
+            [
+                ("max_inbound_per_address", self.max_inbound_per_address),
+                ("max_inbound_per_prefix", self.max_inbound_per_prefix),
+                ("max_inbound", self.max_inbound),
+            ],
+        ] {
+            for (name, value) in room {
+                check::positive(name, value as u64)?;
+            }
+            for pair in room.windows(2) {
+                let ((smaller, s), (larger, l)) = (pair[0], pair[1]);
+                if s > l {
+                    return Err(Error::InvalidArgument(format!("{smaller} ({s}) cannot exceed {larger} ({l})")));
+                }
+            }
+        }
+        check::positive("bad_gossip_strikes", self.bad_gossip_strikes.into())?;
+        for (name, value) in [
+            ("first_message_timeout", self.first_message_timeout),
+            ("handshake_timeout", self.handshake_timeout),
+            ("liar_penalty", self.liar_penalty),
+        ] {
+            check::duration(name, value)?;
+        }
+        if self.first_message_timeout > self.handshake_timeout {
+            return Err(Error::InvalidArgument(format!(
+                "first_message_timeout ({:?}) cannot exceed handshake_timeout ({:?})",
+                self.first_message_timeout, self.handshake_timeout
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// Deliberate misbehaviour, for tests of the other nodes' defences.
 #[doc(hidden)]
@@ -218,6 +320,7 @@ impl Config {
             repair_interval: Duration::from_secs(30),
             scrub_rate: DEFAULT_SCRUB_RATE,
             placement_diversity: PlacementDiversity::Prefix,
+            limits: Limits::default(),
             faults: Faults::default(),
         }
     }
@@ -270,7 +373,7 @@ impl Config {
                 self.suspect_after, self.dead_after, self.forget_after
             )));
         }
-        Ok(())
+        self.limits.validate()
     }
 
     /// How many chunks of `chunk_size` one pipeline keeps in flight.
@@ -433,6 +536,34 @@ mod tests {
         assert!(refused(&|c| c.idle_timeout = Duration::ZERO).contains("idle_timeout 0 ms"));
         assert!(refused(&|c| c.dead_after = Duration::from_secs(1)).contains("suspect_after"));
         Config::new("/tmp/x").validate().unwrap();
+    }
+
+    #[test]
+    fn limits_are_checked_alone_and_together() {
+        let refused = |f: &dyn Fn(&mut Limits)| {
+            let mut c = Config::new("/tmp/x");
+            f(&mut c.limits);
+            c.validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            refused(&|l| l.max_inbound = 0),
+            "invalid argument: max_inbound 0 is out of range: it must be at least 1"
+        );
+        assert!(refused(&|l| l.bad_gossip_strikes = 0).contains("bad_gossip_strikes 0"));
+        assert!(refused(&|l| l.liar_penalty = Duration::ZERO).contains("liar_penalty 0 ms"));
+        assert!(refused(&|l| l.max_inbound_per_address = 600)
+            .contains("max_inbound_per_address (600) cannot exceed max_inbound_per_prefix (512)"));
+        assert!(
+            refused(&|l| l.max_inbound = 100).contains("max_inbound_per_prefix (512) cannot exceed max_inbound (100)")
+        );
+        assert!(refused(&|l| l.max_handshaking_per_prefix = 8)
+            .contains("max_handshaking_per_address (16) cannot exceed max_handshaking_per_prefix (8)"));
+        assert!(refused(&|l| l.first_message_timeout = Duration::from_secs(6))
+            .contains("first_message_timeout (6s) cannot exceed handshake_timeout (5s)"));
+        let mut c = Config::new("/tmp/x");
+        c.limits =
+            Limits { max_inbound: 8, max_inbound_per_prefix: 8, max_inbound_per_address: 8, ..Limits::default() };
+        c.validate().unwrap();
     }
 
     #[test]

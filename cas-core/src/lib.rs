@@ -21,7 +21,7 @@ pub mod store;
 #[doc(hidden)]
 pub mod testing;
 
-pub use config::{Config, PlacementDiversity};
+pub use config::{Config, Limits, PlacementDiversity};
 pub use error::{Error, ErrorKind, Result};
 pub use identity::generate_network_key;
 pub use key::Key;

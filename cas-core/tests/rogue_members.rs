@@ -18,7 +18,7 @@ use cas_core::net::frame::{self, decode, encode, FrameCodec, Message, PeerRecord
 use cas_core::net::placement::rank_nodes;
 use cas_core::net::secure::{initiate, Credentials, SecureStream};
 use cas_core::testing::rogue::{connect_from, serve_as_rogue, Counts, Records, Rogue};
-use cas_core::Node;
+use cas_core::{Limits, Node};
 use common::{content, net_config, wait_for, TEST_NETWORK_KEY};
 use futures::{SinkExt, StreamExt};
 use tempfile::TempDir;
@@ -323,5 +323,107 @@ fn a_node_that_only_dials_in_never_gets_copies() {
         assert!(!a.peers().iter().any(|p| p.id == identity.id()), "the rogue is not a peer of a");
         assert_eq!(counts.stores.load(Ordering::Relaxed), 0, "and was sent no copy");
         serving.abort();
+    });
+}
+
+/// Whether the node ends `conn` within `limit` (its goodbye, or the end of
+/// the stream), skipping the node's own requests meanwhile.
+async fn ended_within(conn: &mut Framed<SecureStream, FrameCodec>, limit: Duration) -> bool {
+    let end = async {
+        while let Some(Ok(f)) = conn.next().await {
+            if matches!(decode(&f), Ok(Message::Goodbye { .. })) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(limit, end).await.is_ok()
+}
+
+/// Whether the node closes a raw TCP connection within `limit`.
+async fn tcp_closed_within(tcp: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(tokio::time::timeout(limit, tcp.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+}
+
+/// A node in `dir` with the limits `set` gives it.
+async fn node_with_limits(dir: &TempDir, set: impl FnOnce(&mut Limits)) -> Node {
+    let mut config = net_config(&dir.path().join("a"), &[]);
+    set(&mut config.limits);
+    Node::start(config).await.unwrap()
+}
+
+#[test]
+fn admission_limits_set_by_the_operator_take_effect() {
+    cas_core::logging::init();
+    runtime().block_on(async {
+        let dir = TempDir::new().unwrap();
+        let a = node_with_limits(&dir, |l| {
+            l.max_handshaking_per_address = 2;
+            // Longer than the default (1 s), to tell the setting from it.
+            l.first_message_timeout = Duration::from_secs(3);
+            l.max_inbound_per_address = 4;
+        })
+        .await;
+        let addr = a.address().unwrap();
+
+        // Handshake room: 5 idle sockets from one address keep 2 seats, the
+        // newest, until the first message is due; the 3 oldest go at once.
+        let idle: IpAddr = [127, 0, 8, 1].into();
+        let mut sockets = Vec::new();
+        for _ in 0..5 {
+            sockets.push(connect_from(idle, addr).await.unwrap());
+        }
+        let opened = Instant::now();
+        for (i, tcp) in sockets.iter_mut().enumerate().take(3) {
+            assert!(tcp_closed_within(tcp, Duration::from_secs(2)).await, "idle socket {i} gave up its seat at once");
+        }
+        assert_eq!(a.stats().connections_evicted, 3, "2 handshaking seats per address");
+        tokio::time::sleep(Duration::from_millis(1500).saturating_sub(opened.elapsed())).await;
+        for tcp in &mut sockets[3..] {
+            assert!(!tcp_closed_within(tcp, Duration::ZERO).await, "still within the 3 s first_message_timeout");
+        }
+        for tcp in &mut sockets[3..] {
+            assert!(tcp_closed_within(tcp, Duration::from_secs(4)).await, "closed once the first message is due");
+        }
+        let idle_for = opened.elapsed();
+
+        // Inbound room: 12 throwaway identities from one address keep 4
+        // seats, the newest; a member from another address gets in.
+        let host: IpAddr = [127, 0, 9, 1].into();
+        let mut held = Vec::new();
+        for _ in 0..12 {
+            held.push(member_connect(host, addr, Identity::generate(), SocketAddr::new(host, 9)).await.unwrap());
+        }
+        for (i, conn) in held.iter_mut().enumerate().take(8) {
+            assert!(ended_within(conn, Duration::from_secs(5)).await, "the flood's connection {i} was closed");
+        }
+        for (i, conn) in held.iter_mut().enumerate().skip(8) {
+            let pong = ask(conn, 1, Request::Ping).await;
+            assert!(matches!(pong, Some(Response::Pong)), "the newest 4 keep their seats ({i}: {pong:?})");
+        }
+        assert_eq!(a.stats().connections_evicted, 3 + 8, "4 inbound seats per address");
+        let member = member_handshake_and_ping(addr, Duration::from_secs(1)).await.unwrap();
+        println!(
+            "with 2 handshaking seats per address and a 3 s first message, idle sockets were closed after \
+             {idle_for:?}; with 4 inbound seats per address, 8 of 12 throwaway identities lost theirs; a member \
+             from another address got in in {member:?}"
+        );
+    });
+}
+
+#[test]
+fn one_strike_closes_a_connection_at_its_first_bad_gossip() {
+    cas_core::logging::init();
+    runtime().block_on(async {
+        let dir = TempDir::new().unwrap();
+        let node = node_with_limits(&dir, |l| l.bad_gossip_strikes = 1).await;
+        let from: IpAddr = [127, 0, 3, 2].into();
+        let mut rogue = member_connect(from, node.address().unwrap(), Identity::generate(), SocketAddr::new(from, 9))
+            .await
+            .unwrap();
+        let answer = ask(&mut rogue, 1, Request::Gossip { peers: records_with_bad_signatures(3) }).await;
+        assert!(matches!(answer, Some(Response::Error { .. }) | None), "{answer:?}");
+        assert!(ended_within(&mut rogue, Duration::from_secs(10)).await, "the first bad message ends the connection");
+        assert_eq!(node.stats().gossip_rejected, 1);
     });
 }

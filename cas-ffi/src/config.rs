@@ -391,3 +391,124 @@ pub unsafe extern "C" fn cas_config_set_scrub_rate(config: *mut cas_config, byte
         })
     }
 }
+
+// The limits: what outsiders and peers can take of a node (cas_core::Limits;
+// SECURITY.md says what each defends against). Every count is at least 1
+// (0 is CAS_ERR_INVALID_ARGUMENT); cas_node_start checks that, in each
+// room, the share of an address does not exceed that of a prefix (an IPv4
+// /24 or IPv6 /64), nor that of a prefix the room, and that the first
+// handshake message is not given longer than the whole handshake.
+
+/// Sets a count limit, checked as the engine does.
+///
+/// # Safety
+/// As [`update`].
+unsafe fn set_limit(
+    config: *mut cas_config,
+    setting: &str,
+    value: usize,
+    field: impl FnOnce(&mut cas_core::Limits) -> &mut usize,
+) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            check::positive(setting, value as u64)?;
+            *field(&mut c.limits) = value;
+            Ok(())
+        })
+    }
+}
+
+/// Sets how many connections may be in their handshake at once (default
+/// 256). A full room gives up its oldest seat of the heaviest source to a
+/// newcomer, never refusing it. Like every count limit below, 0 is
+/// CAS_ERR_INVALID_ARGUMENT; cas_node_start checks that the share of an
+/// address does not exceed that of a prefix (an IPv4 /24 or IPv6 /64), nor
+/// that of a prefix the room.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_max_handshaking(config: *mut cas_config, connections: usize) -> cas_status {
+    unsafe { set_limit(config, "max_handshaking", connections, |l| &mut l.max_handshaking) }
+}
+
+/// Sets how many connections in their handshake one IP address may hold
+/// (default 16).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_max_handshaking_per_address(
+    config: *mut cas_config,
+    connections: usize,
+) -> cas_status {
+    unsafe { set_limit(config, "max_handshaking_per_address", connections, |l| &mut l.max_handshaking_per_address) }
+}
+
+/// Sets how many connections in their handshake one prefix may hold
+/// (default 64).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_max_handshaking_per_prefix(
+    config: *mut cas_config,
+    connections: usize,
+) -> cas_status {
+    unsafe { set_limit(config, "max_handshaking_per_prefix", connections, |l| &mut l.max_handshaking_per_prefix) }
+}
+
+/// Sets how long an accepted connection may take to send its first
+/// handshake message, in milliseconds (default 1000): an idle socket holds
+/// a handshake seat no longer. cas_node_start checks it does not exceed the
+/// handshake timeout.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_first_message_timeout_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "first_message_timeout", ms, |c| &mut c.limits.first_message_timeout) }
+}
+
+/// Sets how long a whole handshake may take, either way, in milliseconds
+/// (default 5000).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_handshake_timeout_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "handshake_timeout", ms, |c| &mut c.limits.handshake_timeout) }
+}
+
+/// Sets how many handshaken inbound connections the node keeps at once
+/// (default 1024); a full room gives up its oldest seat of the heaviest
+/// source to a newcomer.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_max_inbound(config: *mut cas_config, connections: usize) -> cas_status {
+    unsafe { set_limit(config, "max_inbound", connections, |l| &mut l.max_inbound) }
+}
+
+/// Sets how many handshaken inbound connections one IP address may hold
+/// (default 256), whatever identities it uses.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_max_inbound_per_address(
+    config: *mut cas_config,
+    connections: usize,
+) -> cas_status {
+    unsafe { set_limit(config, "max_inbound_per_address", connections, |l| &mut l.max_inbound_per_address) }
+}
+
+/// Sets how many handshaken inbound connections one prefix may hold
+/// (default 512).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_max_inbound_per_prefix(
+    config: *mut cas_config,
+    connections: usize,
+) -> cas_status {
+    unsafe { set_limit(config, "max_inbound_per_prefix", connections, |l| &mut l.max_inbound_per_prefix) }
+}
+
+/// Sets how many gossip messages with a bad signature a peer may send
+/// before its connection is closed (default 2).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_bad_gossip_strikes(config: *mut cas_config, strikes: u32) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            check::positive("bad_gossip_strikes", strikes.into())?;
+            c.limits.bad_gossip_strikes = strikes;
+            Ok(())
+        })
+    }
+}
+
+/// Sets how long a peer that served a blob failing verification is asked
+/// last by gets, in milliseconds (default 600000, 10 minutes).
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_liar_penalty_ms(config: *mut cas_config, ms: u64) -> cas_status {
+    unsafe { set_duration(config, "liar_penalty", ms, |c| &mut c.limits.liar_penalty) }
+}

@@ -65,7 +65,12 @@ impl Node {
                         advertise=None, gossip_interval=None, request_timeout=None, suspect_after=None,
                         dead_after=None, forget_after=None, repair_interval=None, keep_fetched=true,
                         parallelism=0, scrub_rate=None, idle_timeout=None, max_get_bytes=None,
-                        placement_diversity=None, _pause_before_commit=None))]
+                        placement_diversity=None,
+                        max_handshaking=None, max_handshaking_per_address=None, max_handshaking_per_prefix=None,
+                        first_message_timeout=None, handshake_timeout=None, max_inbound=None,
+                        max_inbound_per_address=None, max_inbound_per_prefix=None, bad_gossip_strikes=None,
+                        liar_penalty=None,
+                        _pause_before_commit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -92,6 +97,16 @@ impl Node {
         idle_timeout: Option<f64>,
         max_get_bytes: Option<u64>,
         placement_diversity: Option<&str>,
+        max_handshaking: Option<usize>,
+        max_handshaking_per_address: Option<usize>,
+        max_handshaking_per_prefix: Option<usize>,
+        first_message_timeout: Option<f64>,
+        handshake_timeout: Option<f64>,
+        max_inbound: Option<usize>,
+        max_inbound_per_address: Option<usize>,
+        max_inbound_per_prefix: Option<usize>,
+        bad_gossip_strikes: Option<u64>,
+        liar_penalty: Option<f64>,
         _pause_before_commit: Option<PathBuf>,
     ) -> PyResult<Node> {
         let mut config = Config::new(&data_dir);
@@ -128,6 +143,34 @@ impl Node {
             ("forget_after", forget_after, &mut config.forget_after),
             ("repair_interval", repair_interval, &mut config.repair_interval),
             ("idle_timeout", idle_timeout, &mut config.idle_timeout),
+        ] {
+            if let Some(seconds) = seconds {
+                *field = seconds_arg(name, seconds)?;
+            }
+        }
+        let limits = &mut config.limits;
+        for (count, field) in [
+            (max_handshaking, &mut limits.max_handshaking),
+            (max_handshaking_per_address, &mut limits.max_handshaking_per_address),
+            (max_handshaking_per_prefix, &mut limits.max_handshaking_per_prefix),
+            (max_inbound, &mut limits.max_inbound),
+            (max_inbound_per_address, &mut limits.max_inbound_per_address),
+            (max_inbound_per_prefix, &mut limits.max_inbound_per_prefix),
+        ] {
+            *field = count.unwrap_or(*field);
+        }
+        if let Some(strikes) = bad_gossip_strikes {
+            limits.bad_gossip_strikes = strikes.try_into().map_err(|_| {
+                to_pyerr(cas_core::Error::InvalidArgument(format!(
+                    "bad_gossip_strikes {strikes} is out of range: 1 to {}",
+                    u32::MAX
+                )))
+            })?;
+        }
+        for (name, seconds, field) in [
+            ("first_message_timeout", first_message_timeout, &mut limits.first_message_timeout),
+            ("handshake_timeout", handshake_timeout, &mut limits.handshake_timeout),
+            ("liar_penalty", liar_penalty, &mut limits.liar_penalty),
         ] {
             if let Some(seconds) = seconds {
                 *field = seconds_arg(name, seconds)?;

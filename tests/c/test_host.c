@@ -106,6 +106,9 @@ static void test_every_setting_is_checked_when_set(void) {
         {"idle_timeout", cas_config_set_idle_timeout_ms},       {"suspect_after", cas_config_set_suspect_after_ms},
         {"dead_after", cas_config_set_dead_after_ms},           {"forget_after", cas_config_set_forget_after_ms},
         {"repair_interval", cas_config_set_repair_interval_ms},
+        {"first_message_timeout", cas_config_set_first_message_timeout_ms},
+        {"handshake_timeout", cas_config_set_handshake_timeout_ms},
+        {"liar_penalty", cas_config_set_liar_penalty_ms},
     };
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
         CHECK_STATUS(durations[i].set(config, 0), CAS_ERR_INVALID_ARGUMENT);
@@ -123,12 +126,68 @@ static void test_every_setting_is_checked_when_set(void) {
     CHECK_MESSAGE_HAS("max_inflight_bytes 0");
     CHECK_STATUS(cas_config_set_max_get_bytes(config, 0), CAS_ERR_INVALID_ARGUMENT);
     CHECK_MESSAGE_HAS("max_get_bytes 0");
+    const struct {
+        const char *name;
+        cas_status (*set)(cas_config *, size_t);
+    } limits[] = {
+        {"max_handshaking 0", cas_config_set_max_handshaking},
+        {"max_handshaking_per_address 0", cas_config_set_max_handshaking_per_address},
+        {"max_handshaking_per_prefix 0", cas_config_set_max_handshaking_per_prefix},
+        {"max_inbound 0", cas_config_set_max_inbound},
+        {"max_inbound_per_address 0", cas_config_set_max_inbound_per_address},
+        {"max_inbound_per_prefix 0", cas_config_set_max_inbound_per_prefix},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        CHECK_STATUS(limits[i].set(config, 0), CAS_ERR_INVALID_ARGUMENT);
+        CHECK_MESSAGE_HAS(limits[i].name);
+        CHECK_OK(limits[i].set(config, 8));
+        CHECK_STATUS(limits[i].set(NULL, 8), CAS_ERR_NULL_ARGUMENT);
+    }
+    CHECK_STATUS(cas_config_set_bad_gossip_strikes(config, 0), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("bad_gossip_strikes 0");
+    CHECK_OK(cas_config_set_bad_gossip_strikes(config, 1));
     uint8_t secret[33] = {0};
     CHECK_STATUS(cas_config_set_secret(config, secret, 31), CAS_ERR_INVALID_ARGUMENT);
     CHECK_MESSAGE_HAS("31");
     CHECK_STATUS(cas_config_set_secret(config, NULL, 32), CAS_ERR_NULL_ARGUMENT);
     CHECK_STATUS(cas_config_set_gossip_interval_ms(NULL, 1), CAS_ERR_NULL_ARGUMENT);
     cas_config_free(config);
+}
+
+/* The limits are checked together at start, naming the settings. */
+static void test_limits_are_checked_together_at_start(void) {
+    char *dir = harness_tempdir();
+    char *data_dir = harness_join(dir, "node");
+    cas_config *config = NULL;
+    cas_node *node = NULL;
+    CHECK_OK(cas_config_new(data_dir, &config));
+    CHECK_OK(cas_config_set_fsync(config, false));
+    CHECK_OK(cas_config_set_max_inbound(config, 100));
+    CHECK_STATUS(cas_node_start(config, &node), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("max_inbound_per_prefix (512) cannot exceed max_inbound (100)");
+    CHECK_OK(cas_config_set_max_inbound_per_prefix(config, 100));
+    CHECK_STATUS(cas_node_start(config, &node), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("max_inbound_per_address (256) cannot exceed max_inbound_per_prefix (100)");
+    CHECK_OK(cas_config_set_max_inbound_per_address(config, 10));
+    CHECK_OK(cas_config_set_max_handshaking_per_address(config, 65));
+    CHECK_STATUS(cas_node_start(config, &node), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("max_handshaking_per_address (65) cannot exceed max_handshaking_per_prefix (64)");
+    CHECK_OK(cas_config_set_max_handshaking_per_address(config, 4));
+    CHECK_OK(cas_config_set_first_message_timeout_ms(config, 6000));
+    CHECK_STATUS(cas_node_start(config, &node), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("first_message_timeout (6s) cannot exceed handshake_timeout (5s)");
+    CHECK(node == NULL);
+    CHECK_OK(cas_config_set_handshake_timeout_ms(config, 6000));
+    CHECK_OK(cas_config_set_max_handshaking(config, 64));
+    CHECK_OK(cas_config_set_max_handshaking_per_prefix(config, 8));
+    CHECK_OK(cas_config_set_bad_gossip_strikes(config, 3));
+    CHECK_OK(cas_config_set_liar_penalty_ms(config, 60000));
+    CHECK_OK(cas_config_set_listen(config, "127.0.0.1:0"));
+    CHECK_OK(cas_node_start(config, &node));
+    cas_node_free(node);
+    cas_config_free(config);
+    free(data_dir);
+    harness_remove_dir(dir);
 }
 
 static void test_every_setting_reaches_the_node(void) {
@@ -501,6 +560,7 @@ int main(void) {
         TEST_ENTRY(test_bad_addresses_are_refused_when_set),
         TEST_ENTRY(test_empty_data_dir_is_refused_and_leaves_nothing),
         TEST_ENTRY(test_every_setting_is_checked_when_set),
+        TEST_ENTRY(test_limits_are_checked_together_at_start),
         TEST_ENTRY(test_every_setting_reaches_the_node),
         TEST_ENTRY(test_callback_stops_a_put),
         TEST_ENTRY(test_callback_stops_a_get_and_leaves_nothing),

@@ -173,6 +173,11 @@ BAD_OPTIONS = [
     *[("serve", "--bootstrap", value) for value in ["garbage", "", "127.0.0.1:0", "127.0.0.1:99999", "a b:7000"]],
     *[("serve", option, value) for option in ("--gossip-interval", "--dead-after", "--repair-interval")
       for value in ["0", "-1", "soon", "nan", "inf"]],
+    *[("serve", option, value) for option in ("--max-inbound", "--max-handshaking-per-address")
+      for value in [*NUMBERS, "0"]],
+    *[("serve", option, value) for option in ("--first-message-timeout", "--liar-penalty") for value in ["0", "-1", "soon"]],
+    ("serve", "--bad-gossip-strikes", "0"),
+    ("serve", "--bad-gossip-strikes", str(1 << 40)),
     ("serve", "--request-timeout", "1e12"),  # past the node's range (a year)
     ("serve", "--scrub-rate", "-5"),
     ("serve", "--parallelism", "100000"),
@@ -208,6 +213,12 @@ def test_every_option_refuses_bad_values_in_one_line(tmp_path: Path, command: st
         (["--replicas", "2", "--min-replicas", "3"], "--min-replicas 3 cannot exceed --replicas 2"),
         (["--suspect-after", "5", "--dead-after", "2"], "--suspect-after 5s <= --dead-after 2s <= --forget-after 120s"),
         (["--chunk-size", "96K"], "--chunk-size 98304 must be a power of two"),
+        (["--max-inbound", "100"], "--max-inbound-per-prefix 512 cannot exceed --max-inbound 100"),
+        (
+            ["--max-handshaking-per-address", "65"],
+            "--max-handshaking-per-address 65 cannot exceed --max-handshaking-per-prefix 64",
+        ),
+        (["--first-message-timeout", "6"], "--first-message-timeout 6s cannot exceed --handshake-timeout 5s"),
     ],
 )
 def test_settings_the_node_refuses_are_named_by_their_options(tmp_path: Path, options: list, says: str) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import cas
-from conftest import cas_command, wait_until
+from conftest import cas_command, cas_json, run_cas, wait_until
 
 BAD_LISTEN = ["garbage", "127.0.0.1:99999", "127.0.0.1", ""]
 BAD_BOOTSTRAP = ["garbage", "", "127.0.0.1:0"]
@@ -104,6 +104,16 @@ def test_a_callback_that_raises_stops_a_put_with_no_temporary_file(
         ({"idle_timeout": 0}, "idle_timeout 0 ms"),
         ({"max_get_bytes": 0}, "max_get_bytes"),
         ({"placement_diversity": "subnet"}, 'placement_diversity "subnet"'),
+        ({"max_inbound": 0}, "max_inbound 0 is out of range"),
+        ({"max_handshaking_per_prefix": 0}, "max_handshaking_per_prefix 0 is out of range"),
+        ({"max_inbound": 100}, "max_inbound_per_prefix (512) cannot exceed max_inbound (100)"),
+        ({"max_inbound_per_address": 600}, "max_inbound_per_address (600) cannot exceed max_inbound_per_prefix (512)"),
+        ({"max_handshaking_per_address": 65}, "max_handshaking_per_address (65) cannot exceed max_handshaking_per_prefix (64)"),
+        ({"first_message_timeout": 6}, "first_message_timeout (6s) cannot exceed handshake_timeout (5s)"),
+        ({"handshake_timeout": 0}, "handshake_timeout 0 ms"),
+        ({"liar_penalty": -1.0}, "liar_penalty -1 s"),
+        ({"bad_gossip_strikes": 0}, "bad_gossip_strikes 0"),
+        ({"bad_gossip_strikes": 1 << 40}, f"bad_gossip_strikes {1 << 40} is out of range"),
     ],
 )
 def test_node_refuses_bad_timings(tmp_path: Path, kwargs: dict, named: str) -> None:
@@ -168,3 +178,63 @@ def test_timings_reach_the_node(tmp_path: Path) -> None:
         finally:
             b.close()
         wait_until(lambda: [p.state for p in a.peers()] == ["dead"], timeout=5, what="b dead on a within 5 s")
+
+
+def _idle_sockets_until_evicted(evicted_so_far, address: str, count: int, evicted: int) -> None:
+    """Opens `count` idle TCP connections to `address` and waits until the
+    node's count of seats given up, `evicted_so_far()`, reaches `evicted`."""
+    import socket
+
+    host, port = address.rsplit(":", 1)
+    sockets = [socket.create_connection((host, int(port)), timeout=10) for _ in range(count)]
+    try:
+        wait_until(lambda: evicted_so_far() >= evicted, timeout=10, what=f"{evicted} seats given up")
+        assert evicted_so_far() == evicted
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_limits_reach_the_node(tmp_path: Path) -> None:
+    # One handshaking seat per address: of 3 idle connections from 127.0.0.1,
+    # the 2 oldest give theirs up at once (the default allows 16).
+    limits = {
+        "max_handshaking": 8,
+        "max_handshaking_per_address": 1,
+        "max_handshaking_per_prefix": 2,
+        "first_message_timeout": 30.0,
+        "handshake_timeout": 60.0,
+        "max_inbound": 4,
+        "max_inbound_per_address": 2,
+        "max_inbound_per_prefix": 4,
+        "bad_gossip_strikes": 1,
+        "liar_penalty": 1.5,
+    }
+    with cas.Node(tmp_path / "n", listen="127.0.0.1:0", fsync=False, **limits) as node:
+        _idle_sockets_until_evicted(lambda: node.stats().connections_evicted, node.address, 3, 2)
+        assert node.get_bytes(node.put_bytes(b"limited")) == b"limited"
+
+
+def test_cas_serve_takes_the_limits(serve) -> None:
+    server = serve(
+        "node",
+        *("--max-handshaking", 8, "--max-handshaking-per-address", 1, "--max-handshaking-per-prefix", 2),
+        *("--first-message-timeout", 30, "--handshake-timeout", 60, "--bad-gossip-strikes", 3, "--liar-penalty", 60),
+        *("--max-inbound", 4, "--max-inbound-per-address", 2, "--max-inbound-per-prefix", 4),
+    )
+    status = lambda: cas_json("status", "--data-dir", server.data_dir)  # noqa: E731
+    _idle_sockets_until_evicted(lambda: status()["stats"]["connections_evicted"], status()["address"], 3, 2)
+    help_text = run_cas("serve", "--help").stdout
+    for option, default in [
+        ("--max-handshaking", 256),
+        ("--max-handshaking-per-address", 16),
+        ("--max-handshaking-per-prefix", 64),
+        ("--first-message-timeout", 1),
+        ("--handshake-timeout", 5),
+        ("--max-inbound", 1024),
+        ("--max-inbound-per-address", 256),
+        ("--max-inbound-per-prefix", 512),
+        ("--bad-gossip-strikes", 2),
+        ("--liar-penalty", 600),
+    ]:
+        assert re.search(rf"{option} (N|SECONDS)\s+[^-]*?\(default {default}\)", help_text), (option, help_text)

@@ -10,20 +10,18 @@
 //! and a member connecting from elsewhere always gets in.
 //!
 //! Besides, a connection must send its first handshake message (a fixed
-//! 58 bytes) within [`FIRST_MESSAGE_WITHIN`] of being accepted, or its seat
+//! 58 bytes) within `first_message_timeout` of being accepted, or its seat
 //! is taken back: idle sockets cannot hold a seat for the whole handshake
-//! timeout.
+//! timeout. The sizes and shares of the rooms are settings
+//! ([`crate::config::Limits`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// How long an accepted connection may take to send its first handshake
-/// message (preamble and Noise message 1).
-pub(crate) const FIRST_MESSAGE_WITHIN: Duration = Duration::from_secs(1);
+use crate::config::Limits;
 
 /// The seats of one room.
 #[derive(Debug, Clone, Copy)]
@@ -33,12 +31,23 @@ pub(crate) struct RoomLimits {
     pub per_prefix: usize,
 }
 
-/// Connections in their handshake.
-pub(crate) const HANDSHAKING: RoomLimits = RoomLimits { total: 256, per_address: 16, per_prefix: 64 };
-/// Handshaken inbound connections. An address may hold a quarter of them
-/// (a machine running many nodes, a NAT with many members behind it),
-/// a prefix half.
-pub(crate) const INBOUND: RoomLimits = RoomLimits { total: 1024, per_address: 256, per_prefix: 512 };
+impl RoomLimits {
+    /// The two rooms' seats as the node's settings give them (handshaking, inbound).
+    pub(crate) fn of(limits: &Limits) -> (RoomLimits, RoomLimits) {
+        (
+            RoomLimits {
+                total: limits.max_handshaking,
+                per_address: limits.max_handshaking_per_address,
+                per_prefix: limits.max_handshaking_per_prefix,
+            },
+            RoomLimits {
+                total: limits.max_inbound,
+                per_address: limits.max_inbound_per_address,
+                per_prefix: limits.max_inbound_per_prefix,
+            },
+        )
+    }
+}
 
 /// The fairness domain of an address wider than itself: its IPv4 /24 or
 /// IPv6 /64.
@@ -181,13 +190,13 @@ impl Drop for Ticket {
     }
 }
 
-impl Default for Admission {
-    fn default() -> Admission {
-        Admission::with_limits(HANDSHAKING, INBOUND)
-    }
-}
-
 impl Admission {
+    /// The rooms of a listener with the node's limits.
+    pub(crate) fn new(limits: &Limits) -> Admission {
+        let (handshaking, inbound) = RoomLimits::of(limits);
+        Admission::with_limits(handshaking, inbound)
+    }
+
     pub(crate) fn with_limits(handshaking: RoomLimits, inbound: RoomLimits) -> Admission {
         Admission(Arc::new(Mutex::new(Rooms {
             next: 0,

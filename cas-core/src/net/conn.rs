@@ -38,8 +38,6 @@ pub(crate) const MAX_REQUESTS_IN_FLIGHT: usize = 32;
 /// for REQUEST_BUDGET, held across local work), so two busy peers can never
 /// wedge a connection by each waiting for the other to read.
 pub(crate) const MAX_SERVED_IN_FLIGHT: usize = 2 * MAX_REQUESTS_IN_FLIGHT;
-/// How long the handshake may take.
-pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes of answers loaded and not yet written, per connection: a peer that
 /// does not read its answers cannot make us load more (two of the largest
 /// blobs, so one is loaded while the other is written).
@@ -178,22 +176,24 @@ pub(crate) struct Connection {
 pub(crate) type FramedStream = Framed<BoxStream, FrameCodec>;
 
 /// Runs the secure handshake on a fresh stream (as the dialer when
-/// `outbound`, expecting `expected` if given), then frames the secure
-/// stream. Returns the framed stream and the peer as it proved itself.
+/// `outbound`, expecting `expected` if given), within the handshake
+/// timeouts of `limits`, then frames the secure stream. Returns the framed
+/// stream and the peer as it proved itself.
 pub(crate) async fn handshake(
     stream: BoxStream,
     me: &Credentials,
     outbound: bool,
     expected: Option<NodeId>,
+    limits: &crate::config::Limits,
 ) -> Result<(FramedStream, secure::Peer), HandshakeError> {
     let run = async {
         if outbound {
             secure::initiate(stream, me, expected).await
         } else {
-            secure::respond_within(stream, me, Some(super::admission::FIRST_MESSAGE_WITHIN)).await
+            secure::respond_within(stream, me, Some(limits.first_message_timeout)).await
         }
     };
-    let (stream, peer) = tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
+    let (stream, peer) = tokio::time::timeout(limits.handshake_timeout, run)
         .await
         .map_err(|_| HandshakeError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
     Ok((Framed::new(Box::new(stream) as BoxStream, frame::codec()), peer))
@@ -325,12 +325,15 @@ async fn write_frame(io: &mut WriteHalf<BoxStream>, frame: &OutFrame) -> std::io
     io.flush().await
 }
 
-/// Logs a connection closed for misbehaving, at a bounded rate (process
-/// wide): a member opening many bad connections must not fill the log.
+/// Bounds the warnings about connections closed for misbehaving (process
+/// wide: they are logged where no node is at hand).
+pub(crate) static CLOSING_WARNINGS: once_cell::sync::Lazy<LogLimit> =
+    once_cell::sync::Lazy::new(|| LogLimit::of_peer_events("closed misbehaving connections"));
+
+/// Logs a connection closed for misbehaving, at a bounded rate: a member
+/// opening many bad connections must not fill the log.
 pub(crate) fn warn_closing(peer: Option<SocketAddr>, reason: &str) {
-    static LIMIT: once_cell::sync::Lazy<LogLimit> =
-        once_cell::sync::Lazy::new(|| LogLimit::new(20, Duration::from_secs(10)));
-    LIMIT.warn("closed misbehaving connections", || match peer {
+    CLOSING_WARNINGS.warn(|| match peer {
         Some(peer) => tracing::warn!(%peer, "closing connection: {reason}"),
         None => tracing::warn!("closing connection: {reason}"),
     });

@@ -28,16 +28,13 @@ const PROBES_PER_ROUND: usize = 3;
 const BOOTSTRAP_WARN_EVERY: Duration = Duration::from_secs(60);
 /// Longest wait between two attempts at an unreachable bootstrap address.
 const MAX_BOOTSTRAP_BACKOFF: Duration = Duration::from_secs(30);
-/// Gossip messages with a bad signature a peer may send before its
-/// connection is closed (one may be an honest bug; more is an attack).
-const BAD_GOSSIP_STRIKES: u32 = 2;
 
 impl Network {
     /// Merges a gossip message from `from`: the records worth a look are
     /// picked under the table's lock, their signatures checked off it, and
     /// the good ones applied. A message with a bad signature is dropped
-    /// whole and counts a strike against its sender; at
-    /// [`BAD_GOSSIP_STRIKES`] its connection is closed. Returns the ids
+    /// whole and counts a strike against its sender; at the
+    /// `bad_gossip_strikes` limit its connection is closed. Returns the ids
     /// heard of for the first time (or again after being forgotten), or
     /// `Err` for a message with a bad signature.
     pub(crate) async fn merge_gossip(&self, from: NodeId, records: Vec<PeerRecord>) -> Result<Vec<NodeId>, ()> {
@@ -62,7 +59,7 @@ impl Network {
                 *n += 1;
                 *n
             };
-            if strikes >= BAD_GOSSIP_STRIKES {
+            if strikes >= self.config.limits.bad_gossip_strikes {
                 self.close_misbehaving(from, "gossip with bad signatures");
             }
             return Err(());
@@ -100,10 +97,7 @@ impl Network {
             }
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
             self.forget_old_liars();
-            let skipped = self.refusals.take_skipped();
-            if skipped > 0 {
-                tracing::warn!("{skipped} more refused connections not logged");
-            }
+            self.warnings.report_skipped();
             let targets = gossip_partners(self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]));
             for peer in targets {
                 let net = self.clone();

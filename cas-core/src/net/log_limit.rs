@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 /// Lets at most `max` events per `window` be logged and counts the others,
 /// so that one summary line can say how many were not.
 pub(crate) struct LogLimit {
+    /// What the events are, plural ("refused connections").
+    what: &'static str,
     max: u32,
     window: Duration,
     state: Mutex<State>,
@@ -19,8 +21,14 @@ struct State {
 }
 
 impl LogLimit {
-    pub(crate) fn new(max: u32, window: Duration) -> LogLimit {
-        LogLimit { max, window, state: Mutex::new(State { started: Instant::now(), logged: 0, skipped: 0 }) }
+    pub(crate) fn new(what: &'static str, max: u32, window: Duration) -> LogLimit {
+        LogLimit { what, max, window, state: Mutex::new(State { started: Instant::now(), logged: 0, skipped: 0 }) }
+    }
+
+    /// At most 20 events per 10 s: the bound of every warning a peer or an
+    /// outsider can cause.
+    pub(crate) fn of_peer_events(what: &'static str) -> LogLimit {
+        LogLimit::new(what, 20, Duration::from_secs(10))
     }
 
     /// Whether to log an event now: `Some(n)` to log it, after a summary of
@@ -31,20 +39,25 @@ impl LogLimit {
     }
 
     /// Runs `log` (which logs the event) if the event is admitted, after a
-    /// line saying how many `what` of an ended window were not logged.
-    pub(crate) fn warn(&self, what: &str, log: impl FnOnce()) {
+    /// line saying how many events of an ended window were not logged.
+    pub(crate) fn warn(&self, log: impl FnOnce()) {
         if let Some(skipped) = self.admit() {
-            if skipped > 0 {
-                tracing::warn!("{skipped} more {what} not logged");
-            }
+            self.report(skipped);
             log();
         }
     }
 
-    /// Events not logged in a window that has ended, once: for a periodic
-    /// summary when no new event comes to carry it.
-    pub(crate) fn take_skipped(&self) -> u64 {
-        self.take_skipped_at(Instant::now())
+    /// Says how many events of an ended window were not logged, if any and
+    /// not said yet: called periodically, so that the count of a burst is
+    /// logged even when no later event comes to carry it.
+    pub(crate) fn report_skipped(&self) {
+        self.report(self.take_skipped_at(Instant::now()));
+    }
+
+    fn report(&self, skipped: u64) {
+        if skipped > 0 {
+            tracing::warn!("{skipped} more {} not logged", self.what);
+        }
     }
 
     fn take_skipped_at(&self, now: Instant) -> u64 {
@@ -82,7 +95,7 @@ mod tests {
 
     #[test]
     fn at_most_max_per_window_then_one_count_of_the_rest() {
-        let limit = LogLimit::new(3, Duration::from_secs(10));
+        let limit = LogLimit::new("events", 3, Duration::from_secs(10));
         let t0 = Instant::now();
         let first: Vec<_> = (0..1000).map(|_| limit.admit_at(t0)).collect();
         assert_eq!(first.iter().filter(|a| a.is_some()).count(), 3);
@@ -95,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_quiet_period_reports_the_skipped_count_once() {
-        let limit = LogLimit::new(1, Duration::from_secs(10));
+        let limit = LogLimit::new("events", 1, Duration::from_secs(10));
         let t0 = Instant::now();
         assert_eq!(limit.admit_at(t0), Some(0));
         assert_eq!(limit.admit_at(t0), None);

@@ -40,9 +40,6 @@ use crate::store::BlobStore;
 const SLOW_PEER_PENALTY: Duration = Duration::from_secs(30);
 /// Most misbehaving peers whose strikes are remembered (then forgotten at once).
 const MAX_TRACKED_PEERS: usize = 1024;
-/// Refused connections logged per REFUSALS_LOG_WINDOW at most; the rest are counted.
-const REFUSALS_LOGGED: u32 = 20;
-const REFUSALS_LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// Traffic counters.
 #[derive(Default)]
@@ -86,8 +83,8 @@ pub(crate) struct Network {
     slow: Mutex<HashMap<NodeId, Instant>>,
     /// The last FETCH_SAMPLES times a fetched blob took to arrive.
     fetch_times: Mutex<std::collections::VecDeque<Duration>>,
-    /// Bounds the warnings about refused connections, which anyone can cause.
-    refusals: LogLimit,
+    /// Bounds the warnings that peers and outsiders can cause.
+    warnings: Warnings,
     /// Bootstrap addresses whose last attempt failed.
     unreachable: Mutex<std::collections::HashSet<String>>,
     /// Peers that served a blob failing verification, and when.
@@ -97,6 +94,36 @@ pub(crate) struct Network {
     /// The seats of the listener (handshakes, inbound connections).
     admission: Admission,
     cancel: CancellationToken,
+}
+
+/// The warnings of events that peers and outsiders can cause, each logged
+/// at a bounded rate, the rest counted (see `LogLimit`).
+struct Warnings {
+    refusals: LogLimit,
+    accept_failures: LogLimit,
+    liars: LogLimit,
+    bad_blobs_stored: LogLimit,
+}
+
+impl Warnings {
+    fn new() -> Warnings {
+        Warnings {
+            refusals: LogLimit::of_peer_events("refused connections"),
+            accept_failures: LogLimit::of_peer_events("failed accepts"),
+            liars: LogLimit::of_peer_events("peers that served bad blobs"),
+            bad_blobs_stored: LogLimit::of_peer_events("blobs refused for failing verification"),
+        }
+    }
+
+    /// Logs how many events of each kind were not logged in windows that
+    /// have ended (each gossip round), so that a burst's count is logged
+    /// even when no later event comes to carry it.
+    fn report_skipped(&self) {
+        for limit in [&self.refusals, &self.accept_failures, &self.liars, &self.bad_blobs_stored] {
+            limit.report_skipped();
+        }
+        conn::CLOSING_WARNINGS.report_skipped();
+    }
 }
 
 /// How many entries the maps of the network side hold (for tests: closed
@@ -181,11 +208,11 @@ impl Network {
             stats: NetStats::default(),
             slow: Mutex::default(),
             fetch_times: Mutex::default(),
-            refusals: LogLimit::new(REFUSALS_LOGGED, REFUSALS_LOG_WINDOW),
+            warnings: Warnings::new(),
             unreachable: Mutex::default(),
             liars: Mutex::default(),
             gossip_strikes: Mutex::default(),
-            admission: Admission::default(),
+            admission: Admission::new(&config.limits),
             cancel,
         });
         let n = net.clone();
@@ -203,7 +230,8 @@ impl Network {
                         tokio::spawn(n.clone().accept(stream, remote, seat));
                     }
                     Err(e) => {
-                        tracing::warn!("accept failed: {e}");
+                        // Out of file descriptors, say: a flood can cause it.
+                        n.warnings.accept_failures.warn(|| tracing::warn!("accept failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 }
@@ -215,7 +243,7 @@ impl Network {
         let first = futures::future::join_all(config.bootstrap.iter().map(|addr| {
             let net = net.clone();
             async move {
-                match tokio::time::timeout(conn::HANDSHAKE_TIMEOUT, net.join_through(addr)).await {
+                match tokio::time::timeout(net.config.limits.handshake_timeout, net.join_through(addr)).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) if e.key_refused => Err(Some(e.error)),
                     _ => {
@@ -271,7 +299,7 @@ impl Network {
 
     /// Logs a refused connection, at a bounded rate.
     fn log_refusal(&self, remote: SocketAddr, reason: &str) {
-        self.refusals.warn("refused connections", || tracing::warn!(%remote, "refused a connection: {reason}"));
+        self.warnings.refusals.warn(|| tracing::warn!(%remote, "refused a connection: {reason}"));
     }
 
     /// Handshakes an incoming stream, holding its handshake seat meanwhile,
@@ -279,7 +307,7 @@ impl Network {
     /// up to a newcomer ends the handshake or closes the connection.
     async fn accept(self: Arc<Self>, stream: BoxStream, remote: SocketAddr, seat: admission::Ticket) {
         let result = tokio::select! {
-            r = handshake(stream, &self.creds, false, None) => r,
+            r = handshake(stream, &self.creds, false, None, &self.config.limits) => r,
             _ = seat.evicted() => return,
         };
         drop(seat);
@@ -369,12 +397,13 @@ impl Network {
             .await
             .map_err(|_| Error::Timeout(format!("connecting to {addr}")))?
             .map_err(|e| Error::Network(format!("cannot connect to {addr}: {e}")))?;
-        let (framed, peer) = handshake(stream, &self.creds, true, expected).await.map_err(|e| match e {
-            secure::HandshakeError::NetworkKey(_) => {
-                DialError { error: Error::Network(format!("{addr}: {e}{KEY_REFUSAL_HINT}")), key_refused: true }
-            }
-            e => Error::Network(format!("handshake with {addr} failed: {e}")).into(),
-        })?;
+        let (framed, peer) =
+            handshake(stream, &self.creds, true, expected, &self.config.limits).await.map_err(|e| match e {
+                secure::HandshakeError::NetworkKey(_) => {
+                    DialError { error: Error::Network(format!("{addr}: {e}{KEY_REFUSAL_HINT}")), key_refused: true }
+                }
+                e => Error::Network(format!("handshake with {addr} failed: {e}")).into(),
+            })?;
         // Reached at `addr`, proving its id: that is where it listens.
         Ok(self.register(framed, peer.id, addr, true).0)
     }

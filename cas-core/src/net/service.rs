@@ -107,7 +107,9 @@ async fn store_blob(net: &Arc<Network>, from: NodeId, id: crate::format::BlobId,
         }
         Err(e @ Error::Integrity { .. }) => {
             net.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(peer = %from, "refused a blob that fails verification: {e}");
+            net.warnings
+                .bad_blobs_stored
+                .warn(|| tracing::warn!(peer = %from, "refused a blob that fails verification: {e}"));
             Response::Refused { full: false, reason: e.to_string() }
         }
         Err(e @ Error::StorageFull { .. }) => Response::Refused { full: true, reason: e.to_string() },

@@ -29,41 +29,36 @@ const HEDGE_FLOOR: Duration = Duration::from_millis(50);
 const MAX_ASKS: usize = 2;
 /// Fetch times the hedge delay is the median of.
 const FETCH_SAMPLES: usize = 32;
-/// How long a peer that served a blob failing verification is asked last.
-const LIAR_PENALTY: Duration = Duration::from_secs(600);
 
 impl Network {
-    /// Asks `peer`, which served a blob failing verification, last for
-    /// LIAR_PENALTY. The map holds at most MAX_TRACKED_PEERS, and the
+    /// Asks `peer`, which served a blob failing verification, last for the
+    /// `liar_penalty`. The map holds at most MAX_TRACKED_PEERS, and the
     /// warning is rate-limited: a party with many identities can make many
     /// of them lie.
     fn note_liar(&self, peer: NodeId, e: &crate::error::Error) {
+        let penalty = self.config.limits.liar_penalty;
         {
             let mut liars = self.liars.lock().unwrap_or_else(|e| e.into_inner());
             if liars.len() >= super::MAX_TRACKED_PEERS && !liars.contains_key(&peer) {
-                liars.retain(|_, at| at.elapsed() < LIAR_PENALTY);
+                liars.retain(|_, at| at.elapsed() < penalty);
             }
             if liars.len() < super::MAX_TRACKED_PEERS || liars.contains_key(&peer) {
                 liars.insert(peer, Instant::now());
             }
         }
-        static LIMIT: once_cell::sync::Lazy<super::log_limit::LogLimit> =
-            once_cell::sync::Lazy::new(|| super::log_limit::LogLimit::new(20, Duration::from_secs(10)));
-        LIMIT.warn(
-            "peers that served bad blobs",
-            || tracing::warn!(%peer, "peer served a bad blob (asked last for {LIAR_PENALTY:?}): {e}"),
-        );
+        self.warnings.liars.warn(|| tracing::warn!(%peer, "peer served a bad blob (asked last for {penalty:?}): {e}"));
     }
 
     /// Forgets the liars whose penalty is over.
     pub(crate) fn forget_old_liars(&self) {
-        self.liars.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < LIAR_PENALTY);
+        let penalty = self.config.limits.liar_penalty;
+        self.liars.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < penalty);
     }
 
-    /// Whether `peer` served a blob that failed verification within the last LIAR_PENALTY.
+    /// Whether `peer` served a blob that failed verification within the last `liar_penalty`.
     fn recently_lied(&self, peer: &NodeId) -> bool {
         let liars = self.liars.lock().unwrap_or_else(|e| e.into_inner());
-        liars.get(peer).is_some_and(|at| at.elapsed() < LIAR_PENALTY)
+        liars.get(peer).is_some_and(|at| at.elapsed() < self.config.limits.liar_penalty)
     }
 
     /// Whether `peer` let a request time out within the last SLOW_PEER_PENALTY.

@@ -53,6 +53,16 @@ class Node:
         idle_timeout: Optional[float] = None,
         max_get_bytes: Optional[int] = None,
         placement_diversity: Optional[str] = None,
+        max_handshaking: Optional[int] = None,
+        max_handshaking_per_address: Optional[int] = None,
+        max_handshaking_per_prefix: Optional[int] = None,
+        first_message_timeout: Optional[float] = None,
+        handshake_timeout: Optional[float] = None,
+        max_inbound: Optional[int] = None,
+        max_inbound_per_address: Optional[int] = None,
+        max_inbound_per_prefix: Optional[int] = None,
+        bad_gossip_strikes: Optional[int] = None,
+        liar_penalty: Optional[float] = None,
     ) -> None:
         """Opens (creating, owner-only) and locks `data_dir`, and starts a node.
 
@@ -87,6 +97,21 @@ class Node:
         copies spread over addresses: "prefix" (default: one copy per IP
         address, distinct /24 or /48 prefixes first), "address" (one copy per
         IP address) or "none"; loopback addresses count by port.
+
+        Limits on what outsiders and peers can take of the node (None keeps
+        the default; SECURITY.md says what each defends against):
+        `max_handshaking` (256) connections in their handshake at once, at
+        most `max_handshaking_per_address` (16) from one IP address and
+        `max_handshaking_per_prefix` (64) from one IPv4 /24 or IPv6 /64;
+        `first_message_timeout` (1 s) for a connection's first handshake
+        message and `handshake_timeout` (5 s) for the whole handshake;
+        `max_inbound` (1024) handshaken inbound connections, at most
+        `max_inbound_per_address` (256) and `max_inbound_per_prefix` (512);
+        `bad_gossip_strikes` (2) gossip messages with a bad signature before
+        a peer's connection is closed; `liar_penalty` (600 s) during which a
+        peer that served a bad blob is asked last. Counts are at least 1; an
+        address's share may not exceed its prefix's, nor a prefix's the
+        room's; `first_message_timeout` may not exceed `handshake_timeout`.
         """
     def get(
         self, key: str, dest: StrPath, progress: Optional[Progress] = None, cancel: Optional[Cancel] = None

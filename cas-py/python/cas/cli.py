@@ -104,10 +104,32 @@ _TIMINGS = [
 ]
 
 
+# The limits of `cas serve` (cas_core's Limits; SECURITY.md says what each
+# defends against): (option, type, default, what). The Node keyword is the
+# option's name with underscores.
+_LIMITS = [
+    ("--max-handshaking", _count, 256, "connections in their handshake at once"),
+    ("--max-handshaking-per-address", _count, 16, "of those, from one IP address"),
+    ("--max-handshaking-per-prefix", _count, 64, "of those, from one IPv4 /24 or IPv6 /64"),
+    ("--first-message-timeout", _seconds, 1, "seconds a new connection has to send its first handshake message"),
+    ("--handshake-timeout", _seconds, 5, "seconds a whole handshake may take"),
+    ("--max-inbound", _count, 1024, "handshaken inbound connections at once"),
+    ("--max-inbound-per-address", _count, 256, "of those, from one IP address"),
+    ("--max-inbound-per-prefix", _count, 512, "of those, from one IPv4 /24 or IPv6 /64"),
+    ("--bad-gossip-strikes", _count, 2, "gossip messages with a bad signature before a peer's connection is closed"),
+    ("--liar-penalty", _seconds, 600, "seconds a peer that served a bad blob is asked last"),
+]
+
+
+def _keyword(option: str) -> str:
+    return option[2:].replace("-", "_")
+
+
 # The node's names of the settings `cas serve` sets, with their options.
 _SETTING_OPTIONS = [
     *[(keyword, option) for option, keyword, _, _ in _TIMINGS],
-    *[(option[2:].replace("-", "_"), option) for option in (
+    *[(_keyword(option), option) for option, _, _, _ in _LIMITS],
+    *[(_keyword(option), option) for option in (
         "--replicas", "--min-replicas", "--chunk-size", "--capacity", "--scrub-rate", "--parallelism",
         "--placement-diversity", "--listen", "--advertise", "--bootstrap", "--network-key", "--data-dir",
     )],
@@ -263,6 +285,13 @@ def _parser() -> argparse.ArgumentParser:
         help="how copies spread over addresses: one per IP address, distinct /24 or /48 prefixes first (prefix, "
         "the default); one per IP address (address); rank alone (none). Loopback addresses count by port",
     )
+    limits = serve.add_argument_group(
+        "limits", "what outsiders and peers can take of the node (see SECURITY.md); counts are at least 1, "
+        "a share per address at most the one per prefix, that at most the room"
+    )
+    for option, kind, default, what in _LIMITS:
+        metavar = "SECONDS" if kind is _seconds else "N"
+        limits.add_argument(option, type=kind, default=None, metavar=metavar, help=f"{what} (default {default})")
     # A test hook: holds every get just before it commits (see cas_core Faults).
     serve.add_argument("--test-pause-before-commit", type=Path, default=None, help=argparse.SUPPRESS)
 
@@ -419,6 +448,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
             scrub_rate=args.scrub_rate,
             placement_diversity=args.placement_diversity,
             **{keyword: getattr(args, keyword) for _, keyword, _, _ in _TIMINGS},
+            **{_keyword(option): getattr(args, _keyword(option)) for option, _, _, _ in _LIMITS},
             _pause_before_commit=args.test_pause_before_commit,
         )
     except errors.InvalidArgumentError as e:
