@@ -67,8 +67,9 @@ impl Network {
         self.liars.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < LIAR_PENALTY);
     }
 
-    /// Whether `peer` served a blob that failed verification within the last LIAR_PENALTY.
-    fn recently_lied(&self, peer: &NodeId) -> bool {
+    /// Whether `peer` served a blob that failed verification, or failed an
+    /// audit, within the last LIAR_PENALTY.
+    pub(crate) fn recently_lied(&self, peer: &NodeId) -> bool {
         let liars = self.liars.lock().unwrap_or_else(|e| e.into_inner());
         liars.get(peer).is_some_and(|at| at.elapsed() < LIAR_PENALTY)
     }

@@ -10,12 +10,11 @@
 //!   holder that claims it, first audits the best-ranked such claimer.
 //!
 //! Where a check would otherwise do nothing for the blob (every ideal holder
-//! claims it, or this node leaves it to one), in a check of what may have
-//! changed (new blobs, unconfirmed ones, those a membership change affects),
-//! the audit is always made; otherwise (the blob is short of copies and gets
-//! them anyway, or it comes from the sweep) one blob in [`AUDIT_SAMPLE`] is
-//! audited, at random. A copy repair gives is audited at once (the peer may
-//! acknowledge it and drop it).
+//! claims it, or this node leaves it to one), the audit is always made,
+//! unless the sweep re-checks a claim the blob's last check confirmed; that
+//! one, and the audit of a blob short of copies (which it gets anyway), is
+//! made for one blob in [`AUDIT_SAMPLE`], at random. A copy repair gives is
+//! audited at once (the peer may acknowledge it and drop it).
 //!
 //! Each audit reads the blob on both sides, so a round audits at most
 //! [`AUDIT_BUDGET`] bytes of blobs (copies' audits count but always run): a
@@ -26,7 +25,7 @@
 //! other identity at its address; the blob is checked again at once without
 //! it, and so gets a real copy on the next node in rank.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
@@ -55,6 +54,15 @@ pub(crate) struct Wanted {
     pub due: bool,
 }
 
+/// One planned audit.
+enum Audit {
+    Made(AuditOutcome),
+    /// Not made: the peer lied since (it fails as if made).
+    Liar,
+    /// Not made: this node's copy is gone, or corrupt (then quarantined).
+    NotMade,
+}
+
 /// What the audits of a check found, by blob.
 #[derive(Default)]
 pub(crate) struct Findings {
@@ -62,29 +70,48 @@ pub(crate) struct Findings {
     pub failed: HashSet<BlobId>,
     /// Not proven (no answer, over the budget, this node's copy gone): unconfirmed.
     pub unsure: HashSet<BlobId>,
-    /// Audits answered.
+    /// Audits answered, and of those the failed ones.
     pub made: u64,
+    pub failures: u64,
 }
 
 /// The audit a check of a blob relies on, if any (see the module's
 /// documentation): `ideal` are its ideal holders in rank order, `claims`
 /// says which hold it (this node always does), `nothing_to_give` whether
-/// every ideal holder has it (or did not answer), and `changed` whether the
-/// blob is checked as one that may have changed.
+/// every ideal holder has it (or did not answer), and `proven` whose claim
+/// an earlier check of this blob proved (none, for a blob that may have
+/// changed).
 pub(crate) fn wanted(
     me: NodeId,
     blob: BlobId,
     ideal: &[NodeId],
     claims: impl Fn(&NodeId) -> bool,
     nothing_to_give: bool,
-    changed: bool,
+    proven: impl Fn(&NodeId) -> bool,
 ) -> Option<Wanted> {
     let (peer, relied_on) = match ideal.iter().position(|n| *n == me) {
         Some(at) => (*ideal[at + 1..].iter().chain(&ideal[..at]).find(|n| claims(n))?, nothing_to_give),
         None => (*ideal.iter().find(|n| claims(n))?, true),
     };
-    let due = relied_on && changed;
+    let due = relied_on && !proven(&peer);
     (due || rand::random_ratio(1, AUDIT_SAMPLE)).then_some(Wanted { blob, peer, due })
+}
+
+/// The claims a check takes as proven.
+pub(crate) enum Proven {
+    /// None: the blobs may have changed.
+    Nothing,
+    /// Those of the ideal holders each blob's last check confirmed (the sweep's).
+    Confirmed(HashMap<BlobId, Vec<[u8; 32]>>),
+}
+
+impl Proven {
+    pub(crate) fn covers(&self, blob: &BlobId, peer: &NodeId) -> bool {
+        match self {
+            Proven::Nothing => false,
+            Proven::Confirmed(holders) => holders.get(blob).is_some_and(|h| h.contains(&peer.0)),
+        }
+    }
 }
 
 /// The nodes of `alive` that have not lied lately, and the addresses of
@@ -123,19 +150,23 @@ impl Repair {
                 findings.unsure.insert(w.blob);
             }
         }
-        let outcomes: Vec<(BlobId, Option<AuditOutcome>)> = futures::stream::iter(go)
+        let outcomes: Vec<(BlobId, Audit)> = futures::stream::iter(go)
             .map(|w| async move { (w.blob, self.audit_one(w.blob, w.peer).await) })
             .buffer_unordered(AUDITS_IN_FLIGHT)
             .collect()
             .await;
         for (blob, outcome) in outcomes {
             match outcome {
-                Some(AuditOutcome::Passed) => findings.made += 1,
-                Some(AuditOutcome::Failed(_)) => {
+                Audit::Made(AuditOutcome::Passed) => findings.made += 1,
+                Audit::Made(AuditOutcome::Failed(_)) => {
                     findings.made += 1;
+                    findings.failures += 1;
                     findings.failed.insert(blob);
                 }
-                Some(AuditOutcome::Unanswered) | None => {
+                Audit::Liar => {
+                    findings.failed.insert(blob);
+                }
+                Audit::Made(AuditOutcome::Unanswered) | Audit::NotMade => {
                     findings.unsure.insert(blob);
                 }
             }
@@ -143,9 +174,13 @@ impl Repair {
         findings
     }
 
-    /// Audits `peer`'s copy of `blob` against this node's, read in pieces;
-    /// `None` if this node's copy is gone or corrupt (then quarantined).
-    async fn audit_one(&self, blob: BlobId, peer: NodeId) -> Option<AuditOutcome> {
+    /// Audits `peer`'s copy of `blob` against this node's, read in pieces.
+    async fn audit_one(&self, blob: BlobId, peer: NodeId) -> Audit {
+        // Failed since this check planned it (a peer that does not answer
+        // would otherwise cost a timeout per blob).
+        if self.net.recently_lied(&peer) {
+            return Audit::Liar;
+        }
         let nonce: [u8; 32] = rand::random();
         let store = self.store.clone();
         let expected = blocking(move || {
@@ -154,11 +189,11 @@ impl Repair {
         })
         .await;
         match expected {
-            Ok(Some(expected)) => Some(self.net.audit(peer, blob, nonce, expected).await),
-            Ok(None) => None,
+            Ok(Some(expected)) => Audit::Made(self.net.audit(peer, blob, nonce, expected).await),
+            Ok(None) => Audit::NotMade,
             Err(e) => {
                 tracing::warn!(%blob, "repair: cannot audit with this node's copy: {e}");
-                None
+                Audit::NotMade
             }
         }
     }
@@ -187,7 +222,7 @@ mod tests {
         let ideal = [n(1), n(2), n(3), n(4)];
         let all = |_: &NodeId| true;
         let audited = |me: u8, claims: &dyn Fn(&NodeId) -> bool| {
-            wanted(n(me), BlobId([0; 32]), &ideal, claims, true, true).map(|w| (w.peer, w.due))
+            wanted(n(me), BlobId([0; 32]), &ideal, claims, true, |_| false).map(|w| (w.peer, w.due))
         };
         assert_eq!(audited(1, &all), Some((n(2), true)));
         assert_eq!(audited(4, &all), Some((n(1), true)), "the last audits the first");
@@ -203,9 +238,13 @@ mod tests {
     fn audits_not_due_are_a_sample() {
         let ideal = [n(1), n(2), n(3)];
         let sampled =
-            (0..16_000).filter(|_| wanted(n(1), BlobId([0; 32]), &ideal, |_| true, true, false).is_some()).count();
+            (0..16_000).filter(|_| wanted(n(1), BlobId([0; 32]), &ideal, |_| true, true, |_| true).is_some()).count();
         assert!((500..1500).contains(&sampled), "about 1 in {AUDIT_SAMPLE}: {sampled} of 16,000");
-        let short = wanted(n(1), BlobId([0; 32]), &ideal, |_| true, false, true);
+        let proven = Proven::Confirmed([(BlobId([0; 32]), vec![n(2).0])].into());
+        let unproven =
+            wanted(n(1), BlobId([0; 32]), &[n(1), n(3)], |_| true, true, |p| proven.covers(&BlobId([0; 32]), p));
+        assert!(unproven.is_some_and(|w| w.due), "a claim the last check did not prove is audited");
+        let short = wanted(n(1), BlobId([0; 32]), &ideal, |_| true, false, |_| false);
         assert!(short.is_none_or(|w| !w.due), "a blob that gets copies anyway is sampled");
     }
 

@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::audits::{self, without_liars, AUDIT_BUDGET};
+use super::audits::{self, without_liars, Proven, AUDIT_BUDGET};
 use crate::blocking::blocking;
 use crate::format::BlobId;
 use crate::identity::NodeId;
@@ -213,7 +213,7 @@ impl Repair {
             };
             let Some(&last) = ids.last() else { break };
             after = Some(last);
-            if !self.check_and_record(ids, &targets, None, true, cancel, &mut report).await {
+            if !self.check_and_record(ids, &targets, None, &Proven::Nothing, cancel, &mut report).await {
                 return report;
             }
         }
@@ -224,7 +224,7 @@ impl Repair {
             let Some(page) = self.with_store(move |s| s.index().log_since(cursor, BATCH)).await else { return report };
             let Some(&(last, _)) = page.last() else { break };
             let ids = page.into_iter().map(|(_, id)| id).collect();
-            if !self.check_and_record(ids, &targets, Some(last), true, cancel, &mut report).await {
+            if !self.check_and_record(ids, &targets, Some(last), &Proven::Nothing, cancel, &mut report).await {
                 return report;
             }
             cursor = last;
@@ -256,7 +256,7 @@ impl Repair {
                     .map(|(id, _)| id)
                     .collect();
                 if !affected.is_empty()
-                    && !self.check_and_record(affected, &targets, None, true, cancel, &mut report).await
+                    && !self.check_and_record(affected, &targets, None, &Proven::Nothing, cancel, &mut report).await
                 {
                     return report;
                 }
@@ -266,23 +266,24 @@ impl Repair {
 
         // 4. The sweep: the next SWEEP confirmed blobs, going round the index.
         let sweep_after = state.sweep_after;
-        let Some(ids) = self
+        let Some(page) = self
             .with_store(move |s| {
-                let mut ids: Vec<BlobId> =
-                    s.index().placed_page(sweep_after, SWEEP)?.into_iter().map(|(id, _)| id).collect();
-                if ids.len() < SWEEP && sweep_after.is_some() {
+                let mut page = s.index().placed_page(sweep_after, SWEEP)?;
+                if page.len() < SWEEP && sweep_after.is_some() {
                     // From the start again, up to where this sweep began.
-                    let wrapped = s.index().placed_page(None, SWEEP - ids.len())?;
-                    ids.extend(wrapped.into_iter().map(|(id, _)| id).take_while(|id| Some(*id) <= sweep_after));
+                    let wrapped = s.index().placed_page(None, SWEEP - page.len())?;
+                    page.extend(wrapped.into_iter().take_while(|(id, _)| Some(*id) <= sweep_after));
                 }
-                Ok(ids)
+                Ok(page)
             })
             .await
         else {
             return report;
         };
-        state.sweep_after = ids.last().copied();
-        self.check_and_record(ids, &targets, None, false, cancel, &mut report).await;
+        state.sweep_after = page.last().map(|(id, _)| *id);
+        let ids = page.iter().map(|(id, _)| *id).collect();
+        let proven = Proven::Confirmed(page.into_iter().map(|(id, p)| (id, p.holders)).collect());
+        self.check_and_record(ids, &targets, None, &proven, cancel, &mut report).await;
         report
     }
 
@@ -302,15 +303,15 @@ impl Repair {
     }
 
     /// Checks `ids` and records the outcome in the index, with `cursor`
-    /// (the log position these ids reach) if given; `changed`: they are
-    /// blobs that may have changed (not the sweep's), whose audits are due.
+    /// (the log position these ids reach) if given; `proven`: the claims
+    /// taken as proven (`audits.rs`).
     /// False when cancelled or the index cannot be written.
     async fn check_and_record(
         &self,
         ids: Vec<BlobId>,
         alive: &[(NodeId, SocketAddr)],
         cursor: Option<u64>,
-        changed: bool,
+        proven: &Proven,
         cancel: &CancellationToken,
         report: &mut RepairReport,
     ) -> bool {
@@ -319,7 +320,7 @@ impl Repair {
         // node or a liar, which the next passes over: as many passes as
         // nodes, at most.
         for _ in 0..=alive.len() {
-            let Some(outcome) = self.check(ids, alive, changed, cancel).await else { return false };
+            let Some(outcome) = self.check(ids, alive, proven, cancel).await else { return false };
             report.add(outcome.report);
             placed.extend(outcome.placed);
             unplaced.extend(outcome.unplaced);
@@ -339,7 +340,7 @@ impl Repair {
         &self,
         ids: Vec<BlobId>,
         alive: &[(NodeId, SocketAddr)],
-        changed: bool,
+        proven: &Proven,
         cancel: &CancellationToken,
     ) -> Option<Outcome> {
         let me = self.net.me();
@@ -398,7 +399,7 @@ impl Repair {
                 unconfirmed.insert(id);
             }
             let nothing_to_give = ideal.iter().all(|n| has(n) || unanswered.contains(&(id, *n)));
-            wanted.extend(audits::wanted(me, id, &ideal, has, nothing_to_give, changed));
+            wanted.extend(audits::wanted(me, id, &ideal, has, nothing_to_give, |p| proven.covers(&id, p)));
             ideals.push((id, ideal));
         }
         if cancel.is_cancelled() {
@@ -406,7 +407,7 @@ impl Repair {
         }
         let findings = self.audit(wanted).await;
         outcome.report.audited += findings.made;
-        outcome.report.audits_failed += findings.failed.len() as u64;
+        outcome.report.audits_failed += findings.failures;
         unconfirmed.extend(&findings.unsure);
         // A blob with a holder that failed is checked again without it.
         let mut refused: HashSet<BlobId> = findings.failed;
