@@ -3,7 +3,8 @@
 //! address, each a member of the network (it holds the network key). Each
 //! introduces itself to a bootstrap node, then answers as a node does,
 //! except that it claims to hold every blob, acknowledges every copy and
-//! drops it, and answers every get with junk (`cas_core::testing::rogue`).
+//! drops it, and answers every get and every possession audit with junk
+//! (`cas_core::testing::rogue`).
 //!
 //!     cargo run --release --example rogue -- --listen-ip IP --identities N \
 //!         --network-key FILE --bootstrap HOST:PORT
@@ -81,6 +82,7 @@ fn counts_line(rogue: &Rogue, introduced: usize, failed: usize) -> serde_json::V
         "has_blobs": c.has_blobs.load(Ordering::Relaxed),
         "stores": c.stores.load(Ordering::Relaxed),
         "gets": c.gets.load(Ordering::Relaxed),
+        "audits": c.audits.load(Ordering::Relaxed),
         "stored": stored,
     })
 }

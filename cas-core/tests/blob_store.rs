@@ -5,7 +5,9 @@
 mod common;
 
 use cas_core::format::BlobId;
-use cas_core::store::{BlobStore, VerifiedBlob};
+use cas_core::identity::NodeId;
+use cas_core::net::audit::{self, AuditDigests};
+use cas_core::store::{BlobStore, VerifiedBlob, STREAM_PIECE};
 use cas_core::ErrorKind;
 use common::{blob_path, content, entries, temp_files};
 
@@ -153,6 +155,32 @@ fn a_corrupted_blob_is_quarantined_on_read() {
     // A good copy can be stored again in its place.
     assert!(store.put(&blob).unwrap());
     assert!(store.get(&blob.id()).unwrap().is_some());
+}
+
+#[test]
+fn a_blob_streamed_for_an_audit_comes_in_pieces_and_is_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(dir.path(), false, None).unwrap();
+    let blob = VerifiedBlob::new(content(6, 3 * STREAM_PIECE + 17));
+    store.put(&blob).unwrap();
+    let (holder, nonce) = (NodeId([4; 32]), [5u8; 32]);
+    let mut digests = AuditDigests::new(&nonce, &[holder]);
+    let mut pieces = Vec::new();
+    assert!(store
+        .stream(&blob.id(), |p| {
+            pieces.push(p.len());
+            digests.update(p)
+        })
+        .unwrap());
+    assert!(pieces.iter().all(|&n| n <= STREAM_PIECE), "{pieces:?}");
+    assert_eq!(digests.finish(), [audit::digest(&holder, &nonce, blob.bytes())], "the digest of the bytes as stored");
+
+    assert!(!store.stream(&BlobId([1; 32]), |_| {}).unwrap(), "an absent blob");
+    common::flip_byte(&blob_path(dir.path(), &blob.id()), 100);
+    let err = store.stream(&blob.id(), |_| {}).expect_err("corruption detected");
+    assert_eq!(err.kind(), ErrorKind::Integrity, "{err}");
+    assert_eq!(entries(&dir.path().join("quarantine")), [blob.id().to_hex()], "and quarantined");
+    assert!(!store.has(&blob.id()));
 }
 
 #[test]

@@ -138,6 +138,7 @@ fn sample_messages() -> Vec<(&'static str, Message)> {
         ("store-blob", request(2, Request::StoreBlob { id: BlobId::of(&blob), data: blob.clone() })),
         ("get-blob", request(3, Request::GetBlob { id: BlobId::of(&blob) })),
         ("has-blobs", request(300, Request::HasBlobs { ids: vec![BlobId::of(b"a"), BlobId::of(b"b")] })),
+        ("audit", request(6, Request::Audit { id: BlobId::of(&blob), nonce: [0xa5; 32] })),
         (
             "gossip",
             request(5, Request::Gossip { peers: vec![record(1, "192.0.2.1:7000"), record(2, "[2001:db8::2]:7001")] }),
@@ -147,6 +148,7 @@ fn sample_messages() -> Vec<(&'static str, Message)> {
         ("blob", response(3, Response::Blob { data: blob })),
         ("has", response(300, Response::Has { present: vec![true, false] })),
         ("error", response(u64::MAX, Response::Error { message: "no such thing".into() })),
+        ("audited", response(6, Response::Audited { digest: [0x5a; 32] })),
         ("goodbye", Message::Goodbye { reason: "shutting down".into() }),
     ]
 }

@@ -434,3 +434,34 @@ async fn repair_passes_over_a_full_node_for_the_next_in_rank() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_holder_whose_copy_went_bad_fails_its_audit_and_fetches_a_good_copy() {
+    let dir = TempDir::new().unwrap();
+    let nodes = network_with(&dir, 2, |_, cfg| {
+        cfg.replicas = 1;
+        // No background round: the test runs the one it needs.
+        cfg.repair_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let report = nodes[0].put_bytes(&content(77, 1000)).await.unwrap();
+    assert_eq!(report.replicas, 1);
+    let ids = blob_ids(&nodes[0], &report.key).await;
+    // Same length, other bytes: a has-blobs answer still claims it.
+    let bad = ids[0];
+    common::flip_byte(&common::blob_path(nodes[1].data_dir(), &bad), 10);
+    assert!(nodes[1].store().has(&bad));
+
+    let round = nodes[0].repair_round().await.unwrap();
+    assert_eq!(round.audits_failed, 1, "{round:?}");
+    assert_eq!(nodes[0].stats().audits_failed, 1);
+    // The holder quarantined its copy and fetched a good one.
+    wait_for("the holder to fetch a good copy again", RESTORE_LIMIT, || {
+        nodes[1].store().get(&bad).is_ok_and(|b| b.is_some())
+    })
+    .await;
+    assert!(nodes[1].stats().verification_failures >= 1);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

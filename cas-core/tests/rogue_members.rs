@@ -18,7 +18,7 @@ use cas_core::net::frame::{self, decode, encode, FrameCodec, Message, PeerRecord
 use cas_core::net::placement::rank_nodes;
 use cas_core::net::secure::{initiate, Credentials, SecureStream};
 use cas_core::testing::rogue::{connect_from, serve_as_rogue, Counts, Records, Rogue};
-use cas_core::{Limits, Node};
+use cas_core::{Limits, Node, PeerState};
 use common::{content, net_config, wait_for, TEST_NETWORK_KEY};
 use futures::{SinkExt, StreamExt};
 use tempfile::TempDir;
@@ -425,5 +425,90 @@ fn one_strike_closes_a_connection_at_its_first_bad_gossip() {
         assert!(matches!(answer, Some(Response::Error { .. }) | None), "{answer:?}");
         assert!(ended_within(&mut rogue, Duration::from_secs(10)).await, "the first bad message ends the connection");
         assert_eq!(node.stats().gossip_rejected, 1);
+    });
+}
+
+#[test]
+fn repair_audits_a_holder_that_claims_every_blob_and_restores_honest_copies() {
+    const REPLICAS: usize = 2;
+    cas_core::logging::init();
+    runtime().block_on(async {
+        let dir = TempDir::new().unwrap();
+        let config = |name: &str, bootstrap: &[&Node]| {
+            let mut c = net_config(&dir.path().join(name), bootstrap);
+            c.replicas = REPLICAS;
+            // No background round: the test runs each round itself.
+            c.repair_interval = Duration::from_secs(3600);
+            c
+        };
+        let owner = Node::start(config("owner", &[])).await.unwrap();
+        let mut honest = Vec::new();
+        for name in ["b", "c", "d"] {
+            honest.push(Node::start(config(name, &[&owner])).await.unwrap());
+        }
+        // It claims every blob, acknowledges every copy and drops it, and
+        // answers every audit with junk.
+        let rogue = Rogue::start(TEST_NETWORK_KEY, [127, 0, 7, 1].into(), 1, 0).await.unwrap();
+        rogue.introduce(0, owner.address().unwrap()).await.unwrap();
+        for n in honest.iter().chain([&owner]) {
+            wait_for("every node to see the 4 others alive", Duration::from_secs(30), || common::alive(n) == 4).await;
+        }
+        let data = content(25, 40 * common::MIN_CHUNK);
+        let report = owner.put_bytes(&data).await.unwrap();
+        let ids: Vec<_> = owner.stat(&report.key).await.unwrap().holders.into_iter().map(|(id, _)| id).collect();
+        let sent_to_rogue = rogue.counts().stored().len();
+        assert!(sent_to_rogue > 0, "the rogue took copies");
+
+        // The owner goes: of each blob, the honest survivors hold 1 or 2
+        // copies, and the rogue claims one more.
+        owner.shutdown().await;
+        let owner_id = owner.id();
+        for n in &honest {
+            wait_for("the owner to leave placement", Duration::from_secs(30), || {
+                n.peers().iter().any(|p| p.id == owner_id && p.state != PeerState::Alive)
+            })
+            .await;
+        }
+        let honest_copies = |id: &cas_core::format::BlobId| honest.iter().filter(|n| n.store().has(id)).count();
+        let short = ids.iter().filter(|id| honest_copies(id) < REPLICAS + 1).count();
+        assert!(short > 0, "some blobs are short of honest copies");
+
+        let mut rounds = 0;
+        let (mut audited, mut failed) = (0, 0);
+        while ids.iter().any(|id| honest_copies(id) < REPLICAS + 1) {
+            rounds += 1;
+            assert!(rounds <= 10, "every blob back to {} honest copies within 10 rounds", REPLICAS + 1);
+            for n in &honest {
+                let round = n.repair_round().await.unwrap();
+                audited += round.audited;
+                failed += round.audits_failed;
+            }
+        }
+        let rogue_audits = rogue.counts().audits.load(Ordering::Relaxed) as u64;
+        let stats: Vec<_> = honest.iter().map(|n| n.stats()).collect();
+        let (stat_audits, stat_failed) =
+            (stats.iter().map(|s| s.audits).sum::<u64>(), stats.iter().map(|s| s.audits_failed).sum::<u64>());
+        println!(
+            "{} blobs, {sent_to_rogue} copies sent to the rogue, {short} short of honest copies after the owner \
+             left: restored in {rounds} rounds; {audited} audits, {failed} failed (the rogue was audited \
+             {rogue_audits} times)",
+            ids.len()
+        );
+        assert!(rogue_audits >= 1, "the rogue was audited");
+        assert_eq!(failed, rogue_audits, "every audit of the rogue failed, and no honest holder's");
+        assert!(audited > failed, "honest holders were audited and passed");
+        assert_eq!((stat_audits, stat_failed), (audited, failed), "the stats count the audits");
+        assert!(stats.iter().map(|s| s.blobs_repaired).sum::<u64>() >= short as u64);
+        // Settled: the rogue, a liar now, is neither audited nor given copies.
+        let stores = rogue.counts().stores.load(Ordering::Relaxed);
+        for n in &honest {
+            let round = n.repair_round().await.unwrap();
+            assert_eq!((round.copied, round.audits_failed), (0, 0), "{round:?}");
+        }
+        assert_eq!(rogue.counts().stores.load(Ordering::Relaxed), stores);
+        // And the file is whole from a node that holds none of it.
+        let reader = Node::start(config("reader", &[&honest[0]])).await.unwrap();
+        wait_for("the reader to see the others", Duration::from_secs(30), || common::alive(&reader) >= 3).await;
+        assert!(reader.get_bytes(&report.key).await.unwrap() == data, "the file survives its owner");
     });
 }

@@ -161,6 +161,10 @@ pub struct Stats {
     pub gossip_rejected: u64,
     /// Connections closed to give their seat to a newcomer (a flood).
     pub connections_evicted: u64,
+    /// Possession audits repair made of peers' copies.
+    pub audits: u64,
+    /// Of those, the failed ones (the peer is passed over for a while).
+    pub audits_failed: u64,
 }
 
 impl From<cas_core::Stats> for Stats {
@@ -186,6 +190,8 @@ impl From<cas_core::Stats> for Stats {
             scrub_restored: s.scrub_restored,
             gossip_rejected: s.gossip_rejected,
             connections_evicted: s.connections_evicted,
+            audits: s.audits,
+            audits_failed: s.audits_failed,
         }
     }
 }

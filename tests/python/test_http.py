@@ -259,7 +259,8 @@ def test_status_peers_and_metrics(nodes: Callable[..., cas.Node]) -> None:
     stats = a.stats()
     for counter in ("bytes_sent", "bytes_received", "requests_served", "verification_failures", "blobs_repaired",
                     "request_timeouts", "hedged_requests", "repair_refused_full", "blobs_scrubbed", "bytes_scrubbed", "scrub_corrupt",
-                    "scrub_missing", "scrub_restored", "gossip_rejected", "connections_evicted"):
+                    "scrub_missing", "scrub_restored", "gossip_rejected", "connections_evicted",
+                    "audits", "audits_failed"):
         assert f"cas_{counter}_total" in samples, counter
     for gauge in ("blobs_stored", "bytes_stored", "peers_alive", "peers_full", "cannot_write"):
         assert samples[f"cas_{gauge}"] == getattr(stats, gauge), gauge

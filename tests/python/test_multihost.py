@@ -470,7 +470,9 @@ def test_sybil_repair_restores_honest_copies_after_the_owner_dies(host_serve, ro
         if last:
             print_matrix(f"{time.monotonic() - killed:.0f}s after the owner's SIGKILL, on the 3 survivors", last[0])
         repaired = [cas_json("status", "--data-dir", s.data_dir)["stats"]["blobs_repaired"] for s in survivors]
-        asked = attacker.counts()["has_blobs"]
-        print(f"copies repair gave, by survivor: {repaired}; HasBlobs requests the rogue answered yes to all: {asked}")
+        counts = attacker.counts()
+        failed = [cas_json("status", "--data-dir", s.data_dir)["stats"]["audits_failed"] for s in survivors]
+        print(f"copies repair gave, by survivor: {repaired}; HasBlobs requests the rogue answered yes to all: "
+              f"{counts['has_blobs']}; audits it failed: {counts['audits']} (failures counted by survivor: {failed})")
     get_and_check(survivors[-1], key, src, src.with_suffix(".got"))
 

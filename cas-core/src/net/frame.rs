@@ -144,6 +144,12 @@ pub enum Request {
     HasBlobs {
         ids: Vec<BlobId>,
     },
+    /// Prove possession of a blob: the answer is `Audited` with
+    /// [`audit::digest`](super::audit) of the receiver's copy, or `NotFound`.
+    Audit {
+        id: BlobId,
+        nonce: [u8; 32],
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -168,6 +174,10 @@ pub enum Response {
     /// The request could not be served.
     Error {
         message: String,
+    },
+    /// The answer to `Audit`.
+    Audited {
+        digest: [u8; 32],
     },
 }
 
@@ -385,6 +395,23 @@ mod tests {
             assert_eq!([&head[..], &payload[..]].concat(), whole[..], "{msg:?}");
             assert!(head.len() <= 64, "the part before the blob is small: {} bytes", head.len());
         }
+    }
+
+    #[test]
+    fn audits_round_trip_and_are_small() {
+        let (id, nonce, digest) = (BlobId([3; 32]), [7u8; 32], [8u8; 32]);
+        let request = encode(&Message::Request { id: 5, body: Request::Audit { id, nonce } });
+        let answer = encode(&Message::Response { id: 5, body: Response::Audited { digest } });
+        assert!(request.len() <= 70 && answer.len() <= 40, "{} and {} bytes", request.len(), answer.len());
+        match decode(&request) {
+            Ok(Message::Request { id: 5, body: Request::Audit { id: got, nonce: n } }) => {
+                assert_eq!((got, n), (id, nonce))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(decode(&answer), Ok(Message::Response { id: 5, body: Response::Audited { digest: d } }) if d == digest)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! membership, and the requests that replicate and fetch blobs.
 
 mod admission;
+pub mod audit;
 mod conn;
 pub mod frame;
 mod gossip;
@@ -54,6 +55,9 @@ pub(crate) struct NetStats {
     /// Gossip record signatures checked, and gossip messages dropped for a bad one.
     pub gossip_signatures_checked: AtomicU64,
     pub gossip_rejected: AtomicU64,
+    /// Possession audits of peers answered (or timed out), and of those the failed ones.
+    pub audits: AtomicU64,
+    pub audits_failed: AtomicU64,
 }
 
 /// What a node brings to the network besides its configuration.
@@ -87,7 +91,7 @@ pub(crate) struct Network {
     warnings: Warnings,
     /// Bootstrap addresses whose last attempt failed.
     unreachable: Mutex<std::collections::HashSet<String>>,
-    /// Peers that served a blob failing verification, and when.
+    /// Peers that served a blob failing verification or failed a possession audit, and when.
     liars: Mutex<HashMap<NodeId, Instant>>,
     /// Gossip messages with bad signatures, by sender.
     gossip_strikes: Mutex<HashMap<NodeId, u32>>,

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+use super::audit::AuditDigests;
 use super::conn::{Answer, AnswerBudget, Handler};
 use super::frame::{Request, Response, MAX_HAS_BATCH};
 use super::Network;
 use crate::blocking::blocking;
 use crate::error::Error;
-use crate::format::MAX_BLOB_LEN;
+use crate::format::{BlobId, MAX_BLOB_LEN};
 use crate::identity::NodeId;
 use crate::store::{Origin, VerifiedBlob};
 
@@ -36,6 +37,7 @@ impl Handler for Service {
                 },
                 Request::StoreBlob { id, data } => store_blob(&net, from, id, data).await.into(),
                 Request::GetBlob { id } => get_blob(&net, id, answers).await,
+                Request::Audit { id, nonce } => answer_audit(&net, id, nonce).await.into(),
                 Request::HasBlobs { ids } => {
                     if ids.len() > MAX_HAS_BATCH {
                         return Response::Error { message: format!("at most {MAX_HAS_BATCH} ids per request") }.into();
@@ -83,6 +85,36 @@ async fn get_blob(net: &Arc<Network>, id: crate::format::BlobId, answers: Answer
         Err(e) => Response::Error { message: e.to_string() },
     };
     Answer { body, permit: Some(permit) }
+}
+
+/// Answers a possession audit from this node's copy of the blob, read in
+/// pieces (`net/audit.rs`). A copy found gone or corrupt is not claimed
+/// (`NotFound`) and, as the scrub does, replaced by a good copy from a peer.
+async fn answer_audit(net: &Arc<Network>, id: BlobId, nonce: [u8; 32]) -> Response {
+    let (store, me) = (net.store.clone(), net.me());
+    let (origin, read) = blocking(move || {
+        let origin = store.entry(&id).ok().flatten().map(|e| e.origin);
+        let mut digests = AuditDigests::new(&nonce, &[me]);
+        let read = store.stream(&id, |piece| digests.update(piece));
+        (origin, read.map(|held| held.then(|| digests.finish()[0])))
+    })
+    .await;
+    let lost = match read {
+        Ok(Some(digest)) => return Response::Audited { digest },
+        Ok(None) => origin,
+        Err(e @ Error::Integrity { .. }) => {
+            net.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("a local blob failed verification when audited: {e}");
+            origin
+        }
+        Err(e) => return Response::Error { message: e.to_string() },
+    };
+    // Indexed, and now gone: fetch it again.
+    if let Some(origin) = lost {
+        let net = net.clone();
+        tokio::spawn(async move { net.restore(id, origin).await });
+    }
+    Response::NotFound
 }
 
 /// Verifies, then stores, a replica a peer sends.

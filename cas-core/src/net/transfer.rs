@@ -2,7 +2,7 @@
 //! (`replicate`), fetching a blob from its holders with hedged requests
 //! (`fetch`), and asking who holds what (`has_blobs`, `locate`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use super::{Network, NotStored, SLOW_PEER_PENALTY};
 use crate::blocking::blocking;
 use crate::format::BlobId;
 use crate::identity::{NodeId, PeerState};
-use crate::store::VerifiedBlob;
+use crate::store::{Origin, VerifiedBlob};
 
 /// Nodes only heard of (not yet met) a fetch asks, after every peer.
 const FETCH_CANDIDATES: usize = 8;
@@ -31,11 +31,12 @@ const MAX_ASKS: usize = 2;
 const FETCH_SAMPLES: usize = 32;
 
 impl Network {
-    /// Asks `peer`, which served a blob failing verification, last for the
-    /// `liar_penalty`. The map holds at most MAX_TRACKED_PEERS, and the
-    /// warning is rate-limited: a party with many identities can make many
-    /// of them lie.
-    fn note_liar(&self, peer: NodeId, e: &crate::error::Error) {
+    /// Asks `peer`, which served a blob failing verification or failed a
+    /// possession audit (`what` it did), last for the `liar_penalty`;
+    /// repair passes over it meanwhile. The map holds at most
+    /// MAX_TRACKED_PEERS, and the warning is rate-limited: a party with many
+    /// identities can make many of them lie.
+    pub(crate) fn note_liar(&self, peer: NodeId, what: &str) {
         let penalty = self.config.limits.liar_penalty;
         {
             let mut liars = self.liars.lock().unwrap_or_else(|e| e.into_inner());
@@ -46,7 +47,16 @@ impl Network {
                 liars.insert(peer, Instant::now());
             }
         }
-        self.warnings.liars.warn(|| tracing::warn!(%peer, "peer served a bad blob (asked last for {penalty:?}): {e}"));
+        self.warnings
+            .liars
+            .warn(|| tracing::warn!(%peer, "peer {what} (asked last, and passed over by repair, for {penalty:?})"));
+    }
+
+    /// The peers that served a bad blob or failed an audit within the last `liar_penalty`.
+    pub(crate) fn recent_liars(&self) -> HashSet<NodeId> {
+        let penalty = self.config.limits.liar_penalty;
+        let liars = self.liars.lock().unwrap_or_else(|e| e.into_inner());
+        liars.iter().filter(|(_, at)| at.elapsed() < penalty).map(|(p, _)| *p).collect()
     }
 
     /// Forgets the liars whose penalty is over.
@@ -55,8 +65,9 @@ impl Network {
         self.liars.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < penalty);
     }
 
-    /// Whether `peer` served a blob that failed verification within the last `liar_penalty`.
-    fn recently_lied(&self, peer: &NodeId) -> bool {
+    /// Whether `peer` served a blob that failed verification, or failed an
+    /// audit, within the last `liar_penalty`.
+    pub(crate) fn recently_lied(&self, peer: &NodeId) -> bool {
         let liars = self.liars.lock().unwrap_or_else(|e| e.into_inner());
         liars.get(peer).is_some_and(|at| at.elapsed() < self.config.limits.liar_penalty)
     }
@@ -244,7 +255,7 @@ impl Network {
                     }
                     Err(e) => {
                         self.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
-                        self.note_liar(peer, &e);
+                        self.note_liar(peer, &format!("served a bad blob: {e}"));
                     }
                 }
             }
@@ -271,6 +282,27 @@ impl Network {
             times.pop_front();
         }
         times.push_back(took);
+    }
+
+    /// Replaces this node's lost copy of blob `id` (quarantined, or its
+    /// file gone) with a verified one fetched from a peer, kept with
+    /// `origin` (how the lost copy came). Whether it did.
+    pub(crate) async fn restore(self: &Arc<Self>, id: BlobId, origin: Origin) -> bool {
+        let Some(blob) = self.fetch(id).await else {
+            tracing::warn!(blob = %id, "no peer has a good copy of a lost blob yet; repair may bring one");
+            return false;
+        };
+        let store = self.store.clone();
+        match blocking(move || store.put_from(&blob, origin)).await {
+            Ok(_) => {
+                tracing::info!(blob = %id, "replaced a lost blob with a good copy from a peer");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(blob = %id, "cannot store the good copy of a lost blob: {e}");
+                false
+            }
+        }
     }
 
     /// Which alive peers hold each blob.

@@ -1,6 +1,7 @@
 //! The node: a data directory, its blob store and (with networking) its
 //! peers. Put and get pipelines live in `put.rs` and `get.rs`.
 
+mod audits;
 mod cancel;
 mod get;
 mod output;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub(crate) use crate::blocking::{blocking, compute};
 pub use crate::identity::{NodeId, PeerInfo, PeerState};
+pub use audits::{AUDIT_BUDGET, AUDIT_SAMPLE};
 pub use cancel::Cancel;
 pub use get::StatInfo;
 pub use put::PutReport;
@@ -84,6 +86,13 @@ pub struct Stats {
     /// give their seat to a newcomer: the listener was full, or their
     /// source over its share (a flood).
     pub connections_evicted: u64,
+    /// Possession audits this node's repair made of peers' copies (a
+    /// challenge only the blob's bytes answer), answered or timed out.
+    pub audits: u64,
+    /// Of those, the ones failed (a wrong answer, a claimed blob said to be
+    /// lacking, no answer in time): the peer stopped counting as a copy and
+    /// is passed over for 10 minutes.
+    pub audits_failed: u64,
 }
 
 /// Every `interval`, lets the store recover from failed writes (a disk that
@@ -294,6 +303,8 @@ impl Node {
             stats.request_timeouts = c.request_timeouts.load(Ordering::Relaxed);
             stats.hedged_requests = c.hedged_requests.load(Ordering::Relaxed);
             stats.gossip_rejected = c.gossip_rejected.load(Ordering::Relaxed);
+            stats.audits = c.audits.load(Ordering::Relaxed);
+            stats.audits_failed = c.audits_failed.load(Ordering::Relaxed);
             stats.connections_evicted = net.connections_evicted();
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }

@@ -14,6 +14,11 @@
 //!   does the same, but only when no ideal holder has a copy: otherwise
 //!   that holder repairs, and the blob is not sent twice.
 //!
+//! A claim to hold a blob counts only once proven by a possession audit
+//! (`audits.rs`): a holder that fails one is left out of every ideal set
+//! for a while, with the other identities at its address, and the blob is
+//! checked again without it.
+//!
 //! So a blob whose surviving copies all sit outside its ideal set is still
 //! brought back to `replicas + 1` copies on alive nodes, and since only ideal
 //! holders are ever given copies, repair cannot multiply copies.
@@ -49,9 +54,11 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use super::audits::{self, without_liars, Proven, AUDIT_BUDGET};
 use crate::blocking::blocking;
 use crate::format::BlobId;
 use crate::identity::NodeId;
+use crate::net::audit::AuditOutcome;
 use crate::net::frame::MAX_HAS_BATCH;
 use crate::net::placement::{diverse_order, score};
 use crate::net::{Network, NotStored};
@@ -73,8 +80,12 @@ pub struct RepairReport {
     /// Copies given to ideal holders that lacked them.
     pub copied: u64,
     /// Blobs left to check again next round (a holder did not answer, a
-    /// copy failed).
+    /// copy failed, an audit did not fit the round's budget).
     pub unconfirmed: u64,
+    /// Possession audits of holders answered (or timed out), copies' included.
+    pub audited: u64,
+    /// Of those, the failed ones.
+    pub audits_failed: u64,
 }
 
 impl RepairReport {
@@ -82,6 +93,8 @@ impl RepairReport {
         self.checked += other.checked;
         self.copied += other.copied;
         self.unconfirmed += other.unconfirmed;
+        self.audited += other.audited;
+        self.audits_failed += other.audits_failed;
     }
 }
 
@@ -89,8 +102,8 @@ impl RepairReport {
 /// the placement setting. (Not the `Node`: a task holding the node would
 /// keep it from ever being dropped.)
 pub(crate) struct Repair {
-    net: Arc<Network>,
-    store: BlobStore,
+    pub(super) net: Arc<Network>,
+    pub(super) store: BlobStore,
     replicas: usize,
     /// Rounds run one at a time (the background loop, `Node::repair_round`).
     state: tokio::sync::Mutex<State>,
@@ -101,6 +114,8 @@ pub(crate) struct Repair {
     full_for: Duration,
     /// Copies refused for lack of space since start.
     pub(crate) refused_full: AtomicU64,
+    /// Bytes the current round may still audit (`audits.rs`).
+    pub(super) audit_budget: AtomicU64,
 }
 
 #[derive(Default)]
@@ -117,7 +132,8 @@ struct State {
 struct Outcome {
     placed: Vec<(BlobId, Placement)>,
     unplaced: Vec<BlobId>,
-    /// Blobs a node refused for lack of space: to check again, passing it over.
+    /// Blobs a node refused for lack of space, or a holder failed an audit
+    /// of: to check again, passing it over.
     refused: Vec<BlobId>,
     report: RepairReport,
 }
@@ -132,6 +148,7 @@ impl Repair {
             full: Default::default(),
             full_for: interval * FULL_ROUNDS,
             refused_full: AtomicU64::new(0),
+            audit_budget: AtomicU64::new(AUDIT_BUDGET),
         }
     }
 
@@ -185,6 +202,7 @@ impl Repair {
         let alive: Vec<NodeId> = targets.iter().map(|(id, _)| *id).collect();
         let alive_set: HashSet<NodeId> = alive.iter().copied().collect();
         let mut report = RepairReport::default();
+        self.audit_budget.store(AUDIT_BUDGET, Ordering::Relaxed);
 
         // 1. What earlier checks could not confirm (first: what this round
         // leaves unconfirmed waits for the next one).
@@ -195,7 +213,7 @@ impl Repair {
             };
             let Some(&last) = ids.last() else { break };
             after = Some(last);
-            if !self.check_and_record(ids, &targets, None, cancel, &mut report).await {
+            if !self.check_and_record(ids, &targets, None, &Proven::Nothing, cancel, &mut report).await {
                 return report;
             }
         }
@@ -206,7 +224,7 @@ impl Repair {
             let Some(page) = self.with_store(move |s| s.index().log_since(cursor, BATCH)).await else { return report };
             let Some(&(last, _)) = page.last() else { break };
             let ids = page.into_iter().map(|(_, id)| id).collect();
-            if !self.check_and_record(ids, &targets, Some(last), cancel, &mut report).await {
+            if !self.check_and_record(ids, &targets, Some(last), &Proven::Nothing, cancel, &mut report).await {
                 return report;
             }
             cursor = last;
@@ -237,7 +255,9 @@ impl Repair {
                     })
                     .map(|(id, _)| id)
                     .collect();
-                if !affected.is_empty() && !self.check_and_record(affected, &targets, None, cancel, &mut report).await {
+                if !affected.is_empty()
+                    && !self.check_and_record(affected, &targets, None, &Proven::Nothing, cancel, &mut report).await
+                {
                     return report;
                 }
             }
@@ -246,23 +266,24 @@ impl Repair {
 
         // 4. The sweep: the next SWEEP confirmed blobs, going round the index.
         let sweep_after = state.sweep_after;
-        let Some(ids) = self
+        let Some(page) = self
             .with_store(move |s| {
-                let mut ids: Vec<BlobId> =
-                    s.index().placed_page(sweep_after, SWEEP)?.into_iter().map(|(id, _)| id).collect();
-                if ids.len() < SWEEP && sweep_after.is_some() {
+                let mut page = s.index().placed_page(sweep_after, SWEEP)?;
+                if page.len() < SWEEP && sweep_after.is_some() {
                     // From the start again, up to where this sweep began.
-                    let wrapped = s.index().placed_page(None, SWEEP - ids.len())?;
-                    ids.extend(wrapped.into_iter().map(|(id, _)| id).take_while(|id| Some(*id) <= sweep_after));
+                    let wrapped = s.index().placed_page(None, SWEEP - page.len())?;
+                    page.extend(wrapped.into_iter().take_while(|(id, _)| Some(*id) <= sweep_after));
                 }
-                Ok(ids)
+                Ok(page)
             })
             .await
         else {
             return report;
         };
-        state.sweep_after = ids.last().copied();
-        self.check_and_record(ids, &targets, None, cancel, &mut report).await;
+        state.sweep_after = page.last().map(|(id, _)| *id);
+        let ids = page.iter().map(|(id, _)| *id).collect();
+        let proven = Proven::Confirmed(page.into_iter().map(|(id, p)| (id, p.holders)).collect());
+        self.check_and_record(ids, &targets, None, &proven, cancel, &mut report).await;
         report
     }
 
@@ -282,21 +303,24 @@ impl Repair {
     }
 
     /// Checks `ids` and records the outcome in the index, with `cursor`
-    /// (the log position these ids reach) if given. False when cancelled
-    /// or the index cannot be written.
+    /// (the log position these ids reach) if given; `proven`: the claims
+    /// taken as proven (`audits.rs`).
+    /// False when cancelled or the index cannot be written.
     async fn check_and_record(
         &self,
         ids: Vec<BlobId>,
         alive: &[(NodeId, SocketAddr)],
         cursor: Option<u64>,
+        proven: &Proven,
         cancel: &CancellationToken,
         report: &mut RepairReport,
     ) -> bool {
         let (mut ids, mut placed, mut unplaced) = (ids, Vec::new(), Vec::new());
         // A pass leaves blobs to check again only when it learned of a full
-        // node, which the next passes over: as many passes as nodes, at most.
+        // node or a liar, which the next passes over: as many passes as
+        // nodes, at most.
         for _ in 0..=alive.len() {
-            let Some(outcome) = self.check(ids, alive, cancel).await else { return false };
+            let Some(outcome) = self.check(ids, alive, proven, cancel).await else { return false };
             report.add(outcome.report);
             placed.extend(outcome.placed);
             unplaced.extend(outcome.unplaced);
@@ -309,18 +333,21 @@ impl Repair {
         self.with_store(move |s| s.index().record_repair(&placed, &unplaced, cursor)).await.is_some()
     }
 
-    /// Asks each blob's ideal holders whether they hold it and gives copies
-    /// as the module's documentation says. `None` if cancelled.
+    /// Asks each blob's ideal holders whether they hold it, audits the
+    /// claims it relies on, and gives copies as the module's documentation
+    /// says. `None` if cancelled.
     async fn check(
         &self,
         ids: Vec<BlobId>,
         alive: &[(NodeId, SocketAddr)],
+        proven: &Proven,
         cancel: &CancellationToken,
     ) -> Option<Outcome> {
         let me = self.net.me();
         let full = self.full_nodes();
         let diversity = self.net.placement_diversity();
-        let k = (self.replicas + 1).min(alive.len());
+        let (honest, liars_at) = without_liars(alive, &self.net.recent_liars(), self.net.advertised());
+        let k = (self.replicas + 1).min(honest.len());
         let mut outcome = Outcome::default();
 
         // Each blob's candidates (the first k in rank that are not full,
@@ -331,7 +358,7 @@ impl Repair {
         for id in ids {
             // Rendezvous rank over failure domains, as put places copies:
             // many identities on one address count as one holder.
-            let everyone = diverse_order(&id, alive.to_vec(), &[], diversity);
+            let everyone = diverse_order(&id, honest.clone(), &liars_at, diversity);
             let chosen = with_room(&everyone, k, |n| *n != me && full.contains(n));
             for peer in &chosen {
                 if *peer != me {
@@ -342,7 +369,7 @@ impl Repair {
         }
         outcome.report.checked = candidates.len() as u64;
 
-        // Who holds what. A peer that does not answer is neither a holder
+        // Who claims what. A peer that does not answer is neither a holder
         // nor given a copy: its blobs stay unconfirmed.
         let mut holds: HashSet<(BlobId, NodeId)> = HashSet::new();
         let mut unanswered: HashSet<(BlobId, NodeId)> = HashSet::new();
@@ -360,19 +387,40 @@ impl Repair {
         }
 
         // The ideal holders: the first k candidates, passing over a full
-        // node that does not hold the blob.
-        let mut placements: HashMap<BlobId, Placement> = HashMap::new();
-        let mut lacking: HashMap<BlobId, Vec<NodeId>> = HashMap::new();
+        // node that does not hold the blob; and the claims to prove.
+        let mut ideals: Vec<(BlobId, Vec<NodeId>)> = Vec::new();
+        let mut wanted = Vec::new();
         let mut unconfirmed: HashSet<BlobId> = HashSet::new();
         for (id, chosen) in candidates {
             let has = |n: &NodeId| *n == me || holds.contains(&(id, *n));
             let passed_over = |n: &NodeId| full.contains(n) && !has(n);
             let ideal: Vec<NodeId> = chosen.iter().filter(|n| !passed_over(n)).take(k).copied().collect();
-            let me_ideal = ideal.contains(&me);
-            let held_by_ideal = ideal.iter().any(|n| *n != me && has(n));
             if ideal.iter().any(|n| unanswered.contains(&(id, *n))) {
                 unconfirmed.insert(id);
             }
+            let nothing_to_give = ideal.iter().all(|n| has(n) || unanswered.contains(&(id, *n)));
+            wanted.extend(audits::wanted(me, id, &ideal, has, nothing_to_give, |p| proven.covers(&id, p)));
+            ideals.push((id, ideal));
+        }
+        if cancel.is_cancelled() {
+            return None;
+        }
+        let findings = self.audit(wanted).await;
+        outcome.report.audited += findings.made;
+        outcome.report.audits_failed += findings.failures;
+        unconfirmed.extend(&findings.unsure);
+        // A blob with a holder that failed is checked again without it.
+        let mut refused: HashSet<BlobId> = findings.failed;
+
+        let mut placements: HashMap<BlobId, Placement> = HashMap::new();
+        let mut lacking: HashMap<BlobId, Vec<NodeId>> = HashMap::new();
+        for (id, ideal) in ideals {
+            if refused.contains(&id) {
+                continue;
+            }
+            let has = |n: &NodeId| *n == me || holds.contains(&(id, *n));
+            let me_ideal = ideal.contains(&me);
+            let held_by_ideal = ideal.iter().any(|n| *n != me && has(n));
             // Unless an ideal holder has it and repairs it.
             if me_ideal || !held_by_ideal {
                 let lack: Vec<NodeId> =
@@ -387,7 +435,6 @@ impl Repair {
             }
         }
 
-        let mut refused: HashSet<BlobId> = HashSet::new();
         for (id, peers) in lacking {
             if cancel.is_cancelled() {
                 return None;
@@ -411,6 +458,18 @@ impl Repair {
                     Ok(()) => {
                         self.net.stats.repaired.fetch_add(1, Ordering::Relaxed);
                         outcome.report.copied += 1;
+                        // A peer may acknowledge a copy and drop it.
+                        match self.audit_copy(id, peer, data.clone()).await {
+                            AuditOutcome::Passed => outcome.report.audited += 1,
+                            AuditOutcome::Failed(_) => {
+                                outcome.report.audited += 1;
+                                outcome.report.audits_failed += 1;
+                                refused.insert(id);
+                            }
+                            AuditOutcome::Unanswered => {
+                                unconfirmed.insert(id);
+                            }
+                        }
                     }
                     Err(NotStored { full: true, reason }) => {
                         tracing::debug!(%peer, blob = %id, "repair: {reason}; passing it over");
@@ -424,6 +483,11 @@ impl Repair {
             }
         }
 
+        for id in &refused {
+            if !placements.contains_key(id) {
+                outcome.refused.push(*id);
+            }
+        }
         for (id, placement) in placements {
             if refused.contains(&id) {
                 outcome.refused.push(id);

@@ -155,18 +155,10 @@ impl Scrub {
 
     /// Replaces a quarantined or vanished blob with a verified copy from a peer.
     async fn restore(&self, id: BlobId, origin: Origin) {
-        let Some(net) = &self.net else { return };
-        let Some(blob) = net.fetch(id).await else {
-            tracing::warn!(blob = %id, "scrub: no peer has a good copy of a lost blob yet; repair may bring one");
-            return;
-        };
-        let store = self.store.clone();
-        match blocking(move || store.put_from(&blob, origin)).await {
-            Ok(_) => {
+        if let Some(net) = &self.net {
+            if net.restore(id, origin).await {
                 self.stats.restored.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(blob = %id, "scrub: replaced a lost blob with a good copy from a peer");
             }
-            Err(e) => tracing::warn!(blob = %id, "scrub: cannot store the good copy: {e}"),
         }
     }
 }

@@ -45,6 +45,8 @@ use crate::format::{BlobId, MAX_BLOB_LEN};
 
 /// Name prefix of blobs being written.
 const TEMP_PREFIX: &str = ".tmp-";
+/// Bytes read at a time by [`BlobStore::stream`].
+pub const STREAM_PIECE: usize = 64 * 1024;
 
 /// Bytes whose SHA-256 is known to equal `id`: the only thing the store accepts.
 pub struct VerifiedBlob {
@@ -421,6 +423,45 @@ impl BlobStore {
                 Err(err)
             }
         }
+    }
+
+    /// Reads blob `id` in pieces of [`STREAM_PIECE`] bytes, passing each to
+    /// `piece`, and verifies it as [`BlobStore::get`] does, in bounded
+    /// memory: `Ok(false)` if absent (a file gone from under an index row
+    /// drops the row), an integrity error (the blob quarantined) if its
+    /// bytes do not hash to its id. `piece` has seen the bytes either way.
+    pub fn stream(&self, id: &BlobId, mut piece: impl FnMut(&[u8])) -> Result<bool> {
+        use sha2::Digest;
+        let path = self.path(id);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => {
+                self.forget_if_missing(id);
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::io(format!("reading blob {}", path.display()), e)),
+        };
+        let (mut hash, mut buf, mut len) = (sha2::Sha256::new(), vec![0u8; STREAM_PIECE], 0usize);
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == IoKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(format!("reading blob {}", path.display()), e)),
+            };
+            len += n;
+            if len > MAX_BLOB_LEN {
+                self.quarantine(id);
+                return Err(Error::integrity_blob(id, "larger than any valid blob"));
+            }
+            hash.update(&buf[..n]);
+            piece(&buf[..n]);
+        }
+        if BlobId(hash.finalize().into()) != *id {
+            self.quarantine(id);
+            return Err(Error::integrity_blob(id, "content does not hash to its id"));
+        }
+        Ok(true)
     }
 
     /// Moves a bad blob out of the way so that a good replica can replace it.

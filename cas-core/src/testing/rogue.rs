@@ -3,7 +3,8 @@
 //! network namespaces). It holds the network key, so it passes every
 //! handshake; each identity listens on its own port of one address and
 //! answers as a node does, except that it claims to hold every blob,
-//! acknowledges every copy and drops it, and answers every get with junk.
+//! acknowledges every copy and drops it, and answers every get, and every
+//! possession audit, with junk.
 //! It counts what it is asked.
 
 use std::collections::{HashMap, HashSet};
@@ -46,6 +47,7 @@ pub struct Counts {
     pub has_blobs: AtomicUsize,
     pub stores: AtomicUsize,
     pub gets: AtomicUsize,
+    pub audits: AtomicUsize,
     /// For each blob sent to it, the identities it was sent to.
     stored: Mutex<HashMap<BlobId, HashSet<NodeId>>>,
 }
@@ -113,6 +115,10 @@ pub async fn serve_as_rogue(mut conn: Conn, me: NodeId, records: Arc<Records>, c
             Request::GetBlob { .. } => {
                 counts.gets.fetch_add(1, Ordering::Relaxed);
                 Response::Blob { data: vec![0x55; 1000].into() }
+            }
+            Request::Audit { .. } => {
+                counts.audits.fetch_add(1, Ordering::Relaxed);
+                Response::Audited { digest: [0x55; 32] }
             }
         };
         if conn.send(encode(&Message::Response { id, body: answer })).await.is_err() {

@@ -220,6 +220,8 @@ class Stats:
     scrub_restored: int
     gossip_rejected: int
     connections_evicted: int
+    audits: int
+    audits_failed: int
 
 class Reader:
     """The native reader wrapped by `cas.File`."""

@@ -657,6 +657,8 @@ def _print_status(result: Dict[str, Any]) -> None:
         f"{stats['scrub_missing']} missing ({stats['scrub_restored']} restored from peers); "
         f"{stats['blobs_repaired']} copies given by repair"
     )
+    if "audits" in stats:
+        print(f"audited   {stats['audits']} peers' copies by repair, {stats['audits_failed']} failed")
 
 
 _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
