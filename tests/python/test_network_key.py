@@ -129,3 +129,28 @@ def test_an_unreachable_bootstrap_address_is_reported(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--listen", "0.0.0.0:7123"], "--advertise"),
+        (["--bootstrap", "127.0.0.1:9"], "no network key"),
+    ],
+    ids=["every-interface-without-advertise", "joining-without-a-key"],
+)
+@pytest.mark.parametrize("existed", [False, True], ids=["absent", "empty"])
+def test_a_refused_cas_serve_leaves_its_data_directory_as_it_was(
+    tmp_path: Path, args: list, match: str, existed: bool
+) -> None:
+    data_dir = tmp_path / "joiner"
+    if existed:
+        data_dir.mkdir()
+    refused = serve_exits_with(args, tmp_path)
+    assert refused.returncode == 2 and match in refused.stderr, refused.stderr
+    assert "created a new network key" not in refused.stderr
+    assert "`--" not in refused.stderr and "/--" not in refused.stderr, f"a file named as an option: {refused.stderr}"
+    if existed:
+        assert sorted(p.name for p in data_dir.iterdir()) == []
+    else:
+        assert not data_dir.exists(), sorted(p.name for p in data_dir.iterdir())

@@ -444,6 +444,16 @@ impl From<DialError> for Error {
     }
 }
 
+/// Refuses, before anything is bound or written, an advertise setting that
+/// [`advertised_address`] would refuse once `listen` is bound. A listen
+/// address that does not resolve is left to the bind to explain.
+pub(crate) async fn check_advertise(listen: &str, advertise: Option<&str>) -> Result<()> {
+    match tokio::net::lookup_host(listen).await.ok().and_then(|mut a| a.next()) {
+        Some(bound) => advertised_address(advertise, bound).await.map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// The address peers are told to dial: `advertise` if given (its port 0
 /// meaning the bound port), else the bound address, which must then be a
 /// specific one. Never loopback for a node bound beyond loopback.

@@ -117,9 +117,15 @@ _SETTING_OPTIONS = [
 def _as_options(message: str) -> str:
     """A node's message about its settings in the options the user typed:
     'min_replicas (5) cannot exceed replicas (3)' becomes '--min-replicas 5
-    cannot exceed --replicas 3'."""
+    cannot exceed --replicas 3'. A name that is part of a path, a file name
+    in backquotes or a Python keyword argument (`network_key`,
+    DIR/network_key, Node(network_key=...)) stays as it is."""
     for setting, option in _SETTING_OPTIONS:
-        message = re.sub(rf"\b{setting}\b(?: \(([^()]*)\))?", lambda m: option + (f" {m[1]}" if m[1] else ""), message)
+        message = re.sub(
+            rf"(?<![-/`(.])\b{setting}\b(?![=`/])(?: \(([^()\s]*)\))?",
+            lambda m: option + (f" {m[1]}" if m[1] else ""),
+            message,
+        )
     return message
 
 
