@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -106,12 +107,17 @@ def test_a_listen_port_in_use_says_so(nodes, tmp_path: Path) -> None:
         cas.Node(tmp_path / "second", listen=first.address, fsync=False)
 
 
-def test_an_unreachable_bootstrap_address_is_reported(tmp_path: Path) -> None:
+def dead_address() -> str:
+    """An address on 127.0.0.1 that nothing listens on."""
     import socket
 
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_an_unreachable_bootstrap_address_is_reported(tmp_path: Path) -> None:
+    dead = dead_address()
     data_dir, log = tmp_path / "lonely", tmp_path / "serve.log"
     key = network_key_file(tmp_path)
     argv = [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync", "--network-key", str(key)]
@@ -154,3 +160,45 @@ def test_a_refused_cas_serve_leaves_its_data_directory_as_it_was(
         assert sorted(p.name for p in data_dir.iterdir()) == []
     else:
         assert not data_dir.exists(), sorted(p.name for p in data_dir.iterdir())
+
+
+def test_a_node_every_reachable_bootstrap_refuses_stops(serve, tmp_path: Path) -> None:
+    good = serve("good", "--listen", "127.0.0.1:0", "--network-key", network_key_file(tmp_path))
+    other_key = tmp_path / "other.key"
+    run_cas("keygen", other_key)
+    dead = dead_address()
+    refused = serve_exits_with(["--bootstrap", dead, good.address, "--network-key", other_key], tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    assert f"{good.address}: wrong or missing network key" in refused.stderr, refused.stderr
+    assert dead in refused.stderr and "still trying" not in refused.stderr, refused.stderr
+
+
+def test_a_key_refusal_is_final_for_its_address_and_said_once(serve, tmp_path: Path) -> None:
+    stranger = serve("stranger", "--listen", "127.0.0.1:0", "--network-key", network_key_file(tmp_path))
+    ours = tmp_path / "ours.key"
+    run_cas("keygen", ours)
+    member = serve("member", "--listen", "127.0.0.1:0", "--network-key", ours)
+    log = tmp_path / "joiner.log"
+    argv = [*cas_command(), "serve", "--data-dir", str(tmp_path / "joiner"), "--no-fsync", "--network-key", str(ours)]
+    with open(log, "w") as err:
+        process = subprocess.Popen(
+            [*argv, "--gossip-interval", "0.1", "--bootstrap", stranger.address, member.address],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_until(
+            lambda: (r := run_cas("peers", "--data-dir", tmp_path / "joiner", "--json", check=False)).returncode == 0
+            and len(json.loads(r.stdout)["peers"]) == 1,
+            what="the joiner to join the member",
+        )
+        wait_until(lambda: "refused this node's network key" in log.read_text(), what="the refusal in the log")
+        # An observation window, not a wait for something: ten gossip rounds,
+        # in which an address still being retried would be tried again.
+        time.sleep(1.0)
+        refusals = [line for line in log.read_text().splitlines() if "network key" in line]
+        assert len(refusals) == 1 and stranger.address in refusals[0], refusals
+        assert "still trying" not in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -171,7 +171,9 @@ impl Network {
     /// Keeps trying a bootstrap address, with back-off, until its node is
     /// known; checks again later in case it is forgotten. While it cannot be
     /// reached it is listed by [`Network::unreachable_bootstrap`] and a
-    /// warning says so, at once and then at most once a minute.
+    /// warning says so, at once and then at most once a minute. A node that
+    /// refuses this node's network key is not tried again (one error line
+    /// says so): retrying cannot change its answer.
     pub(super) async fn bootstrap_loop(self: Arc<Self>, addr: String, first_failed: bool) {
         let base = self.config.gossip_interval;
         let mut backoff = base;
@@ -189,6 +191,11 @@ impl Network {
                     }
                     (backoff, warned) = (base, None);
                     base * 5
+                }
+                Err(e) if e.key_refused => {
+                    self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
+                    super::log_key_refusal(&addr, &e.reason());
+                    break;
                 }
                 Err(e) => {
                     self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());

@@ -211,31 +211,41 @@ impl Network {
         });
         tokio::spawn(net.clone().gossip_loop());
         // A first, bounded attempt at every bootstrap address before start
-        // returns, so a new node can get files at once; then retries in the background.
+        // returns, so a new node can get files at once; then retries in the
+        // background, of the addresses that did not answer only.
         let first = futures::future::join_all(config.bootstrap.iter().map(|addr| {
             let net = net.clone();
             async move {
                 match tokio::time::timeout(conn::HANDSHAKE_TIMEOUT, net.join_through(addr)).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) if e.key_refused => Err(Some(e.error)),
+                    Ok(Ok(_)) => FirstAttempt::Joined,
+                    Ok(Err(e)) if e.key_refused => FirstAttempt::KeyRefused(e.reason()),
                     _ => {
                         tracing::info!(%addr, "bootstrap node not reachable yet; will keep trying");
                         net.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
-                        Err(None)
+                        FirstAttempt::Unreachable
                     }
                 }
             }
         }))
         .await;
-        // Every bootstrap node refused our key: this node is not of that
-        // network, and retrying will not change it.
-        if !first.is_empty() && first.iter().all(|r| matches!(r, Err(Some(_)))) {
-            net.cancel.cancel();
-            let Some(Err(Some(e))) = first.into_iter().next() else { unreachable!("checked above") };
-            return Err(e);
+        // Every bootstrap node that answered refused our key: this node is
+        // not of that network, whatever the silent addresses would say.
+        if !first.iter().any(|a| matches!(a, FirstAttempt::Joined)) {
+            if let Some(error) = refusal_of_all(&config.bootstrap, &first) {
+                net.cancel.cancel();
+                return Err(error);
+            }
         }
         for (addr, attempt) in config.bootstrap.iter().zip(first) {
-            tokio::spawn(net.clone().bootstrap_loop(addr.clone(), attempt.is_err()));
+            match attempt {
+                FirstAttempt::KeyRefused(e) => log_key_refusal(addr, &e),
+                FirstAttempt::Joined => {
+                    tokio::spawn(net.clone().bootstrap_loop(addr.clone(), false));
+                }
+                FirstAttempt::Unreachable => {
+                    tokio::spawn(net.clone().bootstrap_loop(addr.clone(), true));
+                }
+            }
         }
         // The peers this node knew when it last ran: a restart rejoins
         // without being given a bootstrap address again.
@@ -430,6 +440,52 @@ const KEY_REFUSAL_HINT: &str = " (every node of a network needs the same network
 struct DialError {
     error: Error,
     key_refused: bool,
+}
+
+/// How the first attempt at a bootstrap address went.
+enum FirstAttempt {
+    Joined,
+    /// Its node refused this node's network key (why): final for that address.
+    KeyRefused(String),
+    /// No answer (yet): retried in the background.
+    Unreachable,
+}
+
+/// The error a start fails with when no bootstrap node was joined and at
+/// least one refused the network key (the others did not answer); `None`
+/// when none refused, and retrying the silent ones may still help.
+fn refusal_of_all(addrs: &[String], attempts: &[FirstAttempt]) -> Option<Error> {
+    let mut refusal = None;
+    let mut silent = Vec::new();
+    for (addr, attempt) in addrs.iter().zip(attempts) {
+        match attempt {
+            FirstAttempt::KeyRefused(why) if refusal.is_none() => refusal = Some(why.clone()),
+            FirstAttempt::Unreachable => silent.push(addr.as_str()),
+            _ => {}
+        }
+    }
+    let refusal = refusal?;
+    Some(Error::Network(if silent.is_empty() {
+        refusal
+    } else {
+        format!("{refusal}; not reached either: {}", silent.join(", "))
+    }))
+}
+
+/// One line for a bootstrap address whose node refused this node's
+/// network key: it is not tried again.
+fn log_key_refusal(addr: &str, why: &str) {
+    tracing::error!(%addr, "bootstrap node refused this node's network key, not trying it again: {why}");
+}
+
+impl DialError {
+    /// Why, without the error kind's prefix.
+    fn reason(self) -> String {
+        match self.error {
+            Error::Network(why) => why,
+            e => e.to_string(),
+        }
+    }
 }
 
 impl From<Error> for DialError {
