@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use self::admission::Admission;
 use self::conn::{handshake, Connection, FramedStream};
 use self::frame::{Request, Response};
+use self::gossip::Rejoin;
 use self::log_limit::LogLimit;
 use self::membership::{PeerTable, Timing};
 use self::secure::Credentials;
@@ -216,7 +217,7 @@ impl Network {
         let first = futures::future::join_all(config.bootstrap.iter().map(|addr| {
             let net = net.clone();
             async move {
-                match tokio::time::timeout(conn::HANDSHAKE_TIMEOUT, net.join_through(addr)).await {
+                match tokio::time::timeout(conn::HANDSHAKE_TIMEOUT, net.join_through(addr, Rejoin::Bootstrap)).await {
                     Ok(Ok(_)) => FirstAttempt::Joined,
                     Ok(Err(e)) if e.key_refused => FirstAttempt::KeyRefused(e.reason()),
                     _ => {
@@ -238,12 +239,12 @@ impl Network {
         }
         for (addr, attempt) in config.bootstrap.iter().zip(first) {
             match attempt {
-                FirstAttempt::KeyRefused(e) => log_key_refusal(addr, &e),
+                FirstAttempt::KeyRefused(e) => log_key_refusal(Rejoin::Bootstrap.what(), addr, &e),
                 FirstAttempt::Joined => {
-                    tokio::spawn(net.clone().bootstrap_loop(addr.clone(), false));
+                    tokio::spawn(net.clone().bootstrap_loop(addr.clone(), Rejoin::Bootstrap, false));
                 }
                 FirstAttempt::Unreachable => {
-                    tokio::spawn(net.clone().bootstrap_loop(addr.clone(), true));
+                    tokio::spawn(net.clone().bootstrap_loop(addr.clone(), Rejoin::Bootstrap, true));
                 }
             }
         }
@@ -251,7 +252,7 @@ impl Network {
         // without being given a bootstrap address again.
         for addr in known_peers::load(&config.data_dir) {
             if !config.bootstrap.contains(&addr) && addr != advertised.to_string() {
-                tokio::spawn(net.clone().bootstrap_loop(addr, true));
+                tokio::spawn(net.clone().bootstrap_loop(addr, Rejoin::SavedPeer, true));
             }
         }
         tracing::info!(node = %me, %advertised, "listening");
@@ -472,10 +473,10 @@ fn refusal_of_all(addrs: &[String], attempts: &[FirstAttempt]) -> Option<Error> 
     }))
 }
 
-/// One line for a bootstrap address whose node refused this node's
-/// network key: it is not tried again.
-fn log_key_refusal(addr: &str, why: &str) {
-    tracing::error!(%addr, "bootstrap node refused this node's network key, not trying it again: {why}");
+/// One line for an address (`what`: a bootstrap node, a saved peer) whose
+/// node refused this node's network key: it is not tried again.
+fn log_key_refusal(what: &str, addr: &str, why: &str) {
+    tracing::error!(%addr, "{what} refused this node's network key, not trying it again: {why}");
 }
 
 impl DialError {

@@ -248,8 +248,10 @@ impl Node {
         self.inner.net.as_ref().map(|n| n.advertised())
     }
 
-    /// Bootstrap addresses (given, or peers saved from the last run) that
-    /// the node is still trying to reach.
+    /// The bootstrap addresses given that the node's last attempt did not
+    /// reach; it keeps trying. Information once the node has live peers (a
+    /// node in a network no longer needs its bootstrap node), a fault while
+    /// it has none.
     pub fn unreachable_bootstrap(&self) -> Vec<String> {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.unreachable_bootstrap())
     }

@@ -624,7 +624,11 @@ def _print_status(result: Dict[str, Any]) -> None:
     print(f"data dir  {result['data_dir']}  (pid {result['pid']})")
     print(f"peers     {result['peers']['alive']} alive, {result['peers']['known']} known")
     for addr in result.get("unreachable_bootstrap", []):
-        print(f"bootstrap {addr} unreachable, still trying")
+        if result["peers"]["alive"]:
+            # A node in a network no longer needs its bootstrap node.
+            print(f"bootstrap {addr} not reached (not needed: the node has live peers)")
+        else:
+            print(f"bootstrap {addr} unreachable, still trying")
     print(f"stored    {stats['blobs_stored']} blobs, {_human_bytes(stats['bytes_stored'])}")
     if stats.get("cannot_write"):
         print("storage   CANNOT WRITE (disk full?): serving what it holds; see /health")
