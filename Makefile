@@ -93,15 +93,33 @@ check-header: cbindgen
 
 ## Install lib, header and cas.pc under $(PREFIX) (DESTDIR supported):
 ## lib/libcas.so.$(VERSION), with the links libcas.so.$(MAJOR) (the SONAME,
-## which programs load) and libcas.so (which the linker finds).
+## which programs load) and libcas.so (which the linker finds). The
+## libraries are stripped; the shared library's debug info goes to
+## lib/.debug/libcas.so.$(VERSION).debug, where gdb finds it (KEEP_DEBUG=0:
+## not installed). STRIP=0 installs both libraries as built.
+STRIP ?= 1
+KEEP_DEBUG ?= 1
+LIBDIR_INSTALL = $(DESTDIR)$(PREFIX)/lib
 install: ffi
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -d $(LIBDIR_INSTALL)/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/cas.h $(DESTDIR)$(PREFIX)/include/cas.h
-	rm -f $(DESTDIR)$(PREFIX)/lib/libcas.so $(DESTDIR)$(PREFIX)/lib/libcas.so.$(MAJOR)
-	install -m 755 target/release/libcas.so $(DESTDIR)$(PREFIX)/lib/libcas.so.$(VERSION)
-	ln -s libcas.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libcas.so.$(MAJOR)
-	ln -s libcas.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libcas.so
-	install -m 644 target/release/libcas.a $(DESTDIR)$(PREFIX)/lib/libcas.a
+	rm -f $(LIBDIR_INSTALL)/libcas.so $(LIBDIR_INSTALL)/libcas.so.$(MAJOR)
+	install -m 755 target/release/libcas.so $(LIBDIR_INSTALL)/libcas.so.$(VERSION)
+	ln -s libcas.so.$(VERSION) $(LIBDIR_INSTALL)/libcas.so.$(MAJOR)
+	ln -s libcas.so.$(MAJOR) $(LIBDIR_INSTALL)/libcas.so
+	install -m 644 target/release/libcas.a $(LIBDIR_INSTALL)/libcas.a
+ifeq ($(STRIP),1)
+ifeq ($(KEEP_DEBUG),1)
+	install -d $(LIBDIR_INSTALL)/.debug
+	objcopy --only-keep-debug $(LIBDIR_INSTALL)/libcas.so.$(VERSION) $(LIBDIR_INSTALL)/.debug/libcas.so.$(VERSION).debug
+	chmod 644 $(LIBDIR_INSTALL)/.debug/libcas.so.$(VERSION).debug
+endif
+	strip --strip-unneeded $(LIBDIR_INSTALL)/libcas.so.$(VERSION)
+ifeq ($(KEEP_DEBUG),1)
+	objcopy --add-gnu-debuglink=$(LIBDIR_INSTALL)/.debug/libcas.so.$(VERSION).debug $(LIBDIR_INSTALL)/libcas.so.$(VERSION)
+endif
+	strip --strip-debug $(LIBDIR_INSTALL)/libcas.a
+endif
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' cas-ffi/cas.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cas.pc
 
