@@ -202,3 +202,33 @@ def test_a_key_refusal_is_final_for_its_address_and_said_once(serve, tmp_path: P
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_cas_serve_says_where_the_network_key_it_made_is(tmp_path: Path) -> None:
+    data_dir = tmp_path / "first"
+    process = subprocess.Popen(
+        [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert f"created a new network key, {data_dir / 'network_key'}:" in first, first
+        assert "serving" in process.stdout.readline()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    restarted = subprocess.Popen(
+        [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert restarted.stdout is not None
+        assert "created_network_key" not in json.loads(restarted.stdout.readline())
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)

@@ -408,10 +408,15 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     if args.http_host and args.http is None:
         raise UsageError("--http-host needs --http ADDR")
 
+    listen = None if args.listen.lower() == "none" else args.listen
+    key_file = data_dir / "network_key"
+    # The node logs that it made a key at info, which a user does not see by
+    # default: said here, since every other node needs a copy of it.
+    makes_key = listen is not None and args.network_key is None and not args.bootstrap and not key_file.exists()
     try:
         node = Node(
             data_dir,
-            listen=None if args.listen.lower() == "none" else args.listen,
+            listen=listen,
             advertise=args.advertise,
             network_key=_read_network_key(args.network_key),
             bootstrap=args.bootstrap,
@@ -450,9 +455,17 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         ready = {"id": node.id, "address": node.address, "socket": str(sock), "pid": os.getpid(), "http": http}
+        if makes_key and key_file.exists():
+            ready["created_network_key"] = str(key_file)
         if args.json:
             print(json.dumps(ready), flush=True)
         else:
+            if "created_network_key" in ready:
+                print(
+                    f"cas: created a new network key, {key_file}: every node that joins this network needs a copy "
+                    "(cas serve --network-key FILE)",
+                    flush=True,
+                )
             print(
                 f"cas: node {node.id[:16]} serving {data_dir} at {node.address or '(no networking)'}; "
                 f"control socket {sock}; " + (f"HTTP on http://{http}/; " if http else "") + "Ctrl-C stops it",
