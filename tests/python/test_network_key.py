@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import cas
-from conftest import cas_command, cas_json, network_key_file, run_cas, wait_until
+from conftest import cas_command, cas_json, fixed_port, network_key_file, run_cas, wait_until
 
 
 def test_generate_network_key_is_32_fresh_bytes() -> None:
@@ -232,3 +232,37 @@ def test_cas_serve_says_where_the_network_key_it_made_is(tmp_path: Path) -> None
     finally:
         restarted.terminate()
         restarted.wait(timeout=30)
+
+
+def test_a_node_stops_when_its_bootstrap_node_comes_up_and_refuses_its_key(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{fixed_port()}"
+    other_key = tmp_path / "other.key"
+    run_cas("keygen", other_key)
+    argv = [*cas_command(), "serve", "--no-fsync", "--gossip-interval", "0.1"]
+    joiner = subprocess.Popen(
+        [*argv, "--data-dir", str(tmp_path / "joiner"), "--network-key", str(network_key_file(tmp_path)),
+         "--bootstrap", address],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stranger = None
+    try:
+        # Started, still trying an address where nothing listens yet.
+        wait_until(
+            lambda: run_cas("status", "--data-dir", tmp_path / "joiner", check=False).returncode == 0,
+            what="the joiner to start",
+        )
+        stranger = subprocess.Popen(
+            [*argv, "--data-dir", str(tmp_path / "stranger"), "--listen", address, "--network-key", str(other_key)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _, stderr = joiner.communicate(timeout=120)
+        assert joiner.returncode == 1, stderr
+        assert f"{address} refused this node's network key, and no other node answered" in stderr, stderr
+    finally:
+        for process in (joiner, stranger):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)

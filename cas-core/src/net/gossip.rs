@@ -202,8 +202,7 @@ impl Network {
                     base * 5
                 }
                 Err(e) if e.key_refused => {
-                    self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
-                    super::log_key_refusal(kind.what(), &addr, &e.reason());
+                    self.note_key_refusal(kind, &addr, &e.reason());
                     break;
                 }
                 Err(e) => {

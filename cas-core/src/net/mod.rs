@@ -91,6 +91,9 @@ pub(crate) struct Network {
     refusals: LogLimit,
     /// Bootstrap addresses whose last attempt failed.
     unreachable: Mutex<std::collections::HashSet<String>>,
+    /// Bootstrap addresses (and saved peers) whose node refused this
+    /// node's network key: not tried again.
+    refused: Mutex<std::collections::BTreeSet<String>>,
     /// Peers that served a blob failing verification, and when.
     liars: Mutex<HashMap<NodeId, Instant>>,
     /// Gossip messages with bad signatures, by sender.
@@ -184,6 +187,7 @@ impl Network {
             fetch_times: Mutex::default(),
             refusals: LogLimit::new(REFUSALS_LOGGED, REFUSALS_LOG_WINDOW),
             unreachable: Mutex::default(),
+            refused: Mutex::default(),
             liars: Mutex::default(),
             gossip_strikes: Mutex::default(),
             admission: Admission::default(),
@@ -239,7 +243,7 @@ impl Network {
         }
         for (addr, attempt) in config.bootstrap.iter().zip(first) {
             match attempt {
-                FirstAttempt::KeyRefused(e) => log_key_refusal(Rejoin::Bootstrap.what(), addr, &e),
+                FirstAttempt::KeyRefused(e) => net.note_key_refusal(Rejoin::Bootstrap, addr, &e),
                 FirstAttempt::Joined => {
                     tokio::spawn(net.clone().bootstrap_loop(addr.clone(), Rejoin::Bootstrap, false));
                 }
@@ -426,6 +430,19 @@ impl Network {
         result
     }
 
+    /// Notes an address whose node refused this node's network key, with
+    /// one line: it is not tried again.
+    fn note_key_refusal(&self, kind: Rejoin, addr: &str, why: &str) {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.to_string());
+        tracing::error!(%addr, "{} refused this node's network key, not trying it again: {why}", kind.what());
+    }
+
+    /// The addresses whose node refused this node's network key.
+    pub(crate) fn refused_bootstrap(&self) -> Vec<String> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
     /// This node's id.
     pub(crate) fn me(&self) -> NodeId {
         self.me
@@ -471,12 +488,6 @@ fn refusal_of_all(addrs: &[String], attempts: &[FirstAttempt]) -> Option<Error> 
     } else {
         format!("{refusal}; not reached either: {}", silent.join(", "))
     }))
-}
-
-/// One line for an address (`what`: a bootstrap node, a saved peer) whose
-/// node refused this node's network key: it is not tried again.
-fn log_key_refusal(what: &str, addr: &str, why: &str) {
-    tracing::error!(%addr, "{what} refused this node's network key, not trying it again: {why}");
 }
 
 impl DialError {

@@ -256,6 +256,14 @@ impl Node {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.unreachable_bootstrap())
     }
 
+    /// The bootstrap addresses (and peers saved from the last run) whose
+    /// node refused this node's network key: this node is not of their
+    /// network, and does not try them again. A node with no live peer and
+    /// such an address cannot join anything (`cas serve` then stops).
+    pub fn refused_bootstrap(&self) -> Vec<String> {
+        self.inner.net.as_ref().map_or_else(Vec::new, |n| n.refused_bootstrap())
+    }
+
     /// The peer table: every peer known and not yet forgotten, with its state.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.peers())

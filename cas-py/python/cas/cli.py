@@ -471,8 +471,17 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
                 f"control socket {sock}; " + (f"HTTP on http://{http}/; " if http else "") + "Ctrl-C stops it",
                 flush=True,
             )
+        joined = False
         while not stop.wait(1.0):
-            pass
+            joined = joined or any(p.state == "alive" for p in node.peers())
+            refused = node.refused_bootstrap()
+            if refused and not joined:
+                # Every node that answered refused our key (the start already
+                # fails when they answer at once): retrying cannot help.
+                raise errors.NetworkError(
+                    f"{', '.join(refused)} refused this node's network key, and no other node answered: this node "
+                    "is not of their network (start it with the network's key: --network-key FILE)"
+                )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
