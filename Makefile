@@ -29,16 +29,28 @@ build:
 	@echo "== building the Rust crates (cas-core, libcas, cas-bench, examples; the first time takes a few minutes)"
 	$(CARGO) build --release $(CRATES) --all-targets
 
-## The main job: build everything (Rust crates, libcas, the Python package)
-## and run the demo: 5 `cas serve` processes, a 100 MB file, two nodes killed.
-demo: build demo-py
+## The main job: build what it needs (the Python package, with the `cas`
+## command and the Rust core in it) and run the demo: 5 `cas serve`
+## processes, a 100 MB file, two nodes killed.
+demo: demo-py
 
 ## The same story in one Rust process (cas-core/examples/cluster.rs).
 demo-rust: build
 	./target/release/examples/cluster
 
-## Every test, and the lint gates.
-test: lint test-rust test-c test-py fuzz-smoke
+## Every test, and the lint gates: each suite in turn, all of them even
+## after a failure, then one summary line per suite (passed, failed,
+## skipped) and their totals; fails if any suite failed. Each suite's output
+## is also kept in $(TEST_RESULTS)/SUITE.log. SUITES=... runs a few.
+SUITES ?= lint test-rust test-c test-py fuzz-smoke
+TEST_RESULTS := build/test-results
+test:
+	@rm -rf $(TEST_RESULTS)
+	@failed=0; for suite in $(SUITES); do \
+		echo "== make $$suite"; \
+		$(PYTHON) scripts/test_summary.py run $(TEST_RESULTS) $$suite $(MAKE) --no-print-directory $$suite || failed=1; \
+	done; \
+	$(PYTHON) scripts/test_summary.py report $(TEST_RESULTS) && [ $$failed -eq 0 ]
 
 test-rust:
 	$(CARGO) test --release $(CRATES)
@@ -76,32 +88,57 @@ profile: build
 ffi: build
 	ln -sf libcas.so target/release/libcas.so.$(MAJOR)
 
+# Installed with $(TOOLS)/bin on PATH, where these tools are run from, so
+# that cargo does not warn that it is not.
+TOOL_INSTALL := PATH="$(TOOLS)/bin:$$PATH" $(CARGO) install --locked --root $(TOOLS)
+
 cbindgen:
 	@$(CBINDGEN) --version 2>/dev/null | grep -qx "cbindgen $(CBINDGEN_VERSION)" || \
-		$(CARGO) install cbindgen --version "=$(CBINDGEN_VERSION)" --locked --root $(TOOLS)
+		$(TOOL_INSTALL) cbindgen --version "=$(CBINDGEN_VERSION)"
 
 ## Regenerate include/cas.h from cas-ffi.
 header: cbindgen
 	$(CBINDGEN) $(CBINDGEN_ARGS) --output include/cas.h
 
-## Fail if the checked-in include/cas.h differs from a fresh generation.
-check-header: cbindgen
-	@mkdir -p build
-	$(CBINDGEN) $(CBINDGEN_ARGS) --output build/cas.h
+## Fail if the checked-in include/cas.h differs from a fresh generation
+## (build/cas.h, generated again only when cas-ffi changed).
+check-header: build/cas.h
 	@diff -u include/cas.h build/cas.h || { \
 		echo "include/cas.h is stale: run 'make header' and commit it" >&2; exit 1; }
 
+build/cas.h: $(wildcard cas-ffi/src/*.rs cas-ffi/cbindgen.toml cas-ffi/Cargo.toml $(CBINDGEN)) Cargo.toml | cbindgen
+	@mkdir -p build
+	$(CBINDGEN) $(CBINDGEN_ARGS) --output $@
+
 ## Install lib, header and cas.pc under $(PREFIX) (DESTDIR supported):
 ## lib/libcas.so.$(VERSION), with the links libcas.so.$(MAJOR) (the SONAME,
-## which programs load) and libcas.so (which the linker finds).
+## which programs load) and libcas.so (which the linker finds). The
+## libraries are stripped; the shared library's debug info goes to
+## lib/.debug/libcas.so.$(VERSION).debug, where gdb finds it (KEEP_DEBUG=0:
+## not installed). STRIP=0 installs both libraries as built.
+STRIP ?= 1
+KEEP_DEBUG ?= 1
+LIBDIR_INSTALL = $(DESTDIR)$(PREFIX)/lib
 install: ffi
-	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -d $(LIBDIR_INSTALL)/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 include/cas.h $(DESTDIR)$(PREFIX)/include/cas.h
-	rm -f $(DESTDIR)$(PREFIX)/lib/libcas.so $(DESTDIR)$(PREFIX)/lib/libcas.so.$(MAJOR)
-	install -m 755 target/release/libcas.so $(DESTDIR)$(PREFIX)/lib/libcas.so.$(VERSION)
-	ln -s libcas.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libcas.so.$(MAJOR)
-	ln -s libcas.so.$(MAJOR) $(DESTDIR)$(PREFIX)/lib/libcas.so
-	install -m 644 target/release/libcas.a $(DESTDIR)$(PREFIX)/lib/libcas.a
+	rm -f $(LIBDIR_INSTALL)/libcas.so $(LIBDIR_INSTALL)/libcas.so.$(MAJOR)
+	install -m 755 target/release/libcas.so $(LIBDIR_INSTALL)/libcas.so.$(VERSION)
+	ln -s libcas.so.$(VERSION) $(LIBDIR_INSTALL)/libcas.so.$(MAJOR)
+	ln -s libcas.so.$(MAJOR) $(LIBDIR_INSTALL)/libcas.so
+	install -m 644 target/release/libcas.a $(LIBDIR_INSTALL)/libcas.a
+ifeq ($(STRIP),1)
+ifeq ($(KEEP_DEBUG),1)
+	install -d $(LIBDIR_INSTALL)/.debug
+	objcopy --only-keep-debug $(LIBDIR_INSTALL)/libcas.so.$(VERSION) $(LIBDIR_INSTALL)/.debug/libcas.so.$(VERSION).debug
+	chmod 644 $(LIBDIR_INSTALL)/.debug/libcas.so.$(VERSION).debug
+endif
+	strip --strip-unneeded $(LIBDIR_INSTALL)/libcas.so.$(VERSION)
+ifeq ($(KEEP_DEBUG),1)
+	objcopy --add-gnu-debuglink=$(LIBDIR_INSTALL)/.debug/libcas.so.$(VERSION).debug $(LIBDIR_INSTALL)/libcas.so.$(VERSION)
+endif
+	strip --strip-debug $(LIBDIR_INSTALL)/libcas.a
+endif
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' cas-ffi/cas.pc.in \
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/cas.pc
 
@@ -214,7 +251,7 @@ FUZZ := PATH="$(TOOLS)/bin:$$PATH" CARGO="$(CARGO)" scripts/fuzz.sh
 
 cargo-fuzz:
 	@$(TOOLS)/bin/cargo-fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $(CARGO_FUZZ_VERSION)" || \
-		$(CARGO) install cargo-fuzz --version "=$(CARGO_FUZZ_VERSION)" --locked --root $(TOOLS)
+		$(TOOL_INSTALL) cargo-fuzz --version "=$(CARGO_FUZZ_VERSION)"
 
 ## Each fuzz target for FUZZ_SECONDS (default 60); fails naming any crash input.
 fuzz: cargo-fuzz

@@ -33,6 +33,8 @@ for target in "$@"; do
     fi
 done
 
+# The closing count, read by `make test`'s summary (scripts/test_summary.py).
+echo "fuzz targets: $(($# - ${#failed[@]})) passed, ${#failed[@]} failed"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzzing found a failure; each input below reproduces it with" >&2
     echo "'cargo +nightly fuzz run TARGET INPUT', and becomes a regression test once" >&2

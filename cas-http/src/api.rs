@@ -121,6 +121,7 @@ pub(crate) async fn status(State(gateway): State<Gateway>) -> Response {
             "alive": peers.iter().filter(|p| p.state == PeerState::Alive).count(),
         },
         "unreachable_bootstrap": node.unreachable_bootstrap(),
+        "refused_bootstrap": node.refused_bootstrap(),
         "stats": counters,
     }))
     .into_response()

@@ -279,6 +279,11 @@ impl Node {
         Ok(self.node()?.unreachable_bootstrap())
     }
 
+    /// Bootstrap addresses (and saved peers) whose node refused this node's network key.
+    fn refused_bootstrap(&self) -> PyResult<Vec<String>> {
+        Ok(self.node()?.refused_bootstrap())
+    }
+
     /// The files this node put, oldest first (a lost key can be found here).
     fn files(&self, py: Python<'_>) -> PyResult<Vec<FileEntry>> {
         let node = self.node()?;

@@ -4,15 +4,17 @@ until cas-core has networking."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import subprocess
 from pathlib import Path
 from typing import Callable, List
 
 import pytest
 
 import cas
-from conftest import Server, cas_json, network_key_file, run_cas, sha256_of, wait_until
+from conftest import Server, cas_command, cas_json, network_key_file, run_cas, sha256_of, wait_until
 
 pytestmark = pytest.mark.network
 
@@ -138,3 +140,75 @@ def test_serve_network_survives_kill_9(serve, make_file, tmp_path: Path) -> None
         got = cas_json("get", key, dest, "--data-dir", s.data_dir)
         assert got["size"] == 3 << 20
         assert sha256_of(dest) == sha256_of(src)
+
+
+def test_a_network_whose_bootstrap_node_died_gives_no_warnings(tmp_path: Path) -> None:
+    """Nodes joined through a bootstrap node that dies keep quiet about it
+    while they have live peers: no warning in the log, no fault in `cas
+    status`; restarted, a node calls its saved peers by that name."""
+    key = network_key_file(tmp_path)
+    fast = ["--gossip-interval", "0.2", "--suspect-after", "0.6", "--dead-after", "1", "--forget-after", "2"]
+    # Warnings as a user sees them, and the bootstrap loop's own debug lines to know it ran.
+    env = {**os.environ, "CAS_LOG": "warn,cas_core::net::gossip=debug"}
+    processes: List[subprocess.Popen] = []
+
+    def start(name: str, *extra: str) -> Path:
+        data_dir = tmp_path / name
+        with open(tmp_path / f"{name}.log", "a") as log:
+            processes.append(
+                subprocess.Popen(
+                    [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync", "--network-key", str(key),
+                     *fast, *extra],
+                    stdout=subprocess.DEVNULL, stderr=log, env=env,
+                )
+            )
+        wait_until(lambda: run_cas("status", "--data-dir", data_dir, check=False).returncode == 0, timeout=60,
+                   what=f"{name} to answer")
+        return data_dir
+
+    def alive(data_dir: Path) -> int:
+        return sum(p["state"] == "alive" for p in cas_json("peers", "--data-dir", data_dir)["peers"])
+
+    def bootstrap_warnings(name: str, *about: str) -> List[str]:
+        lines = (tmp_path / f"{name}.log").read_text().splitlines()
+        return [l for l in lines if ("WARN" in l or "ERROR" in l) and any(a in l for a in about)]
+
+    try:
+        first = start("first")
+        address = cas_json("status", "--data-dir", first)["address"]
+        others = [start(name, "--bootstrap", address) for name in ("b", "c")]
+        for d in others:
+            wait_until(lambda: alive(d) == 2, what="each node to see both others alive")
+            wait_until(lambda: address in (d / "peers").read_text() if (d / "peers").exists() else False,
+                       what="the peers to be saved")
+        processes[0].kill()
+        processes[0].wait(timeout=30)
+        for name, d in zip(("b", "c"), others):
+            # Forgotten, then tried again and not reached.
+            wait_until(lambda: "cannot reach bootstrap node" in (tmp_path / f"{name}.log").read_text(),
+                       what=f"{name} to retry the dead bootstrap node")
+            assert cas_json("status", "--data-dir", d)["unreachable_bootstrap"] == [address]
+            assert alive(d) == 1
+            assert bootstrap_warnings(name, "bootstrap", address) == []
+            status = run_cas("status", "--data-dir", d).stdout
+            assert "unreachable" not in status and f"bootstrap {address} not reached (not needed" in status, status
+
+        # Restarted without --bootstrap, b rejoins through its saved peers,
+        # the dead first node among them (as when it died while b was down).
+        processes[1].terminate()
+        processes[1].wait(timeout=30)
+        saved = others[0] / "peers"
+        saved.write_text(f"{address}\n{saved.read_text()}")
+        (tmp_path / "b.log").write_text("")
+        start("b")
+        wait_until(lambda: alive(others[0]) == 1, what="the restarted node to rejoin c")
+        wait_until(lambda: "cannot reach peer saved from the last run" in (tmp_path / "b.log").read_text(),
+                   what="the restarted node to try its dead saved peer")
+        assert "bootstrap" not in (tmp_path / "b.log").read_text()
+        assert bootstrap_warnings("b", address) == []
+        assert cas_json("status", "--data-dir", others[0])["unreachable_bootstrap"] == []
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 import cas
-from conftest import cas_command, cas_json, network_key_file, run_cas, wait_until
+from conftest import cas_command, cas_json, fixed_port, network_key_file, run_cas, wait_until
 
 
 def test_generate_network_key_is_32_fresh_bytes() -> None:
@@ -106,12 +107,17 @@ def test_a_listen_port_in_use_says_so(nodes, tmp_path: Path) -> None:
         cas.Node(tmp_path / "second", listen=first.address, fsync=False)
 
 
-def test_an_unreachable_bootstrap_address_is_reported(tmp_path: Path) -> None:
+def dead_address() -> str:
+    """An address on 127.0.0.1 that nothing listens on."""
     import socket
 
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{s.getsockname()[1]}"
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_an_unreachable_bootstrap_address_is_reported(tmp_path: Path) -> None:
+    dead = dead_address()
     data_dir, log = tmp_path / "lonely", tmp_path / "serve.log"
     key = network_key_file(tmp_path)
     argv = [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync", "--network-key", str(key)]
@@ -129,3 +135,134 @@ def test_an_unreachable_bootstrap_address_is_reported(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--listen", "0.0.0.0:7123"], "--advertise"),
+        (["--bootstrap", "127.0.0.1:9"], "no network key"),
+    ],
+    ids=["every-interface-without-advertise", "joining-without-a-key"],
+)
+@pytest.mark.parametrize("existed", [False, True], ids=["absent", "empty"])
+def test_a_refused_cas_serve_leaves_its_data_directory_as_it_was(
+    tmp_path: Path, args: list, match: str, existed: bool
+) -> None:
+    data_dir = tmp_path / "joiner"
+    if existed:
+        data_dir.mkdir()
+    refused = serve_exits_with(args, tmp_path)
+    assert refused.returncode == 2 and match in refused.stderr, refused.stderr
+    assert "created a new network key" not in refused.stderr
+    assert "`--" not in refused.stderr and "/--" not in refused.stderr, f"a file named as an option: {refused.stderr}"
+    if existed:
+        assert sorted(p.name for p in data_dir.iterdir()) == []
+    else:
+        assert not data_dir.exists(), sorted(p.name for p in data_dir.iterdir())
+
+
+def test_a_node_every_reachable_bootstrap_refuses_stops(serve, tmp_path: Path) -> None:
+    good = serve("good", "--listen", "127.0.0.1:0", "--network-key", network_key_file(tmp_path))
+    other_key = tmp_path / "other.key"
+    run_cas("keygen", other_key)
+    dead = dead_address()
+    refused = serve_exits_with(["--bootstrap", dead, good.address, "--network-key", other_key], tmp_path)
+    assert refused.returncode == 1, refused.stderr
+    assert f"{good.address}: wrong or missing network key" in refused.stderr, refused.stderr
+    assert dead in refused.stderr and "still trying" not in refused.stderr, refused.stderr
+
+
+def test_a_key_refusal_is_final_for_its_address_and_said_once(serve, tmp_path: Path) -> None:
+    stranger = serve("stranger", "--listen", "127.0.0.1:0", "--network-key", network_key_file(tmp_path))
+    ours = tmp_path / "ours.key"
+    run_cas("keygen", ours)
+    member = serve("member", "--listen", "127.0.0.1:0", "--network-key", ours)
+    log = tmp_path / "joiner.log"
+    argv = [*cas_command(), "serve", "--data-dir", str(tmp_path / "joiner"), "--no-fsync", "--network-key", str(ours)]
+    with open(log, "w") as err:
+        process = subprocess.Popen(
+            [*argv, "--gossip-interval", "0.1", "--bootstrap", stranger.address, member.address],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        wait_until(
+            lambda: (r := run_cas("peers", "--data-dir", tmp_path / "joiner", "--json", check=False)).returncode == 0
+            and len(json.loads(r.stdout)["peers"]) == 1,
+            what="the joiner to join the member",
+        )
+        wait_until(lambda: "refused this node's network key" in log.read_text(), what="the refusal in the log")
+        # An observation window, not a wait for something: ten gossip rounds,
+        # in which an address still being retried would be tried again.
+        time.sleep(1.0)
+        refusals = [line for line in log.read_text().splitlines() if "network key" in line]
+        assert len(refusals) == 1 and stranger.address in refusals[0], refusals
+        assert "still trying" not in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_cas_serve_says_where_the_network_key_it_made_is(tmp_path: Path) -> None:
+    data_dir = tmp_path / "first"
+    process = subprocess.Popen(
+        [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert f"created a new network key, {data_dir / 'network_key'}:" in first, first
+        assert "serving" in process.stdout.readline()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    restarted = subprocess.Popen(
+        [*cas_command(), "serve", "--data-dir", str(data_dir), "--no-fsync", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert restarted.stdout is not None
+        assert "created_network_key" not in json.loads(restarted.stdout.readline())
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)
+
+
+def test_a_node_stops_when_its_bootstrap_node_comes_up_and_refuses_its_key(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{fixed_port()}"
+    other_key = tmp_path / "other.key"
+    run_cas("keygen", other_key)
+    argv = [*cas_command(), "serve", "--no-fsync", "--gossip-interval", "0.1"]
+    joiner = subprocess.Popen(
+        [*argv, "--data-dir", str(tmp_path / "joiner"), "--network-key", str(network_key_file(tmp_path)),
+         "--bootstrap", address],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    stranger = None
+    try:
+        # Started, still trying an address where nothing listens yet.
+        wait_until(
+            lambda: run_cas("status", "--data-dir", tmp_path / "joiner", check=False).returncode == 0,
+            what="the joiner to start",
+        )
+        stranger = subprocess.Popen(
+            [*argv, "--data-dir", str(tmp_path / "stranger"), "--listen", address, "--network-key", str(other_key)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _, stderr = joiner.communicate(timeout=120)
+        assert joiner.returncode == 1, stderr
+        assert f"{address} refused this node's network key, and no other node answered" in stderr, stderr
+    finally:
+        for process in (joiner, stranger):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)

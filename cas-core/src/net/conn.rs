@@ -7,6 +7,7 @@
 //! closes this connection only.
 
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -347,6 +348,10 @@ enum Stop {
     Idle,
     /// The peer broke the protocol.
     Bad(String),
+    /// The connection broke under the frames (reset, timed out, cut in the
+    /// middle of a frame): a peer that died or a network that failed, not
+    /// misbehaviour, so not a warning.
+    Lost(std::io::Error),
 }
 
 async fn read_loop(
@@ -377,7 +382,10 @@ async fn read_loop(
         let frame = match next {
             None => break Stop::Quiet,
             Some(Ok(f)) => f,
-            Some(Err(e)) => break Stop::Bad(format!("bad frame: {e}")),
+            Some(Err(e)) if matches!(e.kind(), ErrorKind::InvalidData | ErrorKind::InvalidInput) => {
+                break Stop::Bad(format!("bad frame: {e}"))
+            }
+            Some(Err(e)) => break Stop::Lost(e),
         };
         let frame_len = frame.len();
         match frame::decode(&frame) {
@@ -430,6 +438,10 @@ async fn read_loop(
         Stop::Bad(reason) => {
             warn_closing(Some(conn.peer_listen), &reason);
             Some(reason)
+        }
+        Stop::Lost(e) => {
+            tracing::debug!(peer = %conn.peer_listen, "connection lost: {e}");
+            None
         }
     };
     if let Some(reason) = goodbye {

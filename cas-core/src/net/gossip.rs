@@ -139,9 +139,14 @@ impl Network {
         });
     }
 
-    /// One attempt to join through a bootstrap address: dial it and pull its
-    /// peer table. `Ok(true)` if joined, `Ok(false)` if already known.
-    pub(super) async fn join_through(self: &Arc<Self>, addr: &str) -> std::result::Result<bool, DialError> {
+    /// One attempt to join through a bootstrap address (or a saved peer's):
+    /// dial it and pull its peer table. `Ok(true)` if joined, `Ok(false)` if
+    /// already known.
+    pub(super) async fn join_through(
+        self: &Arc<Self>,
+        addr: &str,
+        kind: Rejoin,
+    ) -> std::result::Result<bool, DialError> {
         let sock = tokio::net::lookup_host(addr)
             .await
             .ok()
@@ -151,7 +156,7 @@ impl Network {
             return Ok(false);
         }
         let conn = self.dial(sock, None).await?;
-        tracing::info!(%addr, peer = %conn.peer, "joined through bootstrap node");
+        tracing::info!(%addr, peer = %conn.peer, "joined through {}", kind.what());
         let pull = conn.request(Request::Gossip { peers: self.table.gossip_records() }, self.config.request_timeout);
         if let Ok(Response::Gossip { peers }) = pull.await {
             // Meet at once the nodes the bootstrap node knows.
@@ -162,33 +167,51 @@ impl Network {
         Ok(true)
     }
 
-    /// Keeps trying a bootstrap address, with back-off, until its node is
-    /// known; checks again later in case it is forgotten. While it cannot be
-    /// reached it is listed by [`Network::unreachable_bootstrap`] and a
-    /// warning says so, at once and then at most once a minute.
-    pub(super) async fn bootstrap_loop(self: Arc<Self>, addr: String, first_failed: bool) {
+    /// Keeps trying a bootstrap address (or a peer saved from the last
+    /// run), with back-off, until its node is known; checks again later in
+    /// case it is forgotten. While a bootstrap address cannot be reached it
+    /// is listed by [`Network::unreachable_bootstrap`]. A warning says so,
+    /// at most once a minute, only while this node has no live peer (from a
+    /// handshake timeout after the loop starts, the time a start gives
+    /// every address): a node in a network does not need its bootstrap node. A
+    /// node that refuses this node's network key is not tried again (one
+    /// error line says so): retrying cannot change its answer.
+    pub(super) async fn bootstrap_loop(self: Arc<Self>, addr: String, kind: Rejoin, first_failed: bool) {
         let base = self.config.gossip_interval;
         let mut backoff = base;
         let mut wait = if first_failed { base } else { base * 5 };
         let mut warned: Option<Instant> = None;
+        let started = Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.cancel.cancelled() => break,
             }
-            wait = match self.join_through(&addr).await {
+            wait = match self.join_through(&addr, kind).await {
                 Ok(_) => {
                     if self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr) {
-                        tracing::warn!(%addr, "bootstrap node reached");
+                        tracing::info!(%addr, "{} reached", kind.what());
                     }
                     (backoff, warned) = (base, None);
                     base * 5
                 }
+                Err(e) if e.key_refused => {
+                    self.note_key_refusal(kind, &addr, &e.reason());
+                    break;
+                }
                 Err(e) => {
-                    self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
-                    if warned.is_none_or(|at| at.elapsed() >= BOOTSTRAP_WARN_EVERY) {
-                        tracing::warn!(%addr, "cannot reach bootstrap node, still trying: {}", e.error);
+                    if kind == Rejoin::Bootstrap {
+                        self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
+                    }
+                    // Alone past the time a start gives every address to
+                    // answer: the other addresses did not help either.
+                    let alone = self.table.peers_in(&[PeerState::Alive]).is_empty()
+                        && started.elapsed() >= self.config.limits.handshake_timeout;
+                    if alone && warned.is_none_or(|at| at.elapsed() >= BOOTSTRAP_WARN_EVERY) {
+                        tracing::warn!(%addr, "cannot reach {} and no peer is alive, still trying: {}", kind.what(), e.error);
                         warned = Some(Instant::now());
+                    } else {
+                        tracing::debug!(%addr, "cannot reach {}: {}", kind.what(), e.error);
                     }
                     let w = backoff;
                     backoff = (backoff * 2).min(MAX_BOOTSTRAP_BACKOFF);
@@ -203,6 +226,25 @@ impl Network {
         let mut out: Vec<String> = self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
         out.sort();
         out
+    }
+}
+
+/// What an address given to [`Network::bootstrap_loop`] is, for its log lines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rejoin {
+    /// Given as a bootstrap address.
+    Bootstrap,
+    /// A peer saved from the last run (`known_peers`): not a bootstrap
+    /// address, and not listed as one.
+    SavedPeer,
+}
+
+impl Rejoin {
+    pub(super) fn what(self) -> &'static str {
+        match self {
+            Rejoin::Bootstrap => "bootstrap node",
+            Rejoin::SavedPeer => "peer saved from the last run",
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use self::admission::Admission;
 use self::conn::{handshake, Connection, FramedStream};
 use self::frame::{Request, Response};
+use self::gossip::Rejoin;
 use self::log_limit::LogLimit;
 use self::membership::{PeerTable, Timing};
 use self::secure::Credentials;
@@ -91,6 +92,9 @@ pub(crate) struct Network {
     warnings: Warnings,
     /// Bootstrap addresses whose last attempt failed.
     unreachable: Mutex<std::collections::HashSet<String>>,
+    /// Bootstrap addresses (and saved peers) whose node refused this
+    /// node's network key: not tried again.
+    refused: Mutex<std::collections::BTreeSet<String>>,
     /// Peers that served a blob failing verification or failed a possession audit, and when.
     liars: Mutex<HashMap<NodeId, Instant>>,
     /// Gossip messages with bad signatures, by sender.
@@ -214,6 +218,7 @@ impl Network {
             fetch_times: Mutex::default(),
             warnings: Warnings::new(),
             unreachable: Mutex::default(),
+            refused: Mutex::default(),
             liars: Mutex::default(),
             gossip_strikes: Mutex::default(),
             admission: Admission::new(&config.limits),
@@ -243,37 +248,52 @@ impl Network {
         });
         tokio::spawn(net.clone().gossip_loop());
         // A first, bounded attempt at every bootstrap address before start
-        // returns, so a new node can get files at once; then retries in the background.
+        // returns, so a new node can get files at once; then retries in the
+        // background, of the addresses that did not answer only.
         let first = futures::future::join_all(config.bootstrap.iter().map(|addr| {
             let net = net.clone();
             async move {
-                match tokio::time::timeout(net.config.limits.handshake_timeout, net.join_through(addr)).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) if e.key_refused => Err(Some(e.error)),
+                match tokio::time::timeout(
+                    net.config.limits.handshake_timeout,
+                    net.join_through(addr, Rejoin::Bootstrap),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => FirstAttempt::Joined,
+                    Ok(Err(e)) if e.key_refused => FirstAttempt::KeyRefused(e.reason()),
                     _ => {
                         tracing::info!(%addr, "bootstrap node not reachable yet; will keep trying");
                         net.unreachable.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.clone());
-                        Err(None)
+                        FirstAttempt::Unreachable
                     }
                 }
             }
         }))
         .await;
-        // Every bootstrap node refused our key: this node is not of that
-        // network, and retrying will not change it.
-        if !first.is_empty() && first.iter().all(|r| matches!(r, Err(Some(_)))) {
-            net.cancel.cancel();
-            let Some(Err(Some(e))) = first.into_iter().next() else { unreachable!("checked above") };
-            return Err(e);
+        // Every bootstrap node that answered refused our key: this node is
+        // not of that network, whatever the silent addresses would say.
+        if !first.iter().any(|a| matches!(a, FirstAttempt::Joined)) {
+            if let Some(error) = refusal_of_all(&config.bootstrap, &first) {
+                net.cancel.cancel();
+                return Err(error);
+            }
         }
         for (addr, attempt) in config.bootstrap.iter().zip(first) {
-            tokio::spawn(net.clone().bootstrap_loop(addr.clone(), attempt.is_err()));
+            match attempt {
+                FirstAttempt::KeyRefused(e) => net.note_key_refusal(Rejoin::Bootstrap, addr, &e),
+                FirstAttempt::Joined => {
+                    tokio::spawn(net.clone().bootstrap_loop(addr.clone(), Rejoin::Bootstrap, false));
+                }
+                FirstAttempt::Unreachable => {
+                    tokio::spawn(net.clone().bootstrap_loop(addr.clone(), Rejoin::Bootstrap, true));
+                }
+            }
         }
         // The peers this node knew when it last ran: a restart rejoins
         // without being given a bootstrap address again.
         for addr in known_peers::load(&config.data_dir) {
             if !config.bootstrap.contains(&addr) && addr != advertised.to_string() {
-                tokio::spawn(net.clone().bootstrap_loop(addr, true));
+                tokio::spawn(net.clone().bootstrap_loop(addr, Rejoin::SavedPeer, true));
             }
         }
         tracing::info!(node = %me, %advertised, "listening");
@@ -448,6 +468,19 @@ impl Network {
         result
     }
 
+    /// Notes an address whose node refused this node's network key, with
+    /// one line: it is not tried again.
+    fn note_key_refusal(&self, kind: Rejoin, addr: &str, why: &str) {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).insert(addr.to_string());
+        tracing::error!(%addr, "{} refused this node's network key, not trying it again: {why}", kind.what());
+    }
+
+    /// The addresses whose node refused this node's network key.
+    pub(crate) fn refused_bootstrap(&self) -> Vec<String> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
     /// This node's id.
     pub(crate) fn me(&self) -> NodeId {
         self.me
@@ -465,6 +498,46 @@ struct DialError {
     key_refused: bool,
 }
 
+/// How the first attempt at a bootstrap address went.
+enum FirstAttempt {
+    Joined,
+    /// Its node refused this node's network key (why): final for that address.
+    KeyRefused(String),
+    /// No answer (yet): retried in the background.
+    Unreachable,
+}
+
+/// The error a start fails with when no bootstrap node was joined and at
+/// least one refused the network key (the others did not answer); `None`
+/// when none refused, and retrying the silent ones may still help.
+fn refusal_of_all(addrs: &[String], attempts: &[FirstAttempt]) -> Option<Error> {
+    let mut refusal = None;
+    let mut silent = Vec::new();
+    for (addr, attempt) in addrs.iter().zip(attempts) {
+        match attempt {
+            FirstAttempt::KeyRefused(why) if refusal.is_none() => refusal = Some(why.clone()),
+            FirstAttempt::Unreachable => silent.push(addr.as_str()),
+            _ => {}
+        }
+    }
+    let refusal = refusal?;
+    Some(Error::Network(if silent.is_empty() {
+        refusal
+    } else {
+        format!("{refusal}; not reached either: {}", silent.join(", "))
+    }))
+}
+
+impl DialError {
+    /// Why, without the error kind's prefix.
+    fn reason(self) -> String {
+        match self.error {
+            Error::Network(why) => why,
+            e => e.to_string(),
+        }
+    }
+}
+
 impl From<Error> for DialError {
     fn from(error: Error) -> DialError {
         DialError { error, key_refused: false }
@@ -474,6 +547,16 @@ impl From<Error> for DialError {
 impl From<DialError> for Error {
     fn from(e: DialError) -> Error {
         e.error
+    }
+}
+
+/// Refuses, before anything is bound or written, an advertise setting that
+/// [`advertised_address`] would refuse once `listen` is bound. A listen
+/// address that does not resolve is left to the bind to explain.
+pub(crate) async fn check_advertise(listen: &str, advertise: Option<&str>) -> Result<()> {
+    match tokio::net::lookup_host(listen).await.ok().and_then(|mut a| a.next()) {
+        Some(bound) => advertised_address(advertise, bound).await.map(|_| ()),
+        None => Ok(()),
     }
 }
 

@@ -122,14 +122,29 @@ fn network_key(config: &Config, dir: &DataDir) -> Result<[u8; 32]> {
     if let Some(key) = config.network_key {
         return Ok(key);
     }
-    dir.network_key(config.bootstrap.is_empty())?.ok_or_else(|| {
-        Error::InvalidArgument(format!(
-            "no network key: a node joining a network needs the network's key. Copy the file `network_key` from \
-             the data directory of the network's first node and pass it (cas serve --network-key FILE, \
-             Node(network_key=...)), or place it at {}",
-            dir.path().join(crate::store::NETWORK_KEY_FILE).display()
-        ))
-    })
+    dir.network_key(config.bootstrap.is_empty())?.ok_or_else(|| no_network_key(&config.data_dir))
+}
+
+/// The refusal of a node that joins a network without its key.
+fn no_network_key(data_dir: &Path) -> Error {
+    Error::InvalidArgument(format!(
+        "no network key: a node joining a network needs the network's key. Copy the file `network_key` from \
+         the data directory of the network's first node and pass it (cas serve --network-key FILE, \
+         Node(network_key=...)), or place it at {}",
+        data_dir.join(crate::store::NETWORK_KEY_FILE).display()
+    ))
+}
+
+/// The network settings judged against the data directory (a joining node
+/// needs a network key) and the listen address (one bound to every
+/// interface needs an address to advertise): checked before the data
+/// directory is created or written, so that a refused start leaves it as it was.
+async fn check_network_settings(config: &Config, listen: &str) -> Result<()> {
+    let key_file = config.data_dir.join(crate::store::NETWORK_KEY_FILE);
+    if config.network_key.is_none() && !config.bootstrap.is_empty() && !key_file.exists() {
+        return Err(no_network_key(&config.data_dir));
+    }
+    crate::net::check_advertise(listen, config.advertise.as_deref()).await
 }
 
 /// A running node. Cheap to clone: clones share the node, and every method
@@ -166,6 +181,9 @@ impl Node {
     /// Like [`Node::start`], over another transport.
     pub async fn start_with_transport(config: Config, transport: Arc<dyn Transport>) -> Result<Node> {
         config.validate()?;
+        if let Some(listen) = &config.listen {
+            check_network_settings(&config, listen).await?;
+        }
         let cfg = config.clone();
         let (dir, store, catalog) = blocking(move || {
             let dir = DataDir::open(&cfg.data_dir, cfg.secret)?;
@@ -239,10 +257,20 @@ impl Node {
         self.inner.net.as_ref().map(|n| n.advertised())
     }
 
-    /// Bootstrap addresses (given, or peers saved from the last run) that
-    /// the node is still trying to reach.
+    /// The bootstrap addresses given that the node's last attempt did not
+    /// reach; it keeps trying. Information once the node has live peers (a
+    /// node in a network no longer needs its bootstrap node), a fault while
+    /// it has none.
     pub fn unreachable_bootstrap(&self) -> Vec<String> {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.unreachable_bootstrap())
+    }
+
+    /// The bootstrap addresses (and peers saved from the last run) whose
+    /// node refused this node's network key: this node is not of their
+    /// network, and does not try them again. A node with no live peer and
+    /// such an address cannot join anything (`cas serve` then stops).
+    pub fn refused_bootstrap(&self) -> Vec<String> {
+        self.inner.net.as_ref().map_or_else(Vec::new, |n| n.refused_bootstrap())
     }
 
     /// The peer table: every peer known and not yet forgotten, with its state.

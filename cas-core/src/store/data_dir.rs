@@ -82,7 +82,7 @@ impl DataDir {
         if existed {
             warn_if_shared(&path);
         } else {
-            tracing::warn!(
+            tracing::info!(
                 path = %path.display(),
                 "created a new network key: every node that joins this network needs a copy of this file \
                  (cas serve --network-key FILE)"

@@ -130,7 +130,9 @@ class Node:
     def peers(self) -> list[Peer]:
         """The peer table."""
     def unreachable_bootstrap(self) -> list[str]:
-        """Bootstrap addresses (given, or peers saved from the last run) still being tried."""
+        """Bootstrap addresses given that the last attempt did not reach; still being tried."""
+    def refused_bootstrap(self) -> list[str]:
+        """Bootstrap addresses (and saved peers) whose node refused this node's network key; not tried again."""
     def stats(self) -> Stats:
         """Counters since start."""
     def serve_http(

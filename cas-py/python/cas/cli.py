@@ -139,9 +139,15 @@ _SETTING_OPTIONS = [
 def _as_options(message: str) -> str:
     """A node's message about its settings in the options the user typed:
     'min_replicas (5) cannot exceed replicas (3)' becomes '--min-replicas 5
-    cannot exceed --replicas 3'."""
+    cannot exceed --replicas 3'. A name that is part of a path, a file name
+    in backquotes or a Python keyword argument (`network_key`,
+    DIR/network_key, Node(network_key=...)) stays as it is."""
     for setting, option in _SETTING_OPTIONS:
-        message = re.sub(rf"\b{setting}\b(?: \(([^()]*)\))?", lambda m: option + (f" {m[1]}" if m[1] else ""), message)
+        message = re.sub(
+            rf"(?<![-/`(.])\b{setting}\b(?![=`/])(?: \(([^()\s]*)\))?",
+            lambda m: option + (f" {m[1]}" if m[1] else ""),
+            message,
+        )
     return message
 
 
@@ -431,10 +437,15 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     if args.http_host and args.http is None:
         raise UsageError("--http-host needs --http ADDR")
 
+    listen = None if args.listen.lower() == "none" else args.listen
+    key_file = data_dir / "network_key"
+    # The node logs that it made a key at info, which a user does not see by
+    # default: said here, since every other node needs a copy of it.
+    makes_key = listen is not None and args.network_key is None and not args.bootstrap and not key_file.exists()
     try:
         node = Node(
             data_dir,
-            listen=None if args.listen.lower() == "none" else args.listen,
+            listen=listen,
             advertise=args.advertise,
             network_key=_read_network_key(args.network_key),
             bootstrap=args.bootstrap,
@@ -474,16 +485,33 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         ready = {"id": node.id, "address": node.address, "socket": str(sock), "pid": os.getpid(), "http": http}
+        if makes_key and key_file.exists():
+            ready["created_network_key"] = str(key_file)
         if args.json:
             print(json.dumps(ready), flush=True)
         else:
+            if "created_network_key" in ready:
+                print(
+                    f"cas: created a new network key, {key_file}: every node that joins this network needs a copy "
+                    "(cas serve --network-key FILE)",
+                    flush=True,
+                )
             print(
                 f"cas: node {node.id[:16]} serving {data_dir} at {node.address or '(no networking)'}; "
                 f"control socket {sock}; " + (f"HTTP on http://{http}/; " if http else "") + "Ctrl-C stops it",
                 flush=True,
             )
+        joined = False
         while not stop.wait(1.0):
-            pass
+            joined = joined or any(p.state == "alive" for p in node.peers())
+            refused = node.refused_bootstrap()
+            if refused and not joined:
+                # Every node that answered refused our key (the start already
+                # fails when they answer at once): retrying cannot help.
+                raise errors.NetworkError(
+                    f"{', '.join(refused)} refused this node's network key, and no other node answered: this node "
+                    "is not of their network (start it with the network's key: --network-key FILE)"
+                )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -648,7 +676,11 @@ def _print_status(result: Dict[str, Any]) -> None:
     print(f"data dir  {result['data_dir']}  (pid {result['pid']})")
     print(f"peers     {result['peers']['alive']} alive, {result['peers']['known']} known")
     for addr in result.get("unreachable_bootstrap", []):
-        print(f"bootstrap {addr} unreachable, still trying")
+        if result["peers"]["alive"]:
+            # A node in a network no longer needs its bootstrap node.
+            print(f"bootstrap {addr} not reached (not needed: the node has live peers)")
+        else:
+            print(f"bootstrap {addr} unreachable, still trying")
     print(f"stored    {stats['blobs_stored']} blobs, {_human_bytes(stats['bytes_stored'])}")
     if stats.get("cannot_write"):
         print("storage   CANNOT WRITE (disk full?): serving what it holds; see /health")
