@@ -183,7 +183,8 @@ impl Node {
                 let keys = Keys {
                     identity: dir.identity.clone(),
                     network_key: network_key(&config, &dir)?,
-                    incarnation: dir.next_incarnation(crate::net::now_ms())?,
+                    incarnation: dir
+                        .next_incarnation(crate::net::now_ms().saturating_add_signed(config.faults.clock_offset_ms))?,
                 };
                 let net = Network::start(&config, listen, keys, store.clone(), transport, cancel.child_token()).await?;
                 let r =
