@@ -290,6 +290,9 @@ pub struct Faults {
     /// other side sets this too (the handshake still checks the network key
     /// and identities).
     pub plaintext_transport: bool,
+    /// This node's wall clock runs this many milliseconds ahead (negative:
+    /// behind): tests of clock skew with many nodes in one process.
+    pub clock_offset_ms: i64,
 }
 
 impl Config {

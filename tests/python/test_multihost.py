@@ -2,7 +2,9 @@
 namespace with its own address on a bridge (tests/python/netns.py). A file
 put on one host is got back on another; a host cut off by an nftables drop
 rule is declared dead by the others while the file stays available; once the
-rule is gone (after 30 s) the host rejoins within 10 s. And the Sybil attack: a rogue member with 300
+rule is gone (after 30 s) the host rejoins within 10 s, and the files put on
+both sides during the cut are at full copies and got on every host within
+those 10 s. And the Sybil attack: a rogue member with 300
 identities on one more host (cas-core/examples/rogue.rs) gets at most one
 copy of each blob, and the file survives its owner; then repair on the
 survivors gives every blob 3 honest copies again (a test of its own: it
@@ -190,6 +192,13 @@ def test_a_host_cut_off_is_dead_then_rejoins(host_serve, lab: netns.Lab, make_fi
         what=f"{victim.host.ip} to mark the others dead",
     )
     get_and_check(during, key, src, tmp_path / "during-cut.bin")
+    # Both sides go on storing: a file put on the victim (alone, its only
+    # copy) and one put on the others' side (placed among the three).
+    cut_off_src = make_file(1 << 20)
+    cut_off_key = cas_json("put", cut_off_src, "--data-dir", victim.data_dir)["key"]
+    majority_src = make_file(1 << 20)
+    majority_key = cas_json("put", majority_src, "--data-dir", owner.data_dir)["key"]
+    files = {key: src, cut_off_key: cut_off_src, majority_key: majority_src}
 
     # The partition lasts PARTITION seconds in all (the scenario's length,
     # not a wait for anything to happen).
@@ -206,8 +215,28 @@ def test_a_host_cut_off_is_dead_then_rejoins(host_serve, lab: netns.Lab, make_fi
         timeout=HEALED_WITHIN,
         what=f"{victim.host.ip} to be alive again on every host within {HEALED_WITHIN} s of the partition's end",
     )
-    print(f"a {PARTITION} s partition healed in {time.monotonic() - healed_at:.1f} s")
-    get_and_check(victim, key, src, tmp_path / "after-rejoin.bin")
+    alive_in = time.monotonic() - healed_at
+    # Every file of both sides back at full copies (replicas + 1 holders of
+    # each blob, one replica here), in the same 10 s.
+    wait_until(
+        lambda: all(full_copies(owner, k, 1 + 1) for k in files),
+        timeout=max(0.1, healed_at + HEALED_WITHIN - time.monotonic()),
+        what=f"every file of both sides at 2 copies within {HEALED_WITHIN} s of the partition's end",
+    )
+    print(
+        f"a {PARTITION} s partition healed in {alive_in:.1f} s (every node alive), "
+        f"{time.monotonic() - healed_at:.1f} s (every blob at full copies)"
+    )
+    for s in servers:
+        for i, (k, f) in enumerate(files.items()):
+            get_and_check(s, k, f, tmp_path / f"after-rejoin-{s.host.ip}-{i}.bin")
+
+
+def full_copies(server: Server, key: str, copies: int) -> bool:
+    """Whether every blob of the file has at least `copies` alive holders
+    (as `cas stat` on `server` finds them)."""
+    info = cas_json("stat", key, "--data-dir", server.data_dir)
+    return all(len(h["nodes"]) >= copies for h in info["holders"])
 
 
 # ---- the Sybil attack (issue 25) ---------------------------------------------------------

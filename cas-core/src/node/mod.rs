@@ -95,20 +95,30 @@ pub struct Stats {
     pub audits_failed: u64,
 }
 
-/// Every `interval`, lets the store recover from failed writes (a disk that
-/// was full has room again: the blob index is reopened and reconciled).
-async fn recover_writes(store: BlobStore, interval: Duration, cancel: CancellationToken) {
+/// Every `interval`, lets what failed a write recover (a disk that was
+/// full has room again): the blob index is reopened and reconciled, the
+/// catalog reopened, an incarnation the start could not save is saved.
+/// Holds the node weakly: it ends with the node.
+async fn recover_writes(node: std::sync::Weak<NodeInner>, interval: Duration, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = cancel.cancelled() => return,
         }
-        if store.write_problem().is_none() {
+        let Some(node) = node.upgrade().map(|inner| Node { inner }) else { return };
+        if node.write_problem().is_none() {
             continue;
         }
-        let s = store.clone();
-        if let Err(e) = blocking(move || s.recover()).await {
-            tracing::debug!("the store still cannot write: {e}");
+        let recovered = blocking(move || {
+            node.inner.store.recover()?;
+            if let Ok(catalog) = node.catalog() {
+                catalog.recover()?;
+            }
+            node.inner.dir.save_incarnation()
+        })
+        .await;
+        if let Err(e) = recovered {
+            tracing::debug!("the node still cannot write: {e}");
         }
     }
 }
@@ -200,7 +210,8 @@ impl Node {
                 let keys = Keys {
                     identity: dir.identity.clone(),
                     network_key: network_key(&config, &dir)?,
-                    incarnation: dir.next_incarnation(crate::net::now_ms())?,
+                    incarnation: dir
+                        .next_incarnation(crate::net::now_ms().saturating_add_signed(config.faults.clock_offset_ms))?,
                 };
                 let net = Network::start(&config, listen, keys, store.clone(), transport, cancel.child_token()).await?;
                 let r =
@@ -219,7 +230,6 @@ impl Node {
             stats: scrub_stats.clone(),
         };
         tokio::spawn(scrub.run(config.repair_interval, cancel.child_token()));
-        tokio::spawn(recover_writes(store.clone(), config.repair_interval, cancel.child_token()));
         tracing::info!(node = %id, data_dir = %config.data_dir.display(), "node started");
         let inner = NodeInner {
             config,
@@ -234,7 +244,9 @@ impl Node {
             _stop_on_drop: cancel.clone().drop_guard(),
             cancel,
         };
-        Ok(Node { inner: Arc::new(inner) })
+        let inner = Arc::new(inner);
+        tokio::spawn(recover_writes(Arc::downgrade(&inner), inner.config.repair_interval, inner.cancel.child_token()));
+        Ok(Node { inner })
     }
 
     /// This node's id.
@@ -303,7 +315,8 @@ impl Node {
     /// failed a write), if it cannot; it still serves what it holds, and
     /// recovers by itself once the disk takes writes again.
     pub fn write_problem(&self) -> Option<String> {
-        self.inner.store.write_problem()
+        let catalog = || self.catalog().ok().and_then(|c| c.write_problem());
+        self.inner.store.write_problem().or_else(catalog).or_else(|| self.inner.dir.incarnation_problem())
     }
 
     /// Counters since start.
@@ -318,7 +331,7 @@ impl Node {
             scrub_corrupt: self.inner.scrub.corrupt.load(Ordering::Relaxed),
             scrub_missing: self.inner.scrub.missing.load(Ordering::Relaxed),
             scrub_restored: self.inner.scrub.restored.load(Ordering::Relaxed),
-            cannot_write: store.write_problem().is_some() as u64,
+            cannot_write: self.write_problem().is_some() as u64,
             ..Stats::default()
         };
         if let Some(net) = &self.inner.net {

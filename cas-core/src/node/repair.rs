@@ -44,7 +44,10 @@
 //! 4. a small sweep of [`SWEEP`] confirmed blobs, in turn, so that a copy a
 //!    peer lost without any sign (a deleted file) is found in time.
 //!
-//! With no change, a round is step 4 alone.
+//! With no change, a round is step 4 alone. Rounds run every repair
+//! interval, and also as soon as the set of alive nodes changes (looked at
+//! every second): after a partition heals, the copies each side made
+//! alone reach the other side within seconds.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -71,6 +74,10 @@ pub const SWEEP: usize = 256;
 /// Repair intervals for which a node that refused a copy for lack of space
 /// is passed over (then it is offered copies again, in case it has room).
 pub(crate) const FULL_ROUNDS: u32 = 4;
+
+/// How often the repair loop looks for a change of the alive nodes, which
+/// starts a round at once (besides the rounds every repair interval).
+const CHANGE_LOOK: Duration = Duration::from_secs(1);
 
 /// What one repair round did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -176,9 +183,14 @@ impl Repair {
         let first = tokio::time::Instant::now() + settle.max(interval);
         let mut tick = tokio::time::interval_at(first, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut look = tokio::time::interval_at(first, CHANGE_LOOK.min(interval));
+        look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                // A healed partition, a node that died or joined: the
+                // copies it changes are made now, not a repair interval later.
+                _ = look.tick() => if !self.alive_changed() { continue },
                 _ = cancel.cancelled() => break,
             }
             let report = self.round(&cancel).await;
@@ -186,6 +198,15 @@ impl Repair {
                 tracing::info!(copied = report.copied, checked = report.checked, "repair round restored replicas");
             }
         }
+    }
+
+    /// Whether the alive nodes differ from those the last round saw (false
+    /// before the first round, or while one runs).
+    fn alive_changed(&self) -> bool {
+        let Ok(state) = self.state.try_lock() else { return false };
+        let mut alive: HashSet<NodeId> = self.net.placement_targets().into_iter().map(|(id, _)| id).collect();
+        alive.insert(self.net.me());
+        state.alive.as_ref().is_some_and(|before| *before != alive)
     }
 
     /// One round (see the module's documentation).
@@ -196,6 +217,9 @@ impl Repair {
         // with their addresses, for the failure-domain rule of placement.
         let mut targets = self.net.placement_targets();
         if targets.is_empty() {
+            // Alone (cut off): once others are alive again, every blob may
+            // have an ideal holder among them.
+            state.alive = Some(HashSet::from([me]));
             return RepairReport::default();
         }
         targets.push((me, self.net.advertised()));

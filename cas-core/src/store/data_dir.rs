@@ -26,6 +26,8 @@ pub struct DataDir {
     pub secret: [u8; 32],
     /// This node's key pair (`identity.key`).
     pub identity: Identity,
+    /// This start's incarnation while it is not saved (the disk was full).
+    unsaved_incarnation: Mutex<Option<u64>>,
 }
 
 impl DataDir {
@@ -67,7 +69,13 @@ impl DataDir {
         let identity_path = path.join(IDENTITY_FILE);
         let identity = Identity::from_seed(&load_or_create(&identity_path)?);
         warn_if_shared(&identity_path);
-        Ok(DataDir { path: path.to_path_buf(), lock: Mutex::new(Some(lock)), secret, identity })
+        Ok(DataDir {
+            path: path.to_path_buf(),
+            lock: Mutex::new(Some(lock)),
+            secret,
+            identity,
+            unsaved_incarnation: Mutex::new(None),
+        })
     }
 
     /// The network key stored in the directory; with `create`, a new random
@@ -92,17 +100,57 @@ impl DataDir {
     }
 
     /// This start's incarnation: `now_ms`, or one past the last one stored
-    /// if the clock went back, so that a restart always outranks the past.
+    /// if the clock went back (or was ahead when it was stored), so that a
+    /// restart always outranks the past.
+    ///
+    /// On a full disk the node starts all the same. The new value cannot
+    /// go to a new file (the atomic replace), so it overwrites the stored
+    /// 8 bytes in place, which takes no new space on most file systems.
+    /// Failing that it is kept in memory and saved by
+    /// [`DataDir::save_incarnation`] once the disk has room. Until then a
+    /// restart could reuse it only if this node's clock were then behind
+    /// it: the next start computes `max(last + 1, now)` from the same
+    /// `last`, and `now` has moved on unless the clock went back.
     pub fn next_incarnation(&self, now_ms: u64) -> Result<u64> {
-        let path = self.path.join("incarnation");
+        let path = self.incarnation_path();
         let last = match fs::read(&path) {
             Ok(b) => b.as_slice().try_into().map_or(0, u64::from_be_bytes),
             Err(e) if e.kind() == ErrorKind::NotFound => 0,
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
         let next = now_ms.max(last.saturating_add(1));
-        write_new(&path, &next.to_be_bytes(), true)?;
+        *self.unsaved_incarnation.lock().unwrap_or_else(|e| e.into_inner()) = Some(next);
+        match self.save_incarnation() {
+            Err(Error::StorageFull { what }) => {
+                tracing::warn!("{what}: incarnation {next} is saved once the disk has room");
+            }
+            other => other?,
+        }
         Ok(next)
+    }
+
+    /// Saves this start's incarnation if it is not saved yet (the disk was
+    /// full at start): see [`DataDir::next_incarnation`].
+    pub fn save_incarnation(&self) -> Result<()> {
+        let mut unsaved = self.unsaved_incarnation.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(value) = *unsaved else { return Ok(()) };
+        let path = self.incarnation_path();
+        match write_new(&path, &value.to_be_bytes(), true) {
+            Err(Error::StorageFull { .. }) => overwrite_in_place(&path, &value.to_be_bytes())?,
+            other => other?,
+        }
+        *unsaved = None;
+        Ok(())
+    }
+
+    /// Why this start's incarnation is not saved, if it is not.
+    pub fn incarnation_problem(&self) -> Option<String> {
+        let unsaved = *self.unsaved_incarnation.lock().unwrap_or_else(|e| e.into_inner());
+        unsaved.map(|n| format!("incarnation {n} is not saved yet"))
+    }
+
+    fn incarnation_path(&self) -> PathBuf {
+        self.path.join("incarnation")
     }
 
     /// The directory.
@@ -151,6 +199,19 @@ fn write_new(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
     }
     super::sync_dir(dir).map_err(ctx)?;
     Ok(())
+}
+
+/// Overwrites the bytes of the existing file at `path` (of that length)
+/// in place: no new file, so no new space on most file systems, at the
+/// cost of the atomic replace (8 bytes are written whole in practice).
+fn overwrite_in_place(path: &Path, bytes: &[u8]) -> Result<()> {
+    let ctx = |e| Error::io(format!("overwriting {}", path.display()), e);
+    let mut file = OpenOptions::new().write(true).open(path).map_err(ctx)?;
+    if file.metadata().map_err(ctx)?.len() != bytes.len() as u64 {
+        return Err(ctx(std::io::Error::from(ErrorKind::StorageFull)));
+    }
+    file.write_all(bytes).map_err(ctx)?;
+    file.sync_all().map_err(ctx)
 }
 
 /// Warns when a key file is readable by others than its owner.

@@ -15,9 +15,15 @@ use crate::error::Error;
 /// was just shut down: its last writes may still hold the file.
 const OPEN_WAIT: Duration = Duration::from_secs(5);
 
-/// An I/O-kind error about the database at `path`.
-pub(crate) fn db_error(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::io(format!("{what} {}", path.display()), std::io::Error::other(e.to_string()))
+/// An I/O-kind error about the database at `path`: storage full when the
+/// disk was (ENOSPC, EDQUOT), so that callers can tell a full disk from
+/// other failures.
+pub(crate) fn db_error(path: &Path, what: &str, e: impl Into<redb::Error>) -> Error {
+    let source = match e.into() {
+        redb::Error::Io(io) => io,
+        e => std::io::Error::other(e.to_string()),
+    };
+    Error::io(format!("{what} {}", path.display()), source)
 }
 
 /// Creates the file owner-only (redb would use the umask) and opens it as a

@@ -123,6 +123,10 @@ pub(crate) enum Opened {
     Clean,
     /// Crashed, missing or rebuilt: it must be reconciled with the files.
     Reconcile,
+    /// The disk is full: the index could not be opened for writing (or its
+    /// mark could not be cleared). It is read as it is, if at all, and
+    /// reopened and reconciled once the disk has room ([`Index::recover`]).
+    Unwritable,
 }
 
 pub(crate) struct Index {
@@ -188,19 +192,21 @@ impl Index {
     pub(crate) fn open(root: &Path, counters: Arc<Counters>) -> Result<(Index, Opened)> {
         let path = root.join(INDEX_FILE);
         let (database, mut opened) = match db::open(&path)? {
-            Ok(d) => (d, None),
+            Ok(d) => (Some(d), None),
             Err(e) if is_damage(&e) => {
                 tracing::warn!(path = %path.display(), "the blob index is damaged ({e}); rebuilding it from blobs/");
                 std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
                 match db::open(&path)? {
-                    Ok(d) => (d, Some(Opened::Reconcile)),
-                    Err(e) => return Err(db::db_error(&path, "creating the blob index", e)),
+                    Ok(d) => (Some(d), Some(Opened::Reconcile)),
+                    Err(e) => (unwritable(db::db_error(&path, "creating the blob index", e))?, None),
                 }
             }
-            Err(e) => return Err(db::db_error(&path, "opening the blob index", e)),
+            // Opening can write (redb repairs a file not closed in order).
+            Err(e) => (unwritable(db::db_error(&path, "opening the blob index", e))?, None),
         };
+        let unopened = database.is_none();
         let shared = Arc::new(Shared {
-            db: RwLock::new(Some(database)),
+            db: RwLock::new(database),
             path,
             pending: AtomicU64::new(0),
             commits: AtomicU64::new(0),
@@ -216,20 +222,23 @@ impl Index {
         };
         // Read the clean mark and clear it, durably, in one transaction:
         // from now until the close, a crash means reconcile.
-        shared.write_with(Durability::Immediate, |txn| {
-            txn.open_table(BLOBS).map_err(|e| shared.err(e))?;
-            txn.open_table(LOG).map_err(|e| shared.err(e))?;
-            txn.open_table(PLACED).map_err(|e| shared.err(e))?;
-            txn.open_table(UNPLACED).map_err(|e| shared.err(e))?;
-            if opened.is_none() {
-                opened = Some(match meta(txn, "clean")? {
-                    Some(1) => Opened::Clean,
-                    _ => Opened::Reconcile,
-                });
-            }
-            txn.open_table(META).map_err(|e| shared.err(e))?.insert("clean", 0).map_err(|e| shared.err(e))?;
-            Ok(())
-        })?;
+        let marked = !unopened
+            && match shared.write_with(Durability::Immediate, |txn| {
+                if opened.is_none() {
+                    opened = Some(match meta(txn, "clean")? {
+                        Some(1) => Opened::Clean,
+                        _ => Opened::Reconcile,
+                    });
+                }
+                shared.mark_in_use(txn)
+            }) {
+                Ok(()) => true,
+                Err(e) => unwritable::<bool>(e)?,
+            };
+        if !marked {
+            shared.reopen_to_read();
+            opened = Some(Opened::Unwritable);
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
         let writer = {
             let shared = shared.clone();
@@ -242,7 +251,7 @@ impl Index {
         Ok((index, opened.unwrap_or(Opened::Reconcile)))
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> Error {
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
         self.shared.err(e)
     }
 
@@ -316,8 +325,9 @@ impl Index {
         f(&txn)
     }
 
-    /// Tests: the state a failed write leaves (the database refusing
-    /// everything until reopened), without filling a disk.
+    /// Leaves the index as a failed write does (unusable until
+    /// [`Index::recover`] reopens it): a start whose checks could not be
+    /// written, and tests that do not fill a disk.
     pub(crate) fn fail_as_if_disk_full(&self) {
         self.shared.broken.store(true, Ordering::Relaxed);
         self.shared.db.write().unwrap_or_else(|e| e.into_inner()).take();
@@ -347,6 +357,10 @@ impl Index {
             Ok(reopened) => *db = Some(reopened),
             Err(e) => return Err(db::db_error(path, "reopening the blob index", e)),
         }
+        drop(db);
+        // The mark an open writes (it may not have been written at start):
+        // from now on a crash means reconcile.
+        self.shared.write_with(Durability::Immediate, |txn| self.shared.mark_in_use(txn))?;
         self.shared.broken.store(false, Ordering::Relaxed);
         tracing::info!(path = %path.display(), "the blob index was reopened after a failed write");
         Ok(true)
@@ -557,7 +571,9 @@ impl Index {
             let _ = writer.join();
         }
         let shared = &self.shared;
-        let clean = !shared.stale.load(Ordering::Relaxed) && !shared.crashed.load(Ordering::Relaxed);
+        let clean = !shared.stale.load(Ordering::Relaxed)
+            && !shared.crashed.load(Ordering::Relaxed)
+            && !shared.broken.load(Ordering::Relaxed);
         let result = shared.write_with(Durability::Immediate, |txn| {
             let mut meta = txn.open_table(META).map_err(|e| shared.err(e))?;
             for (name, value) in [("clean", clean as u64), ("bytes", bytes), ("count", count)] {
@@ -573,7 +589,7 @@ impl Index {
 }
 
 impl Shared {
-    fn err(&self, e: impl std::fmt::Display) -> Error {
+    fn err(&self, e: impl Into<redb::Error>) -> Error {
         self.broken.store(true, Ordering::Relaxed);
         db::db_error(&self.path, "the blob index", e)
     }
@@ -581,13 +597,35 @@ impl Shared {
     /// The error while there is no database: closed, or being reopened.
     fn gone(&self) -> Error {
         if self.broken.load(Ordering::Relaxed) {
-            return db::db_error(
-                &self.path,
-                "the blob index",
-                "unavailable since a failed write; reopened when it can be",
+            return Error::io(
+                format!("the blob index {}", self.path.display()),
+                std::io::Error::other("unavailable since a failed write; reopened when it can be"),
             );
         }
         Error::Closed
+    }
+
+    /// Makes the tables (a new index) and clears the clean mark: until
+    /// the close marks it again, a crash means reconcile.
+    fn mark_in_use(&self, txn: &WriteTransaction) -> Result<()> {
+        txn.open_table(BLOBS).map_err(|e| self.err(e))?;
+        txn.open_table(LOG).map_err(|e| self.err(e))?;
+        txn.open_table(PLACED).map_err(|e| self.err(e))?;
+        txn.open_table(UNPLACED).map_err(|e| self.err(e))?;
+        txn.open_table(META).map_err(|e| self.err(e))?.insert("clean", 0).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// After a start-time write failed for lack of space: the index as it
+    /// was, for reading (redb refuses everything after a failed write
+    /// until reopened; opening a file left needing repair writes, so on a
+    /// full disk there may be none). Stays broken: [`Index::recover`]
+    /// reopens it for writing once the disk has room.
+    fn reopen_to_read(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        *db = None;
+        *db = db::open(&self.path).ok().and_then(|opened| opened.ok());
     }
 
     /// `None` most of the time; `Immediate` every [`DURABLE_EVERY`] commits,
@@ -672,6 +710,18 @@ impl Shared {
                 tracing::warn!("{e}; the index will be rebuilt from blobs/ at the next start");
             }
         }
+    }
+}
+
+/// Passes a start-time failure for lack of space (the node then starts
+/// read-only); any other is returned.
+fn unwritable<T: Default>(e: Error) -> Result<T> {
+    match e {
+        Error::StorageFull { .. } => {
+            tracing::warn!("{e}: the blob index is read as it is until the disk has room");
+            Ok(T::default())
+        }
+        e => Err(e),
     }
 }
 

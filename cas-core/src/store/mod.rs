@@ -169,13 +169,29 @@ impl BlobStore {
                 write_failure: Default::default(),
             }),
         };
-        let (bytes, count) = match opened {
-            Opened::Clean => store.check_rows()?,
-            Opened::Reconcile => store.reconcile()?,
+        let checked = match opened {
+            Opened::Clean => store.check_rows(),
+            Opened::Reconcile => store.reconcile(),
+            Opened::Unwritable => Err(Error::StorageFull { what: "the blob index cannot be written".into() }),
+        };
+        let (bytes, count) = match checked {
+            Ok(totals) => totals,
+            // A full disk: start read-only, with the totals of the files;
+            // the index is reopened and reconciled once the disk has room.
+            Err(Error::StorageFull { what }) => {
+                store.inner.index.fail_as_if_disk_full();
+                tracing::warn!("{what}: starting read-only (serving the blobs held) until the disk has room");
+                store.file_totals()?
+            }
+            Err(e) => return Err(e),
         };
         store.inner.counters.used_bytes.store(bytes, Ordering::Relaxed);
         store.inner.counters.blob_count.store(count, Ordering::Relaxed);
-        Ok(store)
+        // A disk that is full (or failing) is said at once, not at the first put.
+        match store.probe_write() {
+            Ok(()) | Err(Error::StorageFull { .. }) => Ok(store),
+            Err(e) => Err(e),
+        }
     }
 
     /// Makes the index agree with `blobs/` (after a crash); returns the totals.
@@ -237,6 +253,16 @@ impl BlobStore {
         Ok(totals)
     }
 
+    /// The totals (bytes, count) of the blob files in `blobs/`, walked.
+    fn file_totals(&self) -> Result<(u64, u64)> {
+        let (mut bytes, mut count) = (0, 0);
+        self.for_each_blob(|_, len| {
+            bytes += len;
+            count += 1;
+        })?;
+        Ok((bytes, count))
+    }
+
     fn path(&self, id: &BlobId) -> PathBuf {
         let hex = id.to_hex();
         self.inner.blobs.join(&hex[..2]).join(hex)
@@ -260,6 +286,11 @@ impl BlobStore {
             return Ok(false);
         }
         let held = self.inner.index.hold()?;
+        // Read-only until the index can be written again: a file without
+        // its row would not be counted.
+        if self.inner.index.is_broken() {
+            return Err(Error::StorageFull { what: self.write_problem().unwrap_or_default() });
+        }
         let len = blob.bytes.len() as u64;
         let counters = &self.inner.counters;
         // Reserve the space first, so concurrent writers cannot overshoot.
@@ -330,13 +361,19 @@ impl BlobStore {
             self.inner.counters.blob_count.store(count, Ordering::Relaxed);
         }
         if self.inner.write_failure.lock().unwrap_or_else(|e| e.into_inner()).is_some() {
-            let probe = self.inner.blobs.join(format!("{TEMP_PREFIX}probe"));
-            let written = fs::write(&probe, [0u8; 64 * 1024]).map_err(|e| Error::io("writing a probe file", e));
-            let _ = fs::remove_file(&probe);
-            self.note_write(&written);
-            written?;
+            self.probe_write()?;
         }
         Ok(())
+    }
+
+    /// Writes (and removes) a small file, as a blob write would: whether
+    /// the disk takes writes, noted for [`BlobStore::write_problem`].
+    fn probe_write(&self) -> Result<()> {
+        let probe = self.inner.blobs.join(format!("{TEMP_PREFIX}probe"));
+        let written = fs::write(&probe, [0u8; 64 * 1024]).map_err(|e| Error::io("writing a probe file", e));
+        let _ = fs::remove_file(&probe);
+        self.note_write(&written);
+        written
     }
 
     fn write_new(&self, path: &Path, bytes: &[u8]) -> Result<bool> {
@@ -524,7 +561,12 @@ impl BlobStore {
     /// vanished is dropped from the index at once, one whose length changed
     /// is quarantined: neither is claimed (so a peer gives a new copy).
     pub fn contains(&self, ids: &[BlobId]) -> Result<Vec<bool>> {
-        let lengths = self.inner.index.lengths(ids)?;
+        let lengths = match self.inner.index.lengths(ids) {
+            Ok(lengths) => lengths,
+            // An index that a failed write left unusable: the files answer.
+            Err(_) if self.inner.index.is_broken() => return Ok(ids.iter().map(|id| self.has(id)).collect()),
+            Err(e) => return Err(e),
+        };
         Ok(ids.iter().zip(lengths).map(|(id, len)| len.is_some_and(|len| self.file_is(id, len))).collect())
     }
 
