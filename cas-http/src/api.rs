@@ -35,7 +35,7 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
 
 /// Every counter of [`Stats`], by name. Destructured without `..`: a new
 /// counter does not compile until it is listed here (and so in `/metrics`).
-fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 20] {
+fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 22] {
     let Stats {
         bytes_sent,
         bytes_received,
@@ -57,6 +57,8 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 20] {
         scrub_restored,
         gossip_rejected,
         connections_evicted,
+        memory_held,
+        connections_over_budget,
     } = *stats;
     // (name, value, help, whether it only grows)
     [
@@ -85,6 +87,13 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 20] {
         ("scrub_restored", scrub_restored, "Corrupt or missing blobs replaced by a good copy from a peer.", true),
         ("gossip_rejected", gossip_rejected, "Gossip messages dropped for a record with a bad signature.", true),
         ("connections_evicted", connections_evicted, "Connections closed to give their seat to a newcomer.", true),
+        ("memory_held", memory_held, "Bytes of the memory budget held (frames arriving, requests, answers).", false),
+        (
+            "connections_over_budget",
+            connections_over_budget,
+            "Connections closed after waiting for the memory budget for the idle timeout.",
+            true,
+        ),
     ]
 }
 

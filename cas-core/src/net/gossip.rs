@@ -100,6 +100,7 @@ impl Network {
             }
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
             self.forget_old_liars();
+            self.log_budget_waits();
             let skipped = self.refusals.take_skipped();
             if skipped > 0 {
                 tracing::warn!("{skipped} more refused connections not logged");

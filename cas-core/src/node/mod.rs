@@ -84,6 +84,12 @@ pub struct Stats {
     /// give their seat to a newcomer: the listener was full, or their
     /// source over its share (a flood).
     pub connections_evicted: u64,
+    /// Bytes of the memory budget held now (`Config::memory_budget`):
+    /// frames arriving, request bodies being served, answers not yet written.
+    pub memory_held: u64,
+    /// Connections closed after waiting for the memory budget for the idle
+    /// timeout (their source over its share, or the budget full).
+    pub connections_over_budget: u64,
 }
 
 /// Every `interval`, lets the store recover from failed writes (a disk that
@@ -295,6 +301,8 @@ impl Node {
             stats.hedged_requests = c.hedged_requests.load(Ordering::Relaxed);
             stats.gossip_rejected = c.gossip_rejected.load(Ordering::Relaxed);
             stats.connections_evicted = net.connections_evicted();
+            stats.memory_held = net.memory_held();
+            stats.connections_over_budget = net.connections_over_budget();
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
         if let Some(repair) = &self.inner.repair {
