@@ -161,6 +161,10 @@ pub struct Stats {
     pub gossip_rejected: u64,
     /// Connections closed to give their seat to a newcomer (a flood).
     pub connections_evicted: u64,
+    /// Bytes of the memory budget held now.
+    pub memory_held: u64,
+    /// Connections closed after waiting for the memory budget for the idle timeout.
+    pub connections_over_budget: u64,
 }
 
 impl From<cas_core::Stats> for Stats {
@@ -186,6 +190,8 @@ impl From<cas_core::Stats> for Stats {
             scrub_restored: s.scrub_restored,
             gossip_rejected: s.gossip_rejected,
             connections_evicted: s.connections_evicted,
+            memory_held: s.memory_held,
+            connections_over_budget: s.connections_over_budget,
         }
     }
 }

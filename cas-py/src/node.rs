@@ -65,7 +65,7 @@ impl Node {
                         advertise=None, gossip_interval=None, request_timeout=None, suspect_after=None,
                         dead_after=None, forget_after=None, repair_interval=None, keep_fetched=true,
                         parallelism=0, scrub_rate=None, idle_timeout=None, max_get_bytes=None,
-                        placement_diversity=None, _pause_before_commit=None))]
+                        memory_budget=None, placement_diversity=None, _pause_before_commit=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -91,6 +91,7 @@ impl Node {
         scrub_rate: Option<u64>,
         idle_timeout: Option<f64>,
         max_get_bytes: Option<u64>,
+        memory_budget: Option<u64>,
         placement_diversity: Option<&str>,
         _pause_before_commit: Option<PathBuf>,
     ) -> PyResult<Node> {
@@ -116,6 +117,10 @@ impl Node {
         }
         if let Some(bytes) = max_get_bytes {
             config.max_get_bytes = bytes;
+        }
+        if let Some(bytes) = memory_budget {
+            // Past usize only on a 32-bit host, where no budget that large fits.
+            config.memory_budget = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
         if let Some(diversity) = placement_diversity {
             config.placement_diversity = diversity.parse().map_err(crate::errors::to_pyerr)?;
