@@ -548,6 +548,16 @@ cas_status cas_config_set_parallelism(struct cas_config *config, size_t chunks);
 cas_status cas_config_set_max_get_bytes(struct cas_config *config, uint64_t bytes);
 
 /**
+ * Sets the most bytes peers can make the node hold over all its
+ * connections together (default 268435456, 256 MiB): large frames while
+ * they arrive, request bodies while they are served, answers loaded and
+ * not yet written. A peer over its share is slowed down, then
+ * disconnected after the idle timeout. Below 67125312 (just over 64 MiB,
+ * room for four frames of the largest size) is CAS_ERR_INVALID_ARGUMENT.
+ */
+cas_status cas_config_set_memory_budget(struct cas_config *config, uint64_t bytes);
+
+/**
  * Durations are in milliseconds, from 1 to 31536000000 (a year); 0, or
  * more than a year, is CAS_ERR_INVALID_ARGUMENT. Sets how often the node gossips its
  * peer table (default 1000).

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::format::{valid_chunk_size, DEFAULT_CHUNK_SIZE, TAG_LEN};
+pub use crate::net::budget::MIN_MEMORY_BUDGET;
 
 /// Everything a node needs to start. Build it with [`Config::new`] and set
 /// the public fields; [`Config::validate`] runs at start. Its `Debug`
@@ -67,6 +68,18 @@ pub struct Config {
     /// fetched, whatever size its manifest claims. `get_file` and `open`
     /// stream files of any size.
     pub max_get_bytes: u64,
+    /// Most bytes peers can make this node hold, over all its connections
+    /// together (default 256 MiB): large frames while they arrive, request
+    /// bodies while they are served (half of it), and answers loaded and
+    /// not yet written (the other half). One source address (an IPv6 /64)
+    /// holds at most a quarter of each half, or one frame of the largest
+    /// size if that is more; a peer over its share, or meeting a full
+    /// budget, is slowed down (the node stops reading from it), and closed
+    /// after `idle_timeout`. At least [`MIN_MEMORY_BUDGET`] (67,125,312
+    /// bytes, just over 64 MiB): each half must hold two frames of the
+    /// largest size, so that one source at its share leaves room for
+    /// another's largest frame.
+    pub memory_budget: usize,
     /// A peer silent (heartbeat not advancing) this long is suspect.
     pub suspect_after: Duration,
     /// ... this long is dead: out of placement.
@@ -159,6 +172,7 @@ impl std::fmt::Debug for Config {
             .field("request_timeout", &self.request_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("max_get_bytes", &self.max_get_bytes)
+            .field("memory_budget", &self.memory_budget)
             .field("suspect_after", &self.suspect_after)
             .field("dead_after", &self.dead_after)
             .field("forget_after", &self.forget_after)
@@ -317,6 +331,7 @@ impl Config {
             request_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_get_bytes: 1 << 30,
+            memory_budget: 256 << 20,
             suspect_after: Duration::from_secs(5),
             dead_after: Duration::from_secs(10),
             forget_after: Duration::from_secs(120),
@@ -346,6 +361,7 @@ impl Config {
         check::parallelism(self.parallelism)?;
         check::positive("max_inflight_bytes", self.max_inflight_bytes as u64)?;
         check::positive("max_get_bytes", self.max_get_bytes)?;
+        check::memory_budget(self.memory_budget as u64)?;
         if self.min_replicas > self.replicas {
             return Err(Error::InvalidArgument(format!(
                 "min_replicas ({}) cannot exceed replicas ({})",
@@ -407,7 +423,7 @@ pub mod check {
     use std::path::Path;
     use std::time::Duration;
 
-    use super::valid_chunk_size;
+    use super::{valid_chunk_size, MIN_MEMORY_BUDGET};
     use crate::error::{Error, Result};
 
     /// The longest duration a setting takes (a year): longer ones overflow
@@ -500,6 +516,17 @@ pub mod check {
         Ok(())
     }
 
+    /// A memory budget: at least [`MIN_MEMORY_BUDGET`].
+    pub fn memory_budget(bytes: u64) -> Result<()> {
+        if bytes < MIN_MEMORY_BUDGET as u64 || usize::try_from(bytes).is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "memory_budget {bytes} is too small: at least {MIN_MEMORY_BUDGET} bytes (just over 64 MiB: \
+                 room for four frames of the largest size)"
+            )));
+        }
+        Ok(())
+    }
+
     /// A count or size that must be above zero.
     pub fn positive(setting: &str, value: u64) -> Result<()> {
         if value == 0 {
@@ -538,6 +565,7 @@ mod tests {
         assert!(refused(&|c| c.bootstrap = vec!["".into()]).contains("bootstrap"));
         assert!(refused(&|c| c.idle_timeout = Duration::ZERO).contains("idle_timeout 0 ms"));
         assert!(refused(&|c| c.dead_after = Duration::from_secs(1)).contains("suspect_after"));
+        assert!(refused(&|c| c.memory_budget = MIN_MEMORY_BUDGET - 1).contains("memory_budget"));
         Config::new("/tmp/x").validate().unwrap();
     }
 

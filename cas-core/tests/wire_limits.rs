@@ -17,7 +17,7 @@ use cas_core::format::{BlobId, MAX_BLOB_LEN};
 use cas_core::net::frame::{self, decode, encode, FrameCodec, Message, Request, MAX_FRAME_LEN};
 use cas_core::net::secure::SecureStream;
 use cas_core::Node;
-use common::{content, net_config, secure_connect, wait_for, TEST_NETWORK_KEY};
+use common::{content, net_config, proc_status_kib, secure_connect, wait_for, RssPeak, TEST_NETWORK_KEY};
 use futures::{SinkExt, StreamExt};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,29 +55,6 @@ async fn start(dir: &TempDir, chunk_size: u32) -> Node {
     config.idle_timeout = IDLE;
     config.chunk_size = chunk_size;
     Node::start(config).await.unwrap()
-}
-
-fn proc_status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in /proc/self/status"));
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Growth of this process's peak RSS from a starting point.
-struct RssPeak {
-    base_kib: u64,
-}
-
-impl RssPeak {
-    fn start() -> RssPeak {
-        // "5" resets the peak (VmHWM) to the current RSS.
-        std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS (Linux 4.0 or later)");
-        RssPeak { base_kib: proc_status_kib("VmRSS:") }
-    }
-
-    fn growth_mib(&self) -> u64 {
-        proc_status_kib("VmHWM:").saturating_sub(self.base_kib) / 1024
-    }
 }
 
 /// The largest growth of VmData, the memory mapped for data whether touched

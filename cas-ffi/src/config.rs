@@ -289,6 +289,23 @@ pub unsafe extern "C" fn cas_config_set_max_get_bytes(config: *mut cas_config, b
     }
 }
 
+/// Sets the most bytes peers can make the node hold over all its
+/// connections together (default 268435456, 256 MiB): large frames while
+/// they arrive, request bodies while they are served, answers loaded and
+/// not yet written. A peer over its share is slowed down, then
+/// disconnected after the idle timeout. Below 67125312 (just over 64 MiB,
+/// room for four frames of the largest size) is CAS_ERR_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn cas_config_set_memory_budget(config: *mut cas_config, bytes: u64) -> cas_status {
+    unsafe {
+        update(config, |c| {
+            check::memory_budget(bytes)?;
+            c.memory_budget = bytes as usize;
+            Ok(())
+        })
+    }
+}
+
 /// Sets a duration setting in milliseconds, checked as the engine does.
 ///
 /// # Safety

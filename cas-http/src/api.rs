@@ -35,7 +35,7 @@ pub(crate) async fn health(State(gateway): State<Gateway>) -> Response {
 
 /// Every counter of [`Stats`], by name. Destructured without `..`: a new
 /// counter does not compile until it is listed here (and so in `/metrics`).
-fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 22] {
+fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 24] {
     let Stats {
         bytes_sent,
         bytes_received,
@@ -59,6 +59,8 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 22] {
         connections_evicted,
         audits,
         audits_failed,
+        memory_held,
+        connections_over_budget,
     } = *stats;
     // (name, value, help, whether it only grows)
     [
@@ -89,6 +91,13 @@ fn counters(stats: &Stats) -> [(&'static str, u64, &'static str, bool); 22] {
         ("connections_evicted", connections_evicted, "Connections closed to give their seat to a newcomer.", true),
         ("audits", audits, "Possession audits repair made of peers' copies.", true),
         ("audits_failed", audits_failed, "Possession audits peers failed (then passed over for a while).", true),
+        ("memory_held", memory_held, "Bytes of the memory budget held (frames arriving, requests, answers).", false),
+        (
+            "connections_over_budget",
+            connections_over_budget,
+            "Connections closed after waiting for the memory budget for the idle timeout.",
+            true,
+        ),
     ]
 }
 

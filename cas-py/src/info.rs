@@ -165,6 +165,10 @@ pub struct Stats {
     pub audits: u64,
     /// Of those, the failed ones (the peer is passed over for a while).
     pub audits_failed: u64,
+    /// Bytes of the memory budget held now.
+    pub memory_held: u64,
+    /// Connections closed after waiting for the memory budget for the idle timeout.
+    pub connections_over_budget: u64,
 }
 
 impl From<cas_core::Stats> for Stats {
@@ -192,6 +196,8 @@ impl From<cas_core::Stats> for Stats {
             connections_evicted: s.connections_evicted,
             audits: s.audits,
             audits_failed: s.audits_failed,
+            memory_held: s.memory_held,
+            connections_over_budget: s.connections_over_budget,
         }
     }
 }

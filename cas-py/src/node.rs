@@ -65,7 +65,7 @@ impl Node {
                         advertise=None, gossip_interval=None, request_timeout=None, suspect_after=None,
                         dead_after=None, forget_after=None, repair_interval=None, keep_fetched=true,
                         parallelism=0, scrub_rate=None, idle_timeout=None, max_get_bytes=None,
-                        placement_diversity=None,
+                        memory_budget=None, placement_diversity=None,
                         max_handshaking=None, max_handshaking_per_address=None, max_handshaking_per_prefix=None,
                         first_message_timeout=None, handshake_timeout=None, max_inbound=None,
                         max_inbound_per_address=None, max_inbound_per_prefix=None, bad_gossip_strikes=None,
@@ -96,6 +96,7 @@ impl Node {
         scrub_rate: Option<u64>,
         idle_timeout: Option<f64>,
         max_get_bytes: Option<u64>,
+        memory_budget: Option<u64>,
         placement_diversity: Option<&str>,
         max_handshaking: Option<usize>,
         max_handshaking_per_address: Option<usize>,
@@ -131,6 +132,10 @@ impl Node {
         }
         if let Some(bytes) = max_get_bytes {
             config.max_get_bytes = bytes;
+        }
+        if let Some(bytes) = memory_budget {
+            // Past usize only on a 32-bit host, where no budget that large fits.
+            config.memory_budget = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
         if let Some(diversity) = placement_diversity {
             config.placement_diversity = diversity.parse().map_err(crate::errors::to_pyerr)?;

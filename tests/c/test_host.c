@@ -146,6 +146,8 @@ static void test_every_setting_is_checked_when_set(void) {
     CHECK_STATUS(cas_config_set_bad_gossip_strikes(config, 0), CAS_ERR_INVALID_ARGUMENT);
     CHECK_MESSAGE_HAS("bad_gossip_strikes 0");
     CHECK_OK(cas_config_set_bad_gossip_strikes(config, 1));
+    CHECK_STATUS(cas_config_set_memory_budget(config, 64 << 20), CAS_ERR_INVALID_ARGUMENT);
+    CHECK_MESSAGE_HAS("memory_budget 67108864");
     uint8_t secret[33] = {0};
     CHECK_STATUS(cas_config_set_secret(config, secret, 31), CAS_ERR_INVALID_ARGUMENT);
     CHECK_MESSAGE_HAS("31");
@@ -205,6 +207,7 @@ static void test_every_setting_reaches_the_node(void) {
     CHECK_OK(cas_config_set_max_inflight_bytes(config, 4 * CHUNK));
     CHECK_OK(cas_config_set_parallelism(config, 2));
     CHECK_OK(cas_config_set_max_get_bytes(config, 100));
+    CHECK_OK(cas_config_set_memory_budget(config, 128 << 20));
     CHECK_OK(cas_config_set_gossip_interval_ms(config, 200));
     CHECK_OK(cas_config_set_request_timeout_ms(config, 2000));
     CHECK_OK(cas_config_set_idle_timeout_ms(config, 5000));

@@ -103,6 +103,7 @@ def test_a_callback_that_raises_stops_a_put_with_no_temporary_file(
         ({"parallelism": 5000}, "parallelism 5000"),
         ({"idle_timeout": 0}, "idle_timeout 0 ms"),
         ({"max_get_bytes": 0}, "max_get_bytes"),
+        ({"memory_budget": 64 << 20}, "memory_budget 67108864"),
         ({"placement_diversity": "subnet"}, 'placement_diversity "subnet"'),
         ({"max_inbound": 0}, "max_inbound 0 is out of range"),
         ({"max_handshaking_per_prefix": 0}, "max_handshaking_per_prefix 0 is out of range"),
@@ -133,6 +134,20 @@ def test_placement_diversity_takes_its_three_values(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 2 and "placement-diversity" in result.stderr, result.stderr
+    assert not (tmp_path / "cli").exists()
+
+
+def test_memory_budget_is_a_setting_with_its_stats(tmp_path: Path) -> None:
+    with cas.Node(tmp_path / "n", listen="127.0.0.1:0", memory_budget=128 << 20, fsync=False) as node:
+        stats = node.stats()
+        assert (stats.memory_held, stats.connections_over_budget) == (0, 0)
+    result = subprocess.run(
+        [*cas_command(), "serve", "--data-dir", str(tmp_path / "cli"), "--memory-budget", "64M"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "--memory-budget 67108864" in result.stderr, result.stderr
     assert not (tmp_path / "cli").exists()
 
 

@@ -4,7 +4,9 @@
 //! once, bytes of requests being served, bytes of answers not yet written);
 //! every request has a timeout; a connection on which no complete frame
 //! arrives for the idle timeout is closed; a malformed frame or a flood
-//! closes this connection only.
+//! closes this connection only. Besides, large frames, request bodies and
+//! answers take their bytes from the node's memory budget (budget.rs),
+//! shared by every connection.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -13,14 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::future::BoxFuture;
-use futures::StreamExt;
-use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{Framed, FramedParts};
+use tokio_util::codec::{Decoder, Framed};
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{Held, MemoryBudget, Pool, Source, SMALL_FRAME};
 use super::frame::{self, FrameCodec, Message, Request, Response, MAX_FRAME_LEN};
 use super::log_limit::LogLimit;
 use super::secure::{self, Credentials, HandshakeError};
@@ -58,14 +60,28 @@ const ANSWER_BUDGET: usize = 2 * MAX_FRAME_LEN;
 /// are at most two frames: this budget in the handlers, and the one frame
 /// the waiting reader holds (a frame is briefly held up to three times on
 /// its way in: gathered, joined, decoded).
+///
+/// The reader also waits for the node's incoming pool (budget.rs): before
+/// gathering a large frame, and for a request body to be served. The same
+/// argument holds there: that pool is held by frames being gathered, which
+/// their senders' writers finish (or the idle timeout ends), and by request
+/// bodies of these same local handlers, never by answers waiting for a
+/// peer to read (they are in the answers pool). Both waits are bounded by
+/// the idle timeout all the same: a peer whose frames cannot get memory
+/// for that long is cut off.
 const REQUEST_BUDGET: usize = MAX_FRAME_LEN;
 
 /// Limits of one connection, from the node's configuration.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Limits {
     /// Closes a connection on which no complete frame arrived for this long,
-    /// or whose peer leaves answers unread this long.
+    /// or whose peer leaves answers unread this long, or whose frames or
+    /// answers wait this long for the memory budget.
     pub idle_timeout: Duration,
+    /// The node's memory budget.
+    pub budget: Arc<MemoryBudget>,
+    /// Where the connection comes from, for its share of the budget.
+    pub source: Source,
 }
 
 /// Serves requests arriving from peers.
@@ -88,10 +104,13 @@ impl From<Response> for Answer {
     }
 }
 
-/// The bytes of answers a connection may hold unwritten.
+/// The bytes of answers a connection may hold unwritten: its own bound,
+/// and its share of the node's answers pool.
 #[derive(Clone)]
 pub(crate) struct AnswerBudget {
     bytes: Arc<Semaphore>,
+    node: Arc<MemoryBudget>,
+    source: Source,
     wait: Duration,
     out: mpsc::Sender<OutFrame>,
     closed: CancellationToken,
@@ -100,21 +119,28 @@ pub(crate) struct AnswerBudget {
 }
 
 /// Budget held by one answer until it is written.
-pub(crate) struct AnswerPermit(#[allow(dead_code, reason = "held for its drop")] OwnedSemaphorePermit);
+#[allow(dead_code, reason = "held for its drop")]
+pub(crate) struct AnswerPermit(OwnedSemaphorePermit, Held);
 
 impl AnswerBudget {
-    /// Reserves `len` bytes for an answer, waiting while earlier answers are
-    /// unwritten. If the peer does not read them within the idle timeout,
-    /// the connection is closed and `None` returned.
+    /// Reserves `len` bytes for an answer, waiting while earlier answers
+    /// are unwritten, or the node's answers pool (or this source's share of
+    /// it) is full. If no room comes within the idle timeout, the
+    /// connection is closed and `None` returned.
     pub(crate) async fn reserve(&self, len: usize) -> Option<AnswerPermit> {
-        let n = len.min(ANSWER_BUDGET) as u32;
-        let acquire = self.bytes.clone().acquire_many_owned(n);
+        let n = len.min(ANSWER_BUDGET);
+        let acquire = async {
+            let conn = self.bytes.clone().acquire_many_owned(n as u32).await.ok()?;
+            let node = self.node.reserve(Pool::Answers, self.source, n).await;
+            Some(AnswerPermit(conn, node))
+        };
         tokio::select! {
             permit = tokio::time::timeout(self.wait, acquire) => match permit {
-                Ok(Ok(permit)) => return Some(AnswerPermit(permit)),
-                Ok(Err(_)) => {}
+                Ok(Some(permit)) => return Some(permit),
+                Ok(None) => {}
                 Err(_) => {
                     if !self.gave_up.swap(true, Ordering::SeqCst) {
+                        self.node.note_closed();
                         let reason =
                             format!("peer does not read its answers (one waited {:?} for room)", self.wait);
                         warn_closing(None, &reason);
@@ -229,9 +255,7 @@ impl Connection {
         let parts = framed.into_parts();
         debug_assert!(parts.write_buf.is_empty(), "the handshake flushes what it sends");
         let (read_half, write_half) = tokio::io::split(parts.io);
-        let mut reader_parts = FramedParts::new::<Bytes>(read_half, parts.codec);
-        reader_parts.read_buf = parts.read_buf;
-        let reader = Framed::from_parts(reader_parts);
+        let reader = FrameReader { io: read_half, buf: parts.read_buf, codec: parts.codec };
         tokio::spawn(write_loop(write_half, rx, conn.closed.clone()));
         tokio::spawn(read_loop(reader, conn.clone(), handler, limits));
         conn
@@ -322,7 +346,7 @@ async fn write_loop(mut io: WriteHalf<BoxStream>, mut rx: mpsc::Receiver<OutFram
 /// Writes one frame, header and body together, without copying the body.
 async fn write_frame(io: &mut WriteHalf<BoxStream>, frame: &OutFrame) -> std::io::Result<()> {
     let header = frame::header(frame.head.len() + frame.blob.len())?;
-    io.write_all_buf(&mut (&header[..]).chain(&frame.head[..]).chain(&frame.blob[..])).await?;
+    io.write_all_buf(&mut Buf::chain(&header[..], &frame.head[..]).chain(&frame.blob[..])).await?;
     io.flush().await
 }
 
@@ -352,18 +376,57 @@ enum Stop {
     /// middle of a frame): a peer that died or a network that failed, not
     /// misbehaviour, so not a warning.
     Lost(std::io::Error),
+    /// A frame waited for the memory budget for the idle timeout.
+    OverBudget,
 }
 
-async fn read_loop(
-    mut stream: Framed<ReadHalf<BoxStream>, FrameCodec>,
-    conn: Arc<Connection>,
-    handler: Arc<dyn Handler>,
-    limits: Limits,
-) {
+/// What the reader finds next on the wire.
+enum Incoming {
+    Frame(Bytes),
+    /// A frame over [`SMALL_FRAME`] of this declared length has begun: it
+    /// is gathered once its bytes are reserved.
+    Large(usize),
+    Closed,
+}
+
+/// Reads frames, and stops before gathering a large one until told that
+/// its bytes are reserved (a framed stream reads whatever arrives).
+struct FrameReader {
+    io: ReadHalf<BoxStream>,
+    buf: BytesMut,
+    codec: FrameCodec,
+}
+
+impl FrameReader {
+    /// The next frame; or, if `reserved` is false, the length of a large
+    /// frame before more of it is read. Cancel safe.
+    async fn next(&mut self, reserved: bool) -> std::io::Result<Incoming> {
+        loop {
+            if let Some(frame) = self.codec.decode(&mut self.buf)? {
+                return Ok(Incoming::Frame(frame));
+            }
+            match self.codec.pending_len() {
+                Some(len) if len > SMALL_FRAME && !reserved => return Ok(Incoming::Large(len)),
+                _ => {}
+            }
+            self.buf.reserve(1);
+            if self.io.read_buf(&mut self.buf).await? == 0 {
+                return Ok(match self.codec.decode_eof(&mut self.buf)? {
+                    Some(frame) => Incoming::Frame(frame),
+                    None => Incoming::Closed,
+                });
+            }
+        }
+    }
+}
+
+async fn read_loop(mut reader: FrameReader, conn: Arc<Connection>, handler: Arc<dyn Handler>, limits: Limits) {
     let serving = Arc::new(AtomicUsize::new(0));
     let request_bytes = Arc::new(Semaphore::new(REQUEST_BUDGET));
     let answers = AnswerBudget {
         bytes: Arc::new(Semaphore::new(ANSWER_BUDGET)),
+        node: limits.budget.clone(),
+        source: limits.source,
         wait: limits.idle_timeout,
         out: conn.out.clone(),
         closed: conn.closed.clone(),
@@ -373,34 +436,70 @@ async fn read_loop(
     // completes (a trickle) do not keep the connection.
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
+    // Bytes of the node's incoming pool, waited for at most the idle
+    // timeout (see REQUEST_BUDGET for why this wait cannot wedge the
+    // connection).
+    let reserve = |len: usize| {
+        let (budget, source, closed, wait) =
+            (limits.budget.clone(), limits.source, conn.closed.clone(), limits.idle_timeout);
+        async move {
+            tokio::select! {
+                held = tokio::time::timeout(wait, budget.reserve(Pool::Incoming, source, len)) => {
+                    held.map_err(|_| Stop::OverBudget)
+                }
+                _ = closed.cancelled() => Err(Stop::Quiet),
+            }
+        }
+    };
+    // The reservation of the large frame being gathered.
+    let mut gathering: Option<Held> = None;
     let stop = loop {
         let next = tokio::select! {
-            n = stream.next() => n,
+            n = reader.next(gathering.is_some()) => n,
             _ = conn.closed.cancelled() => break Stop::Quiet,
             _ = &mut idle => break Stop::Idle,
         };
         let frame = match next {
-            None => break Stop::Quiet,
-            Some(Ok(f)) => f,
-            Some(Err(e)) if matches!(e.kind(), ErrorKind::InvalidData | ErrorKind::InvalidInput) => {
+            Ok(Incoming::Closed) => break Stop::Quiet,
+            Ok(Incoming::Frame(f)) => f,
+            Ok(Incoming::Large(len)) => match reserve(len).await {
+                Ok(held) => {
+                    gathering = Some(held);
+                    // The wait was ours: the peer gets the whole idle
+                    // timeout to send the frame.
+                    idle.as_mut().reset(tokio::time::Instant::now() + limits.idle_timeout);
+                    continue;
+                }
+                Err(stop) => break stop,
+            },
+            Err(e) if matches!(e.kind(), ErrorKind::InvalidData | ErrorKind::InvalidInput) => {
                 break Stop::Bad(format!("bad frame: {e}"))
             }
-            Some(Err(e)) => break Stop::Lost(e),
+            Err(e) => break Stop::Lost(e),
         };
         let frame_len = frame.len();
+        let held = gathering.take();
         match frame::decode(&frame) {
             Ok(Message::Request { id, body }) => {
                 drop(frame);
                 if serving.fetch_add(1, Ordering::SeqCst) >= MAX_SERVED_IN_FLIGHT {
                     break Stop::Bad(format!("more than {MAX_SERVED_IN_FLIGHT} requests in flight"));
                 }
-                // See REQUEST_BUDGET for why this wait cannot wedge the connection.
                 let held = if matches!(body, Request::GetBlob { .. }) {
                     None
                 } else {
+                    // The body holds its bytes until served: those it was
+                    // gathered with, or (a small frame) taken now.
+                    let node = match held {
+                        Some(held) => held,
+                        None => match reserve(frame_len).await {
+                            Ok(held) => held,
+                            Err(stop) => break stop,
+                        },
+                    };
                     let acquire = request_bytes.clone().acquire_many_owned(frame_len.min(REQUEST_BUDGET) as u32);
                     tokio::select! {
-                        permit = acquire => permit.ok(),
+                        permit = acquire => permit.ok().map(|p| (p, node)),
                         _ = conn.closed.cancelled() => break Stop::Quiet,
                     }
                 };
@@ -442,6 +541,12 @@ async fn read_loop(
         Stop::Lost(e) => {
             tracing::debug!(peer = %conn.peer_listen, "connection lost: {e}");
             None
+        }
+        Stop::OverBudget => {
+            limits.budget.note_closed();
+            let reason = format!("over its share of the memory budget for {:?}", limits.idle_timeout);
+            warn_closing(Some(conn.peer_listen), &reason);
+            Some(reason)
         }
     };
     if let Some(reason) = goodbye {

@@ -255,6 +255,14 @@ pub struct FrameCodec {
     pending: Option<usize>,
 }
 
+impl FrameCodec {
+    /// The declared length of the frame being gathered, once its header is
+    /// read and until it is whole.
+    pub fn pending_len(&self) -> Option<usize> {
+        self.pending
+    }
+}
+
 impl Decoder for FrameCodec {
     type Item = Bytes;
     type Error = io::Error;

@@ -3,6 +3,7 @@
 
 mod admission;
 pub mod audit;
+pub(crate) mod budget;
 mod conn;
 pub mod frame;
 mod gossip;
@@ -25,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 use self::admission::Admission;
+use self::budget::{MemoryBudget, Source};
 use self::conn::{handshake, Connection, FramedStream};
 use self::frame::{Request, Response};
 use self::gossip::Rejoin;
@@ -101,6 +103,8 @@ pub(crate) struct Network {
     gossip_strikes: Mutex<HashMap<NodeId, u32>>,
     /// The seats of the listener (handshakes, inbound connections).
     admission: Admission,
+    /// The memory peers can make this node hold, over all connections.
+    budget: Arc<MemoryBudget>,
     cancel: CancellationToken,
 }
 
@@ -222,6 +226,7 @@ impl Network {
             liars: Mutex::default(),
             gossip_strikes: Mutex::default(),
             admission: Admission::new(&config.limits),
+            budget: Arc::new(MemoryBudget::new(config.memory_budget)),
             cancel,
         });
         let n = net.clone();
@@ -321,6 +326,21 @@ impl Network {
         self.admission.given_up()
     }
 
+    /// Bytes of the memory budget held now.
+    pub(crate) fn memory_held(&self) -> u64 {
+        self.budget.held()
+    }
+
+    /// Connections closed for waiting too long for the memory budget.
+    pub(crate) fn connections_over_budget(&self) -> u64 {
+        self.budget.connections_closed()
+    }
+
+    /// Logs the waits for the memory budget not logged in an ended window.
+    pub(crate) fn log_budget_waits(&self) {
+        self.budget.log_skipped();
+    }
+
     /// Logs a refused connection, at a bounded rate.
     fn log_refusal(&self, remote: SocketAddr, reason: &str) {
         self.warnings.refusals.warn(|| tracing::warn!(%remote, "refused a connection: {reason}"));
@@ -343,7 +363,7 @@ impl Network {
             }
         };
         let seat = self.admission.inbound(remote.ip());
-        let (_, conn) = self.register(framed, peer.id, peer.listen, false);
+        let (_, conn) = self.register(framed, peer.id, peer.listen, remote.ip(), false);
         tokio::select! {
             _ = conn.closed() => {}
             _ = seat.evicted() => conn.close(),
@@ -362,16 +382,23 @@ impl Network {
     /// Adds a handshaken connection, keeping one per peer: of two, the one
     /// dialed by the lower node id wins on both sides. Returns the connection
     /// kept for the peer, and the one just made (closed if it lost).
+    /// `source` is the address the connection comes from (for its share of
+    /// the memory budget).
     fn register(
         self: &Arc<Self>,
         framed: FramedStream,
         peer: NodeId,
         listen: SocketAddr,
+        source: std::net::IpAddr,
         outbound: bool,
     ) -> (Arc<Connection>, Arc<Connection>) {
         self.table.observe(peer, listen, outbound);
         let service: Arc<dyn conn::Handler> = Arc::new(service::Service(self.clone()));
-        let limits = conn::Limits { idle_timeout: self.config.idle_timeout };
+        let limits = conn::Limits {
+            idle_timeout: self.config.idle_timeout,
+            budget: self.budget.clone(),
+            source: Source::of(source),
+        };
         let new = Connection::spawn(framed, peer, listen, outbound, service, &self.cancel, limits);
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         let keep_new = match conns.get(&peer) {
@@ -429,7 +456,7 @@ impl Network {
                 e => Error::Network(format!("handshake with {addr} failed: {e}")).into(),
             })?;
         // Reached at `addr`, proving its id: that is where it listens.
-        Ok(self.register(framed, peer.id, addr, true).0)
+        Ok(self.register(framed, peer.id, addr, addr.ip(), true).0)
     }
 
     /// The live connection to `peer`, dialing its advertised address if needed.

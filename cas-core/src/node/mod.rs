@@ -93,6 +93,12 @@ pub struct Stats {
     /// lacking, no answer in time): the peer stopped counting as a copy and
     /// is passed over for 10 minutes.
     pub audits_failed: u64,
+    /// Bytes of the memory budget held now (`Config::memory_budget`):
+    /// frames arriving, request bodies being served, answers not yet written.
+    pub memory_held: u64,
+    /// Connections closed after waiting for the memory budget for the idle
+    /// timeout (their source over its share, or the budget full).
+    pub connections_over_budget: u64,
 }
 
 /// Every `interval`, lets what failed a write recover (a disk that was
@@ -347,6 +353,8 @@ impl Node {
             stats.audits = c.audits.load(Ordering::Relaxed);
             stats.audits_failed = c.audits_failed.load(Ordering::Relaxed);
             stats.connections_evicted = net.connections_evicted();
+            stats.memory_held = net.memory_held();
+            stats.connections_over_budget = net.connections_over_budget();
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
         if let Some(repair) = &self.inner.repair {

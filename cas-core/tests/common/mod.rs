@@ -271,3 +271,27 @@ pub fn on_disk(store: &BlobStore) -> std::collections::BTreeMap<BlobId, u64> {
         .unwrap();
     out
 }
+
+/// A field of this process's /proc/self/status, in KiB.
+pub fn proc_status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in /proc/self/status"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Growth of this process's peak RSS from a starting point.
+pub struct RssPeak {
+    base_kib: u64,
+}
+
+impl RssPeak {
+    pub fn start() -> RssPeak {
+        // "5" resets the peak (VmHWM) to the current RSS.
+        std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS (Linux 4.0 or later)");
+        RssPeak { base_kib: proc_status_kib("VmRSS:") }
+    }
+
+    pub fn growth_mib(&self) -> u64 {
+        proc_status_kib("VmHWM:").saturating_sub(self.base_kib) / 1024
+    }
+}

@@ -52,6 +52,7 @@ class Node:
         scrub_rate: Optional[int] = None,
         idle_timeout: Optional[float] = None,
         max_get_bytes: Optional[int] = None,
+        memory_budget: Optional[int] = None,
         placement_diversity: Optional[str] = None,
         max_handshaking: Optional[int] = None,
         max_handshaking_per_address: Optional[int] = None,
@@ -93,7 +94,10 @@ class Node:
         second of stored blobs re-read and verified in the background
         (default 1 MiB/s; 0 = off). `idle_timeout` (60 s) closes a
         connection silent that long; `max_get_bytes` (1 GiB) is the largest
-        file `get_bytes` returns in memory. `placement_diversity` is how
+        file `get_bytes` returns in memory. `memory_budget` (256 MiB, at
+        least 67125312, just over 64 MiB) bounds the bytes peers can make the node hold
+        over all connections (frames arriving, answers unwritten); a peer
+        over its share is slowed, then disconnected. `placement_diversity` is how
         copies spread over addresses: "prefix" (default: one copy per IP
         address, distinct /24 or /48 prefixes first), "address" (one copy per
         IP address) or "none"; loopback addresses count by port.
@@ -224,6 +228,8 @@ class Stats:
     connections_evicted: int
     audits: int
     audits_failed: int
+    memory_held: int
+    connections_over_budget: int
 
 class Reader:
     """The native reader wrapped by `cas.File`."""

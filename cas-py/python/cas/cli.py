@@ -131,7 +131,7 @@ _SETTING_OPTIONS = [
     *[(_keyword(option), option) for option, _, _, _ in _LIMITS],
     *[(_keyword(option), option) for option in (
         "--replicas", "--min-replicas", "--chunk-size", "--capacity", "--scrub-rate", "--parallelism",
-        "--placement-diversity", "--listen", "--advertise", "--bootstrap", "--network-key", "--data-dir",
+        "--placement-diversity", "--memory-budget", "--listen", "--advertise", "--bootstrap", "--network-key", "--data-dir",
     )],
 ]
 
@@ -279,6 +279,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SIZE",
         help="bytes per second of stored blobs re-read and verified (default 1M; 0 = off)",
+    )
+    serve.add_argument(
+        "--memory-budget",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="most bytes peers can make the node hold over all connections (frames arriving, answers "
+        "unwritten); a peer over its share is slowed, then disconnected (default 256M, at least 65M)",
     )
     serve.add_argument(
         "--parallelism", type=_count, default=0, metavar="N", help="chunks in flight per put or get (0: twice the cores, 8 times for a put with fsync on)"
@@ -457,6 +465,7 @@ def _serve(args: argparse.Namespace, data_dir: Path) -> int:
             keep_fetched=not args.no_keep_fetched,
             parallelism=args.parallelism,
             scrub_rate=args.scrub_rate,
+            memory_budget=args.memory_budget,
             placement_diversity=args.placement_diversity,
             **{keyword: getattr(args, keyword) for _, keyword, _, _ in _TIMINGS},
             **{_keyword(option): getattr(args, _keyword(option)) for option, _, _, _ in _LIMITS},
@@ -691,6 +700,11 @@ def _print_status(result: Dict[str, Any]) -> None:
     )
     if "audits" in stats:
         print(f"audited   {stats['audits']} peers' copies by repair, {stats['audits_failed']} failed")
+    if "memory_held" in stats:
+        print(
+            f"memory    {_human_bytes(stats['memory_held'])} of the budget held; "
+            f"{stats['connections_over_budget']} connections closed over it"
+        )
 
 
 _COMMANDS: Dict[str, Callable[[argparse.Namespace, Path], int]] = {
