@@ -162,6 +162,19 @@ def test_version() -> None:
     assert run_cas("--version").stdout.strip() == f"cas {cas.__version__}"
 
 
+def test_distribution_is_cas_p2p_with_import_name_and_command_cas() -> None:
+    """`cas` on the Python package index is another project: ours is `cas-p2p`."""
+    from importlib import metadata
+
+    import cas
+
+    dist = metadata.distribution("cas-p2p")
+    assert dist.version == cas.__version__
+    scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    assert scripts == {"cas": "cas.cli:main"}
+    assert any(str(f).startswith("cas/") for f in dist.files or [])
+
+
 NUMBERS = ["-1", "many", "1.5", "", str(1 << 64)]
 # Every option of every subcommand, with values it must refuse.
 BAD_OPTIONS = [
