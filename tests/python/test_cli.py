@@ -651,3 +651,31 @@ def test_an_invalid_key_is_bad_usage(serve, tmp_path: Path) -> None:
     no_dest = run_cas("get", key, "--json", "--data-dir", d, check=False)
     assert no_dest.returncode == 2 and json.loads(no_dest.stdout)["error"]["type"] == "UsageError"
     assert not (tmp_path / "out").exists()
+
+
+def test_peers_json_gives_traffic_of_each_peer(serve, tmp_path: Path) -> None:
+    """Two `cas serve` nodes: a file put on a goes to b; `cas peers --json`
+    on each counts the bytes, and b's get of a file only a holds, the fetches."""
+    key_file = tmp_path / "net.key"
+    run_cas("keygen", key_file)
+    common = ["--listen", "127.0.0.1:0", "--network-key", key_file, "--gossip-interval", "0.1"]
+    a = serve("a", *common, "--replicas", "1")
+    b = serve("b", *common, "--replicas", "0", "--bootstrap", a.status["address"])
+    alive = lambda d: [p for p in cas_json("peers", "--data-dir", d)["peers"] if p["state"] == "alive"]  # noqa: E731
+    wait_until(lambda: alive(a.data_dir) and alive(b.data_dir), what="a and b to see each other")
+    src = tmp_path / "one.bin"
+    src.write_bytes(os.urandom(200_000))
+    run_cas("put", src, "--data-dir", a.data_dir)  # a's copy of each blob goes to b
+    only_b_has = tmp_path / "two.bin"
+    only_b_has.write_bytes(os.urandom(100_000))
+    key = run_cas("put", only_b_has, "--data-dir", b.data_dir).stdout.strip()  # replicas 0: b alone holds it
+    run_cas("get", key, tmp_path / "back.bin", "--data-dir", a.data_dir)
+    assert (tmp_path / "back.bin").read_bytes() == only_b_has.read_bytes()
+
+    [b_seen_by_a] = cas_json("peers", "--data-dir", a.data_dir)["peers"]
+    assert b_seen_by_a["sent_bytes"] >= 200_000, b_seen_by_a
+    assert b_seen_by_a["received_bytes"] >= 100_000 and b_seen_by_a["fetches"] >= 2, b_seen_by_a
+    assert b_seen_by_a["fetch_seconds"] > 0 and b_seen_by_a["errors"] >= 0, b_seen_by_a
+    [a_seen_by_b] = cas_json("peers", "--data-dir", b.data_dir)["peers"]
+    assert a_seen_by_b["received_bytes"] >= 200_000 and a_seen_by_b["sent_bytes"] >= 100_000, a_seen_by_b
+    assert a_seen_by_b["fetches"] == 0, a_seen_by_b

@@ -12,6 +12,7 @@ pub mod memory;
 pub mod placement;
 pub mod secure;
 mod service;
+mod traffic;
 mod transfer;
 pub mod transport;
 
@@ -29,6 +30,8 @@ use self::frame::{Request, Response};
 use self::log_limit::LogLimit;
 use self::membership::{PeerTable, Timing};
 use self::secure::Credentials;
+pub use self::traffic::PeerTraffic;
+use self::traffic::Traffic;
 use self::transport::{BoxStream, Transport};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -54,6 +57,8 @@ pub(crate) struct NetStats {
     /// Gossip record signatures checked, and gossip messages dropped for a bad one.
     pub gossip_signatures_checked: AtomicU64,
     pub gossip_rejected: AtomicU64,
+    /// How long each blob fetched took to come from the peer that served it.
+    pub fetch_latency: crate::metrics::Histogram,
 }
 
 /// What a node brings to the network besides its configuration.
@@ -83,6 +88,8 @@ pub(crate) struct Network {
     slow: Mutex<HashMap<NodeId, Instant>>,
     /// The last FETCH_SAMPLES times a fetched blob took to arrive.
     fetch_times: Mutex<std::collections::VecDeque<Duration>>,
+    /// Bytes, errors and fetch times by peer (pruned with the peer table).
+    traffic: Traffic,
     /// Bounds the warnings that peers and outsiders can cause.
     warnings: Warnings,
     /// Bootstrap addresses whose last attempt failed.
@@ -208,6 +215,7 @@ impl Network {
             stats: NetStats::default(),
             slow: Mutex::default(),
             fetch_times: Mutex::default(),
+            traffic: Traffic::default(),
             warnings: Warnings::new(),
             unreachable: Mutex::default(),
             liars: Mutex::default(),
@@ -441,7 +449,25 @@ impl Network {
             self.stats.request_timeouts.fetch_add(1, Ordering::Relaxed);
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, Instant::now());
         }
+        if result.is_err() || matches!(result, Ok(Response::Error { .. })) {
+            self.note_traffic(peer, |t| t.errors += 1);
+        }
         result
+    }
+
+    /// Updates what this node exchanged with `peer` (see [`PeerTraffic`]).
+    pub(crate) fn note_traffic(&self, peer: NodeId, update: impl FnOnce(&mut PeerTraffic)) {
+        self.traffic.record(peer, MAX_TRACKED_PEERS, update);
+    }
+
+    /// What this node exchanged with each peer still in its table.
+    pub(crate) fn traffic(&self) -> HashMap<NodeId, PeerTraffic> {
+        self.traffic.snapshot()
+    }
+
+    /// Drops the traffic of peers the table forgot.
+    pub(crate) fn forget_old_traffic(&self) {
+        self.traffic.retain(|id| self.table.addr_of(id).is_some());
     }
 
     /// This node's id.

@@ -27,6 +27,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::{BlobId, Manifest};
 use crate::key::Key;
+use crate::metrics::{Histogram, LatencyHistogram};
 use crate::net::transport::{TcpTransport, Transport};
 use crate::net::{Keys, Network};
 use crate::store::{BlobStore, Catalog, DataDir, FileEntry, Origin, VerifiedBlob};
@@ -84,6 +85,20 @@ pub struct Stats {
     /// give their seat to a newcomer: the listener was full, or their
     /// source over its share (a flood).
     pub connections_evicted: u64,
+    /// How long whole puts took (files, buffers and streams that were stored).
+    pub put_latency: LatencyHistogram,
+    /// How long whole gets took (to a file, into memory, or a download of
+    /// a whole file through a reader's stream).
+    pub get_latency: LatencyHistogram,
+    /// How long one blob took to come from the peer that served it.
+    pub fetch_latency: LatencyHistogram,
+}
+
+/// The latency histograms a node records into (see [`Stats`]).
+#[derive(Default)]
+pub(crate) struct Latencies {
+    pub put: Histogram,
+    pub get: Histogram,
 }
 
 /// Every `interval`, lets the store recover from failed writes (a disk that
@@ -138,6 +153,7 @@ struct NodeInner {
     closed: AtomicBool,
     net: Option<Arc<Network>>,
     scrub: Arc<scrub::ScrubStats>,
+    latency: Latencies,
     repair: Option<Arc<repair::Repair>>,
     /// Closed (taken) at shutdown, with the data dir's lock: the next node
     /// on the directory opens it.
@@ -202,6 +218,7 @@ impl Node {
             closed: AtomicBool::new(false),
             net,
             scrub: scrub_stats,
+            latency: Latencies::default(),
             repair,
             catalog: std::sync::Mutex::new(Some(Arc::new(catalog))),
             _stop_on_drop: cancel.clone().drop_guard(),
@@ -239,6 +256,13 @@ impl Node {
     /// The peer table: every peer known and not yet forgotten, with its state.
     pub fn peers(&self) -> Vec<PeerInfo> {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.peers())
+    }
+
+    /// What this node exchanged with each peer it still knows: bytes each
+    /// way, errors, blobs fetched and the time they took. Empty without
+    /// networking.
+    pub fn peer_traffic(&self) -> std::collections::HashMap<NodeId, crate::net::PeerTraffic> {
+        self.inner.net.as_ref().map_or_else(Default::default, |n| n.traffic())
     }
 
     /// Gossip record signatures this node has checked (for tests: a
@@ -282,6 +306,8 @@ impl Node {
             scrub_missing: self.inner.scrub.missing.load(Ordering::Relaxed),
             scrub_restored: self.inner.scrub.restored.load(Ordering::Relaxed),
             cannot_write: store.write_problem().is_some() as u64,
+            put_latency: self.inner.latency.put.snapshot(),
+            get_latency: self.inner.latency.get.snapshot(),
             ..Stats::default()
         };
         if let Some(net) = &self.inner.net {
@@ -295,6 +321,7 @@ impl Node {
             stats.hedged_requests = c.hedged_requests.load(Ordering::Relaxed);
             stats.gossip_rejected = c.gossip_rejected.load(Ordering::Relaxed);
             stats.connections_evicted = net.connections_evicted();
+            stats.fetch_latency = c.fetch_latency.snapshot();
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
         if let Some(repair) = &self.inner.repair {
