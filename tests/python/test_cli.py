@@ -653,6 +653,42 @@ def test_an_invalid_key_is_bad_usage(serve, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def _serve_logs(tmp_path: Path, env: dict) -> list:
+    """The stderr lines of a `cas serve` run at info level, started then stopped."""
+    process = subprocess.Popen(
+        [*cas_command(), "serve", "--data-dir", str(tmp_path / "logs"), "--no-fsync", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CAS_LOG": "info", **env},
+    )
+    try:
+        status = lambda: run_cas("status", "--data-dir", tmp_path / "logs", check=False).returncode == 0  # noqa: E731
+        wait_until(status, timeout=60, what="cas serve to answer")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_json_logs_of_cas_serve(tmp_path: Path) -> None:
+    lines = _serve_logs(tmp_path, {"CAS_LOG_FORMAT": "json"})
+    assert lines
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    for record in records:
+        assert isinstance(record, dict)
+        assert record["level"] in ("ERROR", "WARN", "INFO", "DEBUG", "TRACE"), record
+        assert isinstance(record["fields"], dict) and record["timestamp"], record
+    started = [r for r in records if r["fields"].get("message") == "node started"]
+    assert started and started[0]["level"] == "INFO" and started[0]["fields"]["data_dir"] == str(tmp_path / "logs")
+
+
+def test_unknown_log_format_warns_and_keeps_text(tmp_path: Path) -> None:
+    lines = _serve_logs(tmp_path, {"CAS_LOG_FORMAT": "yaml"})
+    assert any("CAS_LOG_FORMAT=\"yaml\" is not a log format" in line for line in lines), lines
+    assert not any(line.lstrip().startswith("{") for line in lines), lines
+    assert any("node started" in line for line in lines)
+
+
 def test_peers_json_gives_traffic_of_each_peer(serve, tmp_path: Path) -> None:
     """Two `cas serve` nodes: a file put on a goes to b; `cas peers --json`
     on each counts the bytes, and b's get of a file only a holds, the fetches."""
