@@ -179,13 +179,16 @@ $(VENV)/.installed:
 	$(VENV_PY) -m pip install --progress-bar off --disable-pip-version-check "maturin>=1.9.4,<2" pytest tqdm
 	touch $@
 
-## Builds the abi3 wheel (release) and installs it, with the `cas` command, into .venv.
+## Builds the abi3 wheel (release), distribution cas-p2p, and installs it, with the `cas` command, into .venv.
 WHEELS := build/wheels
 py: venv
 	@echo "== building the Python package (cas-py) and installing it into $(VENV)"
 	rm -rf $(WHEELS)
 	$(VENV)/bin/maturin build --release --manifest-path cas-py/Cargo.toml --out $(WHEELS)
-	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(WHEELS)/*.whl
+	@# The distribution was named `cas` before it was `cas-p2p`: a .venv made
+	@# then still lists it, and it owns the same files.
+	@$(VENV_PY) -m pip uninstall --quiet --disable-pip-version-check --yes cas 2>/dev/null || true
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps $(WHEELS)/cas_p2p-*.whl
 
 ## What the network-namespace tests (tests/python/test_multihost.py) need
 ## besides root: `ip` and `nft`, installed with apt-get when missing and we

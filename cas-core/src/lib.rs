@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod key;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod store;
@@ -25,6 +26,8 @@ pub use config::{Config, Limits, PlacementDiversity};
 pub use error::{Error, ErrorKind, Result};
 pub use identity::generate_network_key;
 pub use key::Key;
+pub use metrics::LatencyHistogram;
+pub use net::PeerTraffic;
 pub use node::{
     Cancel, FileReader, Node, NodeId, PeerInfo, PeerState, Progress, PutReport, RepairReport, StatInfo, Stats,
 };

@@ -1,7 +1,8 @@
 //! Opt-in logging: quiet (warnings only) unless `CAS_LOG` says otherwise,
 //! e.g. `CAS_LOG=info` or `CAS_LOG=cas_core::net=debug`. Records go to
-//! stderr (coloured only on a terminal), or, once a host has set a
-//! [`LogSink`], to that sink instead.
+//! stderr (coloured only on a terminal), as text or, with
+//! `CAS_LOG_FORMAT=json`, one JSON object a line (for log shippers); or,
+//! once a host has set a [`LogSink`], to that sink instead.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -18,6 +19,9 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 /// The environment variable read by [`init`].
 pub const ENV_VAR: &str = "CAS_LOG";
+/// The environment variable that chooses the format of stderr's records:
+/// `json` or `text` (the default).
+pub const FORMAT_VAR: &str = "CAS_LOG_FORMAT";
 
 /// Receives log records: level, target (the module, e.g.
 /// `cas_core::net`) and the message with its fields. Called from any
@@ -52,19 +56,54 @@ fn level_number(level: Level) -> u8 {
     }
 }
 
+/// How stderr's records are written (`CAS_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    /// tracing-subscriber's JSON: one object a line, with `timestamp`,
+    /// `level`, `target` and `fields` (the message among them).
+    Json,
+}
+
+/// The format `CAS_LOG_FORMAT` names (unset or empty: text), or the value
+/// it holds if that names none.
+fn format_from(value: Option<&str>) -> std::result::Result<Format, String> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(Format::Text),
+        Some(v) if v.eq_ignore_ascii_case("text") => Ok(Format::Text),
+        Some(v) if v.eq_ignore_ascii_case("json") => Ok(Format::Json),
+        Some(other) => Err(other.to_string()),
+    }
+}
+
 /// Installs the process's logger, once: records go to the sink if one is
-/// set, else to stderr filtered by `CAS_LOG` (default `warn`), with ANSI
-/// colours only when stderr is a terminal. Does nothing if the host program
-/// installed a tracing subscriber already.
+/// set, else to stderr filtered by `CAS_LOG` (default `warn`), as text
+/// with ANSI colours only when stderr is a terminal, or as JSON lines with
+/// `CAS_LOG_FORMAT=json` (any other value is warned about, and text kept).
+/// Does nothing if the host program installed a tracing subscriber already.
 pub fn init() {
     INSTALLED.get_or_init(|| {
-        let env = EnvFilter::try_from_env(ENV_VAR).unwrap_or_else(|_| EnvFilter::new("warn"));
-        let stderr = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_filter(env.and(SinkFilter(false)));
+        let env = || EnvFilter::try_from_env(ENV_VAR).unwrap_or_else(|_| EnvFilter::new("warn"));
+        let value = std::env::var(FORMAT_VAR).ok();
+        let format = format_from(value.as_deref());
+        let text = (format != Ok(Format::Json)).then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(env().and(SinkFilter(false)))
+        });
+        let json = (format == Ok(Format::Json)).then(|| {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(std::io::stderr)
+                .with_filter(env().and(SinkFilter(false)))
+        });
         let to_sink = SinkLayer.with_filter(SinkFilter(true));
-        tracing_subscriber::registry().with(stderr).with(to_sink).try_init().is_ok()
+        let installed = tracing_subscriber::registry().with(text).with(json).with(to_sink).try_init().is_ok();
+        if let Err(unknown) = format {
+            tracing::warn!("{FORMAT_VAR}={unknown:?} is not a log format (json or text): logging as text");
+        }
+        installed
     });
 }
 
@@ -177,6 +216,15 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+
+    #[test]
+    fn formats_by_name() {
+        assert_eq!(format_from(None), Ok(Format::Text));
+        assert_eq!(format_from(Some("")), Ok(Format::Text));
+        assert_eq!(format_from(Some("text")), Ok(Format::Text));
+        assert_eq!(format_from(Some(" JSON ")), Ok(Format::Json));
+        assert_eq!(format_from(Some("yaml")), Err("yaml".to_string()));
+    }
 
     #[test]
     fn a_sink_takes_records_up_to_its_level_then_stderr_again() {

@@ -14,6 +14,7 @@ mod api;
 mod files;
 mod mime;
 mod origin;
+mod process;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

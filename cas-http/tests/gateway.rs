@@ -392,9 +392,12 @@ async fn status_peers_health_and_metrics() {
     let text = metrics.text();
     let stats = node.stats();
     for line in [
-        format!("cas_bytes_stored {}", stats.bytes_stored),
-        format!("cas_blobs_stored {}", stats.blobs_stored),
-        "cas_bytes_sent_total 0".into(),
+        format!("cas_stored_bytes {}", stats.bytes_stored),
+        format!("cas_stored_blobs {}", stats.blobs_stored),
+        "cas_sent_bytes_total 0".into(),
+        format!("cas_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        "# TYPE cas_put_duration_seconds histogram".into(),
+        "cas_fetch_duration_seconds_count 0".into(),
         "cas_scrub_restored_total 0".into(),
         "cas_peers{state=\"alive\"} 0".into(),
         "cas_http_requests_in_progress 0".into(),
@@ -402,10 +405,10 @@ async fn status_peers_health_and_metrics() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
     }
-    for name in ["bytes_received", "requests_served", "verification_failures", "blobs_repaired"] {
+    for name in ["received_bytes", "requests_served", "verification_failures", "blobs_repaired"] {
         assert!(text.contains(&format!("\ncas_{name}_total ")), "{name}");
     }
-    for name in ["peers_alive", "blobs_scrubbed_total", "bytes_scrubbed_total", "scrub_corrupt_total"] {
+    for name in ["peers_alive", "scrubbed_blobs_total", "scrubbed_bytes_total", "scrub_corrupt_total"] {
         assert!(text.contains(&format!("\ncas_{name} ")), "{name}");
     }
     let page = http(&server, "GET", "/", &[], b"").await;

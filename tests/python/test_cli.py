@@ -162,6 +162,19 @@ def test_version() -> None:
     assert run_cas("--version").stdout.strip() == f"cas {cas.__version__}"
 
 
+def test_distribution_is_cas_p2p_with_import_name_and_command_cas() -> None:
+    """`cas` on the Python package index is another project: ours is `cas-p2p`."""
+    from importlib import metadata
+
+    import cas
+
+    dist = metadata.distribution("cas-p2p")
+    assert dist.version == cas.__version__
+    scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    assert scripts == {"cas": "cas.cli:main"}
+    assert any(str(f).startswith("cas/") for f in dist.files or [])
+
+
 NUMBERS = ["-1", "many", "1.5", "", str(1 << 64)]
 # Every option of every subcommand, with values it must refuse.
 BAD_OPTIONS = [
@@ -638,3 +651,67 @@ def test_an_invalid_key_is_bad_usage(serve, tmp_path: Path) -> None:
     no_dest = run_cas("get", key, "--json", "--data-dir", d, check=False)
     assert no_dest.returncode == 2 and json.loads(no_dest.stdout)["error"]["type"] == "UsageError"
     assert not (tmp_path / "out").exists()
+
+
+def _serve_logs(tmp_path: Path, env: dict) -> list:
+    """The stderr lines of a `cas serve` run at info level, started then stopped."""
+    process = subprocess.Popen(
+        [*cas_command(), "serve", "--data-dir", str(tmp_path / "logs"), "--no-fsync", "--listen", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "CAS_LOG": "info", **env},
+    )
+    try:
+        status = lambda: run_cas("status", "--data-dir", tmp_path / "logs", check=False).returncode == 0  # noqa: E731
+        wait_until(status, timeout=60, what="cas serve to answer")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def test_json_logs_of_cas_serve(tmp_path: Path) -> None:
+    lines = _serve_logs(tmp_path, {"CAS_LOG_FORMAT": "json"})
+    assert lines
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    for record in records:
+        assert isinstance(record, dict)
+        assert record["level"] in ("ERROR", "WARN", "INFO", "DEBUG", "TRACE"), record
+        assert isinstance(record["fields"], dict) and record["timestamp"], record
+    started = [r for r in records if r["fields"].get("message") == "node started"]
+    assert started and started[0]["level"] == "INFO" and started[0]["fields"]["data_dir"] == str(tmp_path / "logs")
+
+
+def test_unknown_log_format_warns_and_keeps_text(tmp_path: Path) -> None:
+    lines = _serve_logs(tmp_path, {"CAS_LOG_FORMAT": "yaml"})
+    assert any("CAS_LOG_FORMAT=\"yaml\" is not a log format" in line for line in lines), lines
+    assert not any(line.lstrip().startswith("{") for line in lines), lines
+    assert any("node started" in line for line in lines)
+
+
+def test_peers_json_gives_traffic_of_each_peer(serve, tmp_path: Path) -> None:
+    """Two `cas serve` nodes: a file put on a goes to b; `cas peers --json`
+    on each counts the bytes, and b's get of a file only a holds, the fetches."""
+    key_file = tmp_path / "net.key"
+    run_cas("keygen", key_file)
+    common = ["--listen", "127.0.0.1:0", "--network-key", key_file, "--gossip-interval", "0.1"]
+    a = serve("a", *common, "--replicas", "1")
+    b = serve("b", *common, "--replicas", "0", "--bootstrap", a.status["address"])
+    alive = lambda d: [p for p in cas_json("peers", "--data-dir", d)["peers"] if p["state"] == "alive"]  # noqa: E731
+    wait_until(lambda: alive(a.data_dir) and alive(b.data_dir), what="a and b to see each other")
+    src = tmp_path / "one.bin"
+    src.write_bytes(os.urandom(200_000))
+    run_cas("put", src, "--data-dir", a.data_dir)  # a's copy of each blob goes to b
+    only_b_has = tmp_path / "two.bin"
+    only_b_has.write_bytes(os.urandom(100_000))
+    key = run_cas("put", only_b_has, "--data-dir", b.data_dir).stdout.strip()  # replicas 0: b alone holds it
+    run_cas("get", key, tmp_path / "back.bin", "--data-dir", a.data_dir)
+    assert (tmp_path / "back.bin").read_bytes() == only_b_has.read_bytes()
+
+    [b_seen_by_a] = cas_json("peers", "--data-dir", a.data_dir)["peers"]
+    assert b_seen_by_a["sent_bytes"] >= 200_000, b_seen_by_a
+    assert b_seen_by_a["received_bytes"] >= 100_000 and b_seen_by_a["fetches"] >= 2, b_seen_by_a
+    assert b_seen_by_a["fetch_seconds"] > 0 and b_seen_by_a["errors"] >= 0, b_seen_by_a
+    [a_seen_by_b] = cas_json("peers", "--data-dir", b.data_dir)["peers"]
+    assert a_seen_by_b["received_bytes"] >= 200_000 and a_seen_by_b["sent_bytes"] >= 100_000, a_seen_by_b
+    assert a_seen_by_b["fetches"] == 0, a_seen_by_b

@@ -251,23 +251,118 @@ def test_status_peers_and_metrics(nodes: Callable[..., cas.Node]) -> None:
 
     metrics = call(address, "GET", "/metrics")
     assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-    samples = {}
-    for line in metrics.body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            samples[name] = int(value)
+    kinds, samples = parse_metrics(metrics.body.decode())
     stats = a.stats()
-    for counter in ("bytes_sent", "bytes_received", "requests_served", "verification_failures", "blobs_repaired",
-                    "request_timeouts", "hedged_requests", "repair_refused_full", "blobs_scrubbed", "bytes_scrubbed", "scrub_corrupt",
-                    "scrub_missing", "scrub_restored", "gossip_rejected", "connections_evicted",
-                    "audits", "audits_failed"):
-        assert f"cas_{counter}_total" in samples, counter
-    for gauge in ("blobs_stored", "bytes_stored", "peers_alive", "peers_full", "cannot_write"):
-        assert samples[f"cas_{gauge}"] == getattr(stats, gauge), gauge
-    assert samples["cas_bytes_sent_total"] > 0, "the put sent replicas to b"
+    for counter in ("sent_bytes", "received_bytes", "requests_served", "verification_failures", "blobs_repaired",
+                    "request_timeouts", "hedged_requests", "repair_refused_full", "scrubbed_blobs", "scrubbed_bytes",
+                    "scrub_corrupt", "scrub_missing", "scrub_restored", "gossip_rejected", "connections_evicted",
+                    "audits", "audits_failed", "over_budget_connections"):
+        assert kinds[f"cas_{counter}_total"] == "counter", counter
+    for gauge, stat in (("stored_blobs", "blobs_stored"), ("stored_bytes", "bytes_stored"), ("peers_alive", "peers_alive"),
+                        ("peers_full", "peers_full"), ("cannot_write", "cannot_write")):
+        assert kinds[f"cas_{gauge}"] == "gauge", gauge
+        assert samples[f"cas_{gauge}"] == getattr(stats, stat), gauge
+    # Held only while a frame arrives or a request is served: it may move.
+    assert kinds["cas_memory_held_bytes"] == "gauge"
+    assert samples["cas_sent_bytes_total"] > 0, "the put sent replicas to b"
     assert samples['cas_peers{state="alive"}'] == 1
     assert samples['cas_peers{state="dead"}'] == 0
     assert samples["cas_http_requests_in_progress"] == 0
+    assert samples[f'cas_build_info{{version="{cas.__version__}"}}'] == 1
+    assert samples["cas_put_duration_seconds_count"] == 1, "the put of x"
+
+
+# The metrics renamed for Prometheus's conventions (issue 31): none is left.
+OLD_METRIC_NAMES = ["cas_bytes_sent_total", "cas_bytes_received_total", "cas_bytes_stored", "cas_blobs_stored",
+                    "cas_blobs_scrubbed_total", "cas_bytes_scrubbed_total"]
+
+
+def parse_metrics(text: str) -> Tuple[Dict[str, str], Dict[str, float]]:
+    """The Prometheus text of /metrics: the TYPE of each metric family, and
+    each sample's value by its name with labels. Checks the conventions:
+    every sample belongs to a family with HELP and TYPE lines, `_total`
+    ends the counters' names and no other's, histograms have their
+    `_bucket{le=...}` (cumulative, up to `+Inf`), `_sum` and `_count`."""
+    helps: Dict[str, str] = {}
+    kinds: Dict[str, str] = {}
+    samples: Dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            name, text_ = line[len("# HELP "):].split(" ", 1)
+            assert text_.strip(), line
+            helps[name] = text_
+        elif line.startswith("# TYPE "):
+            name, kind = line[len("# TYPE "):].split(" ")
+            assert name not in kinds, f"two TYPE lines for {name}"
+            kinds[name] = kind
+        elif line:
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert set(helps) == set(kinds)
+    for name, kind in kinds.items():
+        assert kind in ("counter", "gauge", "histogram"), (name, kind)
+        assert name.endswith("_total") == (kind == "counter"), f"{name} is a {kind}"
+    for sample in samples:
+        family = sample.split("{", 1)[0]
+        if family not in kinds:
+            family = family.rsplit("_", 1)[0]
+            assert kinds.get(family) == "histogram", f"{sample} has no TYPE line"
+    for name in (n for n, kind in kinds.items() if kind == "histogram"):
+        buckets = [(k, v) for k, v in samples.items() if k.startswith(f"{name}_bucket{{le=")]
+        assert buckets and buckets[-1][0] == f'{name}_bucket{{le="+Inf"}}', name
+        counts = [v for _, v in buckets]
+        assert counts == sorted(counts), f"{name}: buckets not cumulative"
+        assert samples[f"{name}_count"] == counts[-1] and samples[f"{name}_sum"] >= 0
+    for old in OLD_METRIC_NAMES:
+        assert old not in kinds, old
+    return kinds, samples
+
+
+def test_cas_serve_metrics_count_puts_gets_and_fetches(tmp_path: Path) -> None:
+    """Through `cas serve --http` processes: a put and a whole download are
+    counted in the latency histograms, a blob fetched from the other node
+    in the fetch histogram; the process metrics are this process's."""
+    key_file = tmp_path / "net.key"
+    subprocess.run([*cas_command(), "keygen", str(key_file)], check=True, capture_output=True)
+    a, ready_a = _start_serve(tmp_path / "a", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                              "--network-key", key_file, "--gossip-interval", "0.1", "--replicas", "0")
+    b = None
+    try:
+        kinds, before = parse_metrics(call(ready_a["http"], "GET", "/metrics").body.decode())
+        for name, kind in (("process_cpu_seconds_total", "counter"), ("process_resident_memory_bytes", "gauge"),
+                           ("process_open_fds", "gauge"), ("process_start_time_seconds", "gauge")):
+            assert kinds[name] == kind and before[name] > 0, name
+        for histogram in ("cas_put_duration_seconds", "cas_get_duration_seconds", "cas_fetch_duration_seconds"):
+            assert kinds[histogram] == "histogram"
+        assert before["cas_put_duration_seconds_count"] == before["cas_get_duration_seconds_count"] == 0
+
+        data = os.urandom(300_000)
+        reply = call(ready_a["http"], "POST", "/cas?name=m.bin", body=data)
+        assert reply.status == 200, reply.body
+        key = reply.json()["key"]
+        got = call(ready_a["http"], "GET", f"/cas/{key}")
+        assert got.status == 200 and got.body == data
+        _, after = parse_metrics(call(ready_a["http"], "GET", "/metrics").body.decode())
+        assert after["cas_put_duration_seconds_count"] == 1
+        assert after["cas_get_duration_seconds_count"] == 1
+        assert after['cas_put_duration_seconds_bucket{le="+Inf"}'] == 1
+        assert after["cas_put_duration_seconds_sum"] > 0
+
+        # b holds nothing (replicas 0): its get fetches each blob from a.
+        b, ready_b = _start_serve(tmp_path / "b", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0",
+                                  "--network-key", key_file, "--gossip-interval", "0.1", "--replicas", "0",
+                                  "--bootstrap", ready_a["address"])
+        wait_until(lambda: call(ready_b["http"], "GET", "/api/status").json()["peers"]["alive"] == 1,
+                   what="b to see a")
+        got = call(ready_b["http"], "GET", f"/cas/{key}")
+        assert got.status == 200 and got.body == data
+        _, on_b = parse_metrics(call(ready_b["http"], "GET", "/metrics").body.decode())
+        assert on_b["cas_fetch_duration_seconds_count"] >= 2, "the manifest and the chunk came from a"
+        assert on_b["cas_get_duration_seconds_count"] == 1 and on_b["cas_put_duration_seconds_count"] == 0
+    finally:
+        _stop(a)
+        if b is not None:
+            _stop(b)
 
 
 def test_other_addresses_need_a_token(node: cas.Node, tmp_path: Path) -> None:

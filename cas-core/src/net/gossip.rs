@@ -97,6 +97,7 @@ impl Network {
             }
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).retain(|_, at| at.elapsed() < SLOW_PEER_PENALTY);
             self.forget_old_liars();
+            self.forget_old_traffic();
             self.warnings.report_skipped();
             self.log_budget_waits();
             let targets = gossip_partners(self.table.peers_in(&[PeerState::Alive, PeerState::Suspect]));

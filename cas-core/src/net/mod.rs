@@ -14,6 +14,7 @@ pub mod memory;
 pub mod placement;
 pub mod secure;
 mod service;
+mod traffic;
 mod transfer;
 pub mod transport;
 
@@ -33,6 +34,8 @@ use self::gossip::Rejoin;
 use self::log_limit::LogLimit;
 use self::membership::{PeerTable, Timing};
 use self::secure::Credentials;
+pub use self::traffic::PeerTraffic;
+use self::traffic::Traffic;
 use self::transport::{BoxStream, Transport};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -61,6 +64,8 @@ pub(crate) struct NetStats {
     /// Possession audits of peers answered (or timed out), and of those the failed ones.
     pub audits: AtomicU64,
     pub audits_failed: AtomicU64,
+    /// How long each blob fetched took to come from the peer that served it.
+    pub fetch_latency: crate::metrics::Histogram,
 }
 
 /// What a node brings to the network besides its configuration.
@@ -90,6 +95,8 @@ pub(crate) struct Network {
     slow: Mutex<HashMap<NodeId, Instant>>,
     /// The last FETCH_SAMPLES times a fetched blob took to arrive.
     fetch_times: Mutex<std::collections::VecDeque<Duration>>,
+    /// Bytes, errors and fetch times by peer (pruned with the peer table).
+    traffic: Traffic,
     /// Bounds the warnings that peers and outsiders can cause.
     warnings: Warnings,
     /// Bootstrap addresses whose last attempt failed.
@@ -220,6 +227,7 @@ impl Network {
             stats: NetStats::default(),
             slow: Mutex::default(),
             fetch_times: Mutex::default(),
+            traffic: Traffic::default(),
             warnings: Warnings::new(),
             unreachable: Mutex::default(),
             refused: Mutex::default(),
@@ -492,6 +500,9 @@ impl Network {
             self.stats.request_timeouts.fetch_add(1, Ordering::Relaxed);
             self.slow.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, Instant::now());
         }
+        if result.is_err() || matches!(result, Ok(Response::Error { .. })) {
+            self.note_traffic(peer, |t| t.errors += 1);
+        }
         result
     }
 
@@ -506,6 +517,21 @@ impl Network {
     /// The addresses whose node refused this node's network key.
     pub(crate) fn refused_bootstrap(&self) -> Vec<String> {
         self.refused.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// Updates what this node exchanged with `peer` (see [`PeerTraffic`]).
+    pub(crate) fn note_traffic(&self, peer: NodeId, update: impl FnOnce(&mut PeerTraffic)) {
+        self.traffic.record(peer, MAX_TRACKED_PEERS, update);
+    }
+
+    /// What this node exchanged with each peer still in its table.
+    pub(crate) fn traffic(&self) -> HashMap<NodeId, PeerTraffic> {
+        self.traffic.snapshot()
+    }
+
+    /// Drops the traffic of peers the table forgot.
+    pub(crate) fn forget_old_traffic(&self) {
+        self.traffic.retain(|id| self.table.addr_of(id).is_some());
     }
 
     /// This node's id.

@@ -36,7 +36,7 @@ impl Handler for Service {
                     Err(()) => Response::Error { message: "gossip with a bad signature, dropped".into() }.into(),
                 },
                 Request::StoreBlob { id, data } => store_blob(&net, from, id, data).await.into(),
-                Request::GetBlob { id } => get_blob(&net, id, answers).await,
+                Request::GetBlob { id } => get_blob(&net, from, id, answers).await,
                 Request::Audit { id, nonce } => answer_audit(&net, id, nonce).await.into(),
                 Request::HasBlobs { ids } => {
                     if ids.len() > MAX_HAS_BATCH {
@@ -55,7 +55,7 @@ impl Handler for Service {
 
 /// Serves a blob from the local store. Its size is reserved from the
 /// connection's answer budget before it is loaded.
-async fn get_blob(net: &Arc<Network>, id: crate::format::BlobId, answers: AnswerBudget) -> Answer {
+async fn get_blob(net: &Arc<Network>, from: NodeId, id: crate::format::BlobId, answers: AnswerBudget) -> Answer {
     if let Some(delay) = net.config.faults.delay_served_blobs {
         tokio::time::sleep(delay).await;
     }
@@ -74,6 +74,7 @@ async fn get_blob(net: &Arc<Network>, id: crate::format::BlobId, answers: Answer
                 }
             }
             net.stats.bytes_sent.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            net.note_traffic(from, |t| t.sent_bytes += bytes.len() as u64);
             Response::Blob { data: bytes.into() }
         }
         Ok(None) => Response::NotFound,
@@ -135,10 +136,12 @@ async fn store_blob(net: &Arc<Network>, from: NodeId, id: crate::format::BlobId,
     match result {
         Ok(_) => {
             net.stats.bytes_received.fetch_add(len, Ordering::Relaxed);
+            net.note_traffic(from, |t| t.received_bytes += len);
             Response::Stored
         }
         Err(e @ Error::Integrity { .. }) => {
             net.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
+            net.note_traffic(from, |t| t.errors += 1);
             net.warnings
                 .bad_blobs_stored
                 .warn(|| tracing::warn!(peer = %from, "refused a blob that fails verification: {e}"));

@@ -104,6 +104,7 @@ impl Network {
         match self.request(peer, || Request::StoreBlob { id, data: data.clone() }).await {
             Ok(Response::Stored) => {
                 self.stats.bytes_sent.fetch_add(len, Ordering::Relaxed);
+                self.note_traffic(peer, |t| t.sent_bytes += len);
                 Ok(())
             }
             Ok(Response::Refused { reason, full }) => Err(NotStored { full, reason: format!("refused: {reason}") }),
@@ -219,7 +220,12 @@ impl Network {
                 Some((peer, started, blob)) = asks.next() => {
                     out.retain(|(p, _)| *p != peer);
                     let Some(blob) = blob else { continue };
-                    self.record_fetch_time(started.elapsed());
+                    let took = started.elapsed();
+                    self.record_fetch_time(took);
+                    self.note_traffic(peer, |t| {
+                        t.fetches += 1;
+                        t.fetch_time += took;
+                    });
                     // Returning drops the requests still out; the peers
                     // asked before the winner were outrun by it.
                     let mut slow = self.slow.lock().unwrap_or_else(|e| e.into_inner());
@@ -251,10 +257,12 @@ impl Network {
                 match blocking(move || VerifiedBlob::check(id, data.into())).await {
                     Ok(blob) => {
                         self.stats.bytes_received.fetch_add(len, Ordering::Relaxed);
+                        self.note_traffic(peer, |t| t.received_bytes += len);
                         return Some(blob);
                     }
                     Err(e) => {
                         self.stats.verification_failures.fetch_add(1, Ordering::Relaxed);
+                        self.note_traffic(peer, |t| t.errors += 1);
                         self.note_liar(peer, &format!("served a bad blob: {e}"));
                     }
                 }
@@ -277,6 +285,7 @@ impl Network {
     }
 
     fn record_fetch_time(&self, took: Duration) {
+        self.stats.fetch_latency.observe(took);
         let mut times = self.fetch_times.lock().unwrap_or_else(|e| e.into_inner());
         if times.len() == FETCH_SAMPLES {
             times.pop_front();

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::stream::{Stream, StreamExt};
 
@@ -72,12 +73,15 @@ impl Node {
         progress: Option<Progress>,
         cancel: &Cancel,
     ) -> Result<u64> {
-        tokio::select! {
+        let started = Instant::now();
+        let size = tokio::select! {
             result = self.write_file(key, dest.as_ref(), progress, cancel) => result,
             // Fires only if the cancel came before the commit; dropping the
             // get then unlinks its temporary file.
             _ = cancel.cancelled() => Err(Error::Cancelled),
-        }
+        }?;
+        self.inner.latency.get.observe(started.elapsed());
+        Ok(size)
     }
 
     async fn write_file(&self, key: &Key, dest: &Path, progress: Option<Progress>, cancel: &Cancel) -> Result<u64> {
@@ -171,6 +175,7 @@ impl Node {
     /// any chunk is fetched ([`Node::get_file`] and [`Node::open`] stream
     /// files of any size).
     pub async fn get_bytes(&self, key: &Key) -> Result<Vec<u8>> {
+        let started = Instant::now();
         let manifest = Arc::new(self.load_manifest(key).await?);
         self.check_fits_in_memory(manifest.header.file_size, "the file")?;
         // Grown as verified chunks arrive: a manifest is untrusted input,
@@ -180,6 +185,7 @@ impl Node {
         while let Some(plain) = chunks.next().await {
             out.extend_from_slice(&plain?);
         }
+        self.inner.latency.get.observe(started.elapsed());
         Ok(out)
     }
 

@@ -29,6 +29,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::format::{BlobId, Manifest};
 use crate::key::Key;
+use crate::metrics::{Histogram, LatencyHistogram};
 use crate::net::transport::{TcpTransport, Transport};
 use crate::net::{Keys, Network};
 use crate::store::{BlobStore, Catalog, DataDir, FileEntry, Origin, VerifiedBlob};
@@ -99,6 +100,20 @@ pub struct Stats {
     /// Connections closed after waiting for the memory budget for the idle
     /// timeout (their source over its share, or the budget full).
     pub connections_over_budget: u64,
+    /// How long whole puts took (files, buffers and streams that were stored).
+    pub put_latency: LatencyHistogram,
+    /// How long whole gets took (to a file, into memory, or a download of
+    /// a whole file through a reader's stream).
+    pub get_latency: LatencyHistogram,
+    /// How long one blob took to come from the peer that served it.
+    pub fetch_latency: LatencyHistogram,
+}
+
+/// The latency histograms a node records into (see [`Stats`]).
+#[derive(Default)]
+pub(crate) struct Latencies {
+    pub put: Histogram,
+    pub get: Histogram,
 }
 
 /// Every `interval`, lets what failed a write recover (a disk that was
@@ -178,6 +193,7 @@ struct NodeInner {
     closed: AtomicBool,
     net: Option<Arc<Network>>,
     scrub: Arc<scrub::ScrubStats>,
+    latency: Latencies,
     repair: Option<Arc<repair::Repair>>,
     /// Closed (taken) at shutdown, with the data dir's lock: the next node
     /// on the directory opens it.
@@ -245,6 +261,7 @@ impl Node {
             closed: AtomicBool::new(false),
             net,
             scrub: scrub_stats,
+            latency: Latencies::default(),
             repair,
             catalog: std::sync::Mutex::new(Some(Arc::new(catalog))),
             _stop_on_drop: cancel.clone().drop_guard(),
@@ -296,6 +313,13 @@ impl Node {
         self.inner.net.as_ref().map_or_else(Vec::new, |n| n.peers())
     }
 
+    /// What this node exchanged with each peer it still knows: bytes each
+    /// way, errors, blobs fetched and the time they took. Empty without
+    /// networking.
+    pub fn peer_traffic(&self) -> std::collections::HashMap<NodeId, crate::net::PeerTraffic> {
+        self.inner.net.as_ref().map_or_else(Default::default, |n| n.traffic())
+    }
+
     /// Gossip record signatures this node has checked (for tests: a
     /// message with a bad one must cost one check, not one per record).
     #[doc(hidden)]
@@ -338,6 +362,8 @@ impl Node {
             scrub_missing: self.inner.scrub.missing.load(Ordering::Relaxed),
             scrub_restored: self.inner.scrub.restored.load(Ordering::Relaxed),
             cannot_write: self.write_problem().is_some() as u64,
+            put_latency: self.inner.latency.put.snapshot(),
+            get_latency: self.inner.latency.get.snapshot(),
             ..Stats::default()
         };
         if let Some(net) = &self.inner.net {
@@ -355,6 +381,7 @@ impl Node {
             stats.connections_evicted = net.connections_evicted();
             stats.memory_held = net.memory_held();
             stats.connections_over_budget = net.connections_over_budget();
+            stats.fetch_latency = c.fetch_latency.snapshot();
             stats.peers_alive = net.peers().iter().filter(|p| p.state == PeerState::Alive).count() as u64;
         }
         if let Some(repair) = &self.inner.repair {

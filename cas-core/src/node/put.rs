@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -113,6 +114,7 @@ impl Node {
         progress: Option<Progress>,
         cancel: &Cancel,
     ) -> Result<PutReport> {
+        let started = Instant::now();
         self.check_open()?;
         let path = path.as_ref().to_path_buf();
         let p = path.clone();
@@ -129,7 +131,7 @@ impl Node {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let source = PutSource::File { file: Arc::new(file), path: Arc::new(path), size, next: 0 };
         let report = self.put_source(source, size, progress, cancel).await?;
-        self.record_put(&report, name).await;
+        self.record_put(&report, name, started).await;
         Ok(report)
     }
 
@@ -153,15 +155,17 @@ impl Node {
         name: &str,
         cancel: &Cancel,
     ) -> Result<PutReport> {
+        let started = Instant::now();
         self.check_open()?;
         let report = self.put_source(PutSource::Reader(reader), size_hint, progress, cancel).await?;
-        self.record_put(&report, name.to_string()).await;
+        self.record_put(&report, name.to_string(), started).await;
         Ok(report)
     }
 
-    /// Adds a finished put to the catalog. The file is stored whatever
-    /// happens here: a catalog that cannot be written is a warning.
-    async fn record_put(&self, report: &PutReport, name: String) {
+    /// Adds a finished put to the catalog, and its time since `started` to
+    /// the put latencies. The file is stored whatever happens here: a
+    /// catalog that cannot be written is a warning.
+    async fn record_put(&self, report: &PutReport, name: String, started: Instant) {
         let (key, size) = (report.key, report.size);
         let recorded = match self.catalog() {
             Ok(catalog) => blocking(move || catalog.record(&key, &name, size)).await,
@@ -170,6 +174,7 @@ impl Node {
         if let Err(e) = recorded {
             tracing::warn!(key = %report.key, "the file is stored, but not listed in the catalog: {e}");
         }
+        self.inner.latency.put.observe(started.elapsed());
     }
 
     /// Stores everything `reader` yields. `size_hint` is only reported to

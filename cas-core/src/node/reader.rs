@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io::SeekFrom;
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::stream::{Stream, StreamExt};
 use tokio_util::task::AbortOnDropHandle;
@@ -38,11 +39,15 @@ pub struct FileReader {
     depth: usize,
     /// The most chunks read ahead: the node's window less the one held.
     max_depth: usize,
+    /// When [`Node::open`] began: a stream of the whole file counts as a
+    /// get from then (see [`FileReader::into_stream`]).
+    opened: Instant,
 }
 
 impl Node {
     /// Opens the file of `key` for reading (fetches only its manifest now).
     pub async fn open(&self, key: &Key) -> Result<FileReader> {
+        let opened = Instant::now();
         let manifest = Arc::new(self.load_manifest(key).await?);
         let max_depth = self.inner.config.window(manifest.header.chunk_size) - 1;
         Ok(FileReader {
@@ -56,6 +61,7 @@ impl Node {
             ahead: VecDeque::new(),
             depth: 0,
             max_depth,
+            opened,
         })
     }
 }
@@ -226,7 +232,8 @@ impl FileReader {
     /// chunks the range covers are fetched, several at a time within the
     /// node's window (`parallelism`, `max_inflight_bytes`), so memory stays
     /// bounded whatever the length. A chunk this reader already holds is
-    /// not fetched again.
+    /// not fetched again. A stream of the whole file that yields its last
+    /// piece counts as a get (`Stats::get_latency`), timed from the open.
     pub fn into_stream(self, offset: u64, len: u64) -> impl Stream<Item = Result<Vec<u8>>> + Send + 'static {
         let size = self.size();
         let start = offset.min(size);
@@ -235,6 +242,8 @@ impl FileReader {
         let chunks = if start < end { start / chunk_size..(end - 1) / chunk_size + 1 } else { 0..0 };
         let window = self.node.inner.config.window(self.manifest.header.chunk_size);
         let (node, manifest, mut held) = (self.node, self.manifest, self.current);
+        let whole = start == 0 && end == size;
+        let (opened, mut left, timed) = (self.opened, chunks.end - chunks.start, node.clone());
         futures::stream::iter(chunks)
             .map(move |i| {
                 let (node, manifest) = (node.clone(), manifest.clone());
@@ -251,5 +260,11 @@ impl FileReader {
                 }
             })
             .buffered(window)
+            .inspect(move |piece| {
+                left -= 1;
+                if whole && left == 0 && piece.is_ok() {
+                    timed.inner.latency.get.observe(opened.elapsed());
+                }
+            })
     }
 }
